@@ -1,0 +1,185 @@
+//! zstd dictionaries trained from the store's own records, per record kind.
+//!
+//! Invariants: a dictionary is stored (meta table, versioned by id) before any record uses it;
+//! dictionaries are never deleted, so every record stays readable; `store verify` checks that
+//! every dictionary a record names exists. Training runs after pruning, once a kind has
+//! `dictionary_min_samples` records, and again when its count has grown fourfold.
+
+use crate::codec::{Codec, Compression, RecordKind};
+use crate::error::Result;
+use crate::store::{Store, corrupt};
+use crate::tables::{MEMORIES, META};
+use redb::{ReadableDatabase, ReadableTable};
+use serde::{Deserialize, Serialize};
+
+const DICT_PREFIX: &str = "dict/";
+/// Most samples a training run reads.
+const MAX_TRAINING_SAMPLES: usize = 20_000;
+
+/// A stored dictionary.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DictionaryRecord {
+    /// Id (never reused).
+    pub id: u32,
+    /// Record kind it compresses (as its `u8`).
+    pub kind: u8,
+    /// When trained, agent ms.
+    pub created_ms: u64,
+    /// Samples it was trained on.
+    pub samples: u32,
+    /// The dictionary.
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+fn current_key(kind: RecordKind) -> String {
+    format!("dict_current/{}", kind as u8)
+}
+
+/// Every stored dictionary.
+pub fn list(store: &Store) -> Result<Vec<DictionaryRecord>> {
+    let read = store.db.begin_read()?;
+    let meta = read.open_table(META)?;
+    let mut out = Vec::new();
+    for row in meta.range(DICT_PREFIX..)? {
+        let (k, v) = row?;
+        if !k.value().starts_with(DICT_PREFIX) {
+            break;
+        }
+        out.push(
+            store
+                .codec
+                .decode(v.value())
+                .map_err(|r| corrupt("meta", k.value(), r))?,
+        );
+    }
+    Ok(out)
+}
+
+pub(crate) fn load_dictionaries(store: &Store) -> Result<()> {
+    let dicts = list(store)?;
+    let current: Vec<(u8, u32)> = store.read(|r| {
+        RecordKind::ALL
+            .iter()
+            .filter_map(|k| {
+                r.meta_u64(&current_key(*k))
+                    .transpose()
+                    .map(|v| v.map(|id| (*k as u8, id as u32)))
+            })
+            .collect()
+    })?;
+    for d in dicts {
+        let Some(kind) = RecordKind::ALL.into_iter().find(|k| *k as u8 == d.kind) else {
+            continue;
+        };
+        let is_current = current.contains(&(d.kind, d.id));
+        store.codec.add_dictionary(d.id, kind, &d.bytes, is_current);
+    }
+    Ok(())
+}
+
+/// Trains a new warm-memory dictionary when due; returns its id.
+pub(crate) fn train_if_due(store: &Store, now_ms: u64) -> Result<Option<u32>> {
+    let kind = RecordKind::MemoryWarm;
+    let samples: Vec<Vec<u8>> = store.read(|r| {
+        let t = r.tx.open_table(MEMORIES)?;
+        let mut out = Vec::new();
+        for row in t.iter()?.rev() {
+            let (k, v) = row?;
+            let (header, raw) = r
+                .codec
+                .decode_bytes(v.value())
+                .map_err(|e| corrupt("memories", ulid::Ulid(k.value()), e))?;
+            if header.kind == kind {
+                out.push(raw);
+                if out.len() >= MAX_TRAINING_SAMPLES {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    })?;
+    let min = store.memory.dictionary_min_samples as usize;
+    let current = store.codec.current_dictionary(kind);
+    let last_samples = list(store)?
+        .iter()
+        .find(|d| d.id == current)
+        .map_or(0, |d| d.samples as usize);
+    let due =
+        samples.len() >= min && (current == 0 || samples.len() >= last_samples.saturating_mul(4));
+    if !due {
+        return Ok(None);
+    }
+    let bytes = match zstd::dict::from_samples(
+        &samples,
+        store.memory.dictionary_size_bytes as usize,
+    ) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %e, samples = samples.len(), "dictionary training failed; keeping plain zstd");
+            return Ok(None);
+        }
+    };
+    let id = store.write(|w| {
+        let id = w.meta_u64("dict_next_id")?.unwrap_or(1);
+        w.set_meta_u64("dict_next_id", id + 1)?;
+        let record = DictionaryRecord {
+            id: id as u32,
+            kind: kind as u8,
+            created_ms: now_ms,
+            samples: samples.len() as u32,
+            bytes: bytes.clone(),
+        };
+        let encoded = w
+            .codec
+            .encode(RecordKind::Meta, Compression::None, &record)?;
+        w.tx.open_table(META)?.insert(
+            format!("{DICT_PREFIX}{id:010}").as_str(),
+            encoded.as_slice(),
+        )?;
+        w.set_meta_u64(&current_key(kind), id)?;
+        Ok(id as u32)
+    })?;
+    store.codec.add_dictionary(id, kind, &bytes, true);
+    tracing::info!(
+        id,
+        samples = samples.len(),
+        size = bytes.len(),
+        "trained warm-memory dictionary"
+    );
+    Ok(Some(id))
+}
+
+/// Re-encodes warm records that use an older (or no) dictionary with the current one.
+pub(crate) fn recompress_warm(store: &Store) -> Result<usize> {
+    let kind = RecordKind::MemoryWarm;
+    let current = store.codec.current_dictionary(kind);
+    if current == 0 {
+        return Ok(0);
+    }
+    store.write(|w| {
+        let stale: Vec<(u128, Vec<u8>)> = {
+            let t = w.tx.open_table(MEMORIES)?;
+            let mut out = Vec::new();
+            for row in t.iter()? {
+                let (k, v) = row?;
+                let header = Codec::verify(v.value())
+                    .map_err(|e| corrupt("memories", ulid::Ulid(k.value()), e))?;
+                if header.kind == kind && header.dictionary != current {
+                    let (_, raw) = w
+                        .codec
+                        .decode_bytes(v.value())
+                        .map_err(|e| corrupt("memories", ulid::Ulid(k.value()), e))?;
+                    out.push((k.value(), raw));
+                }
+            }
+            out
+        };
+        let mut t = w.tx.open_table(MEMORIES)?;
+        for (k, raw) in &stale {
+            let bytes = w.codec.encode_bytes(kind, Compression::ZstdDict, raw)?;
+            t.insert(*k, bytes.as_slice())?;
+        }
+        Ok(stale.len())
+    })
+}

@@ -1,0 +1,67 @@
+//! The storage crate's one error enum. Variants are named by what the caller does about them.
+
+use std::path::PathBuf;
+
+/// What went wrong in the store, by what the caller should do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file is not an Athena store, or is of another schema version: refuse to start.
+    #[error("refusing to open {path}: {reason}")]
+    Refused {
+        /// The store file.
+        path: PathBuf,
+        /// Why, in one sentence an operator can act on.
+        reason: String,
+    },
+    /// A stored record failed its checksum or could not be decoded: quarantine, trip
+    /// memory_corruption, name the key.
+    #[error("corrupt record in table {table} at key {key}: {reason}")]
+    Corrupt {
+        /// Table name.
+        table: &'static str,
+        /// Key, rendered for an operator.
+        key: String,
+        /// What failed (checksum, header, decode, missing dictionary).
+        reason: String,
+    },
+    /// Input the store refuses (unknown category, bad id, over-long value): reject it.
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    /// A requested record does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// redb failed (I/O, disk full, lock held by another process): retry or halt.
+    #[error("storage failure: {0}")]
+    Storage(#[from] redb::Error),
+    /// A cold segment could not be fetched from the object store: retry later.
+    #[error("cold segment {segment} unavailable: {reason}")]
+    SegmentUnavailable {
+        /// Segment id.
+        segment: String,
+        /// Why.
+        reason: String,
+    },
+    /// The caller's closure inside a write transaction failed; nothing was committed.
+    #[error("transaction aborted: {0}")]
+    Aborted(String),
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Storage(e.into())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,0 +1,354 @@
+//! The pruning service: the six steps of SPEC.md §2, in one write transaction, deterministic
+//! (every pass iterates in id order; ties break by id), returning a report.
+//!
+//! 1. remove memories below `min_confidence` older than `low_confidence_min_age`;
+//! 2. merge near-duplicate patterns (same pattern key, content similarity ≥ `merge_similarity`):
+//!    the oldest survives with metadata united, occurrences summed and confidence weighted by
+//!    evidence; the result depends only on the set of memories, not on their insertion order;
+//! 3. compact memories past the hot tier (content cut, numbers rounded, free-form metadata
+//!    bounded; pool, pattern key, APR, TVL and volume are kept: metadata is never emptied) and
+//!    recompress them with the warm dictionary;
+//! 4. move memories across tiers by age: warm → cold segments (through the outbox); past their
+//!    retention, patterns and learnings are archived as summaries and the rest dropped;
+//! 5. enforce quotas (per type and per category) by evicting the lowest value
+//!    (confidence × recency decay × access);
+//! 6. report what was done.
+//!
+//! Retention of a memory is the stricter of its type's and its category's entries, or
+//! `cold_max_age` when neither has one. Quotas bind local (hot + warm) memories.
+
+use super::model::{Category, Memory, MemoryType, Source, Tier};
+use crate::error::Result;
+use crate::store::{Store, WriteTx, corrupt};
+use crate::tables::MEMORIES;
+use athena_config::MemoryConfig;
+use redb::ReadableTable;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
+use ulid::Ulid;
+
+/// What one pruning pass did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PruneReport {
+    /// Step 1: low-confidence memories removed.
+    pub removed_low_confidence: usize,
+    /// Step 2: memories merged into a survivor.
+    pub merged: usize,
+    /// Step 3: hot memories compacted into the warm tier.
+    pub compacted: usize,
+    /// Step 4: memories moved to cold segments.
+    pub migrated_cold: usize,
+    /// Step 4: cold segments written.
+    pub segments_written: usize,
+    /// Step 4: memories past retention archived as summaries.
+    pub archived: usize,
+    /// Step 4: memories past retention dropped.
+    pub expired: usize,
+    /// Step 5: memories evicted by quota.
+    pub evicted: usize,
+    /// Warm records recompressed with a newer dictionary.
+    pub recompressed: usize,
+    /// Encoded bytes of local records removed or shrunk.
+    pub bytes_reclaimed: u64,
+    /// Wall time, ms.
+    pub duration_ms: u64,
+}
+
+/// Retention of a memory of `kind` and `category`, ms.
+pub fn retention_ms(cfg: &MemoryConfig, kind: MemoryType, category: Category) -> u64 {
+    let by = |name: &str| cfg.retention.get(name).map(|d| d.as_millis() as u64);
+    match (by(kind.as_str()), by(category.as_str())) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => cfg.cold_max_age.as_millis() as u64,
+    }
+}
+
+/// Content similarity in [0, 1]: Jaccard index of the lower-cased word sets.
+pub fn similarity(a: &str, b: &str) -> f64 {
+    let words = |s: &str| -> BTreeSet<String> {
+        s.split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    };
+    let (wa, wb) = (words(a), words(b));
+    let union = wa.union(&wb).count();
+    if union == 0 {
+        return 1.0;
+    }
+    wa.intersection(&wb).count() as f64 / union as f64
+}
+
+/// Eviction value: confidence × recency decay × access weight. Lowest goes first.
+pub fn eviction_value(m: &Memory, now_ms: u64, half_life_ms: u64) -> f64 {
+    let age = m.age_ms(now_ms) as f64;
+    let decay = 0.5f64.powf(age / half_life_ms.max(1) as f64);
+    m.confidence * decay * (1.0 + f64::from(m.access_count).ln_1p())
+}
+
+/// Compacts a memory for the warm tier. Never empties structured metadata.
+pub fn compact(m: &mut Memory, max_chars: usize) {
+    if let Some((cut, _)) = m.content.char_indices().nth(max_chars) {
+        m.content.truncate(cut);
+    }
+    let md = &mut m.metadata;
+    md.apr = md.apr.map(|v| (v * 100.0).round() / 100.0);
+    md.tvl = md.tvl.map(f64::round);
+    md.volume = md.volume.map(f64::round);
+    const KEEP_EXTRA: usize = 8;
+    const EXTRA_VALUE_CHARS: usize = 64;
+    md.extra = std::mem::take(&mut md.extra)
+        .into_iter()
+        .take(KEEP_EXTRA)
+        .map(|(k, mut v)| {
+            if let Some((cut, _)) = v.char_indices().nth(EXTRA_VALUE_CHARS) {
+                v.truncate(cut);
+            }
+            (k, v)
+        })
+        .collect();
+    m.tier = Tier::Warm;
+}
+
+/// Merges a cluster (sorted by id, first = survivor) into one memory.
+pub fn merge_cluster(cluster: &[Memory]) -> Memory {
+    let mut out = cluster[0].clone();
+    let total: u64 = cluster
+        .iter()
+        .map(|m| u64::from(m.occurrences.max(1)))
+        .sum();
+    let weighted: f64 = cluster
+        .iter()
+        .map(|m| m.confidence * f64::from(m.occurrences.max(1)))
+        .sum();
+    out.confidence = (weighted / total as f64).clamp(0.0, 1.0);
+    out.occurrences = u32::try_from(total).unwrap_or(u32::MAX);
+    out.accessed_ms = cluster
+        .iter()
+        .map(|m| m.accessed_ms)
+        .max()
+        .unwrap_or(out.accessed_ms);
+    out.access_count = cluster
+        .iter()
+        .map(|m| m.access_count)
+        .fold(0u32, u32::saturating_add);
+    // The least trusted writer of any member: merging must not launder LLM content.
+    out.source = cluster
+        .iter()
+        .map(|m| m.source)
+        .min_by(|a, b| a.trust().total_cmp(&b.trust()).then(a.cmp(b)))
+        .unwrap_or(Source::Rule);
+    // Metadata union: structured fields from the first member that has them; free-form keys
+    // from the member with the highest confidence (ties: the older).
+    let md = &mut out.metadata;
+    for m in &cluster[1..] {
+        md.pool = md.pool.take().or_else(|| m.metadata.pool.clone());
+        md.apr = md.apr.or(m.metadata.apr);
+        md.tvl = md.tvl.or(m.metadata.tvl);
+        md.volume = md.volume.or(m.metadata.volume);
+    }
+    let mut by_rank: Vec<&Memory> = cluster.iter().collect();
+    by_rank.sort_by(|a, b| b.confidence.total_cmp(&a.confidence).then(a.id.cmp(&b.id)));
+    let mut extra = BTreeMap::new();
+    for m in by_rank.iter().rev() {
+        extra.extend(m.metadata.extra.clone());
+    }
+    let mut extra: Vec<(String, String)> = extra.into_iter().collect();
+    extra.truncate(super::model::MAX_EXTRA_ENTRIES);
+    md.extra = extra.into_iter().collect();
+    out
+}
+
+/// Clusters patterns of one key (sorted by id): each joins the first cluster whose survivor it
+/// resembles enough.
+fn clusters(members: &[Memory], threshold: f64) -> Vec<Vec<Memory>> {
+    let mut out: Vec<Vec<Memory>> = Vec::new();
+    for m in members {
+        match out
+            .iter_mut()
+            .find(|c| similarity(&c[0].content, &m.content) >= threshold)
+        {
+            Some(c) => c.push(m.clone()),
+            None => out.push(vec![m.clone()]),
+        }
+    }
+    out
+}
+
+impl Store {
+    /// Runs one pruning pass at agent time `now_ms`, then trains or refreshes compression
+    /// dictionaries when enough records exist.
+    pub fn prune(&self, now_ms: u64) -> Result<PruneReport> {
+        let started = Instant::now();
+        let cfg = self.memory.clone();
+        let access = self.recall.take_access();
+        let mut report = self.write(|w| prune_in(w, &cfg, now_ms, &access))?;
+        if crate::dictionary::train_if_due(self, now_ms)?.is_some() {
+            report.recompressed = crate::dictionary::recompress_warm(self)?;
+        }
+        report.duration_ms = started.elapsed().as_millis() as u64;
+        tracing::info!(?report, "pruning pass done");
+        Ok(report)
+    }
+}
+
+fn prune_in(
+    w: &mut WriteTx<'_>,
+    cfg: &MemoryConfig,
+    now_ms: u64,
+    access: &HashMap<u128, (u32, u64)>,
+) -> Result<PruneReport> {
+    let mut r = PruneReport::default();
+    let mut live: BTreeMap<Ulid, Memory> = BTreeMap::new();
+    let mut sizes: HashMap<Ulid, usize> = HashMap::new();
+    {
+        let t = w.tx.open_table(MEMORIES)?;
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let m: Memory = w
+                .codec
+                .decode(v.value())
+                .map_err(|e| corrupt("memories", Ulid(k.value()), e))?;
+            sizes.insert(m.id, v.value().len());
+            live.insert(m.id, m);
+        }
+    }
+    // dirty: rewrite locally; changed: also send to the cloud (access counts stay local).
+    let mut dirty: BTreeSet<Ulid> = BTreeSet::new();
+    let mut changed: BTreeSet<Ulid> = BTreeSet::new();
+    for m in live.values_mut() {
+        if let Some((n, at)) = access.get(&u128::from(m.id)) {
+            m.access_count = m.access_count.saturating_add(*n);
+            m.accessed_ms = m.accessed_ms.max(*at);
+            dirty.insert(m.id);
+        }
+    }
+    let delete = |w: &mut WriteTx<'_>, id: Ulid, r: &mut PruneReport| -> Result<()> {
+        if let Some(m) = w.delete_memory(id, now_ms)? {
+            r.bytes_reclaimed += sizes.get(&m.id).copied().unwrap_or(0) as u64;
+        }
+        Ok(())
+    };
+
+    // 1. low confidence
+    let min_age = cfg.low_confidence_min_age.as_millis() as u64;
+    let low: Vec<Ulid> = live
+        .values()
+        .filter(|m| m.confidence < cfg.min_confidence && m.age_ms(now_ms) > min_age)
+        .map(|m| m.id)
+        .collect();
+    for id in low {
+        live.remove(&id);
+        delete(w, id, &mut r)?;
+        r.removed_low_confidence += 1;
+    }
+
+    // 2. merge near-duplicate patterns with the same key
+    let mut groups: BTreeMap<String, Vec<Memory>> = BTreeMap::new();
+    for m in live.values().filter(|m| m.kind == MemoryType::Pattern) {
+        if let Some(k) = &m.metadata.pattern_key {
+            groups.entry(k.clone()).or_default().push(m.clone());
+        }
+    }
+    for members in groups.values().filter(|g| g.len() > 1) {
+        for cluster in clusters(members, cfg.merge_similarity)
+            .into_iter()
+            .filter(|c| c.len() > 1)
+        {
+            let merged = merge_cluster(&cluster);
+            for gone in &cluster[1..] {
+                live.remove(&gone.id);
+                delete(w, gone.id, &mut r)?;
+                r.merged += 1;
+            }
+            dirty.insert(merged.id);
+            changed.insert(merged.id);
+            live.insert(merged.id, merged);
+        }
+    }
+
+    // 3 and 4. tiers by age
+    let hot_age = cfg.hot_max_age.as_millis() as u64;
+    let warm_age = cfg.warm_max_age.as_millis() as u64;
+    let mut to_cold = Vec::new();
+    let ids: Vec<Ulid> = live.keys().copied().collect();
+    for id in ids {
+        let m = &live[&id];
+        let age = m.age_ms(now_ms);
+        if age > retention_ms(cfg, m.kind, m.category) {
+            if matches!(m.kind, MemoryType::Pattern | MemoryType::Learning) {
+                // Archive through the cold path: a one-entry segment expires right away below.
+                to_cold.push(live.remove(&id).expect("present"));
+            } else {
+                live.remove(&id);
+                delete(w, id, &mut r)?;
+                r.expired += 1;
+            }
+        } else if age > warm_age {
+            to_cold.push(live.remove(&id).expect("present"));
+        } else if age > hot_age && m.tier == Tier::Hot {
+            let m = live.get_mut(&id).expect("present");
+            compact(m, cfg.warm_content_max_chars as usize);
+            dirty.insert(id);
+            changed.insert(id);
+            r.compacted += 1;
+        }
+    }
+    if !to_cold.is_empty() {
+        let (segments, freed) =
+            w.export_cold(&to_cold, now_ms, cfg.cold_segment_max_records as usize)?;
+        r.segments_written = segments;
+        r.migrated_cold = to_cold.len();
+        r.bytes_reclaimed += freed;
+    }
+    let (archived, dropped) = w.expire_cold(now_ms, |k, c| retention_ms(cfg, k, c))?;
+    r.archived = archived;
+    r.expired += dropped;
+
+    // 5. quotas
+    let half_life = cfg.recency_half_life.as_millis() as u64;
+    for (name, quota) in &cfg.quotas {
+        let quota = usize::try_from(*quota).unwrap_or(usize::MAX);
+        let mut members: Vec<(f64, Ulid)> = live
+            .values()
+            .filter(|m| m.kind.as_str() == name || m.category.as_str() == name)
+            .map(|m| (eviction_value(m, now_ms, half_life), m.id))
+            .collect();
+        if members.len() <= quota {
+            continue;
+        }
+        members.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let excess = members.len() - quota;
+        for (_, id) in members.into_iter().take(excess) {
+            live.remove(&id);
+            dirty.remove(&id);
+            delete(w, id, &mut r)?;
+            r.evicted += 1;
+        }
+    }
+
+    // Write back what changed (merged survivors, compacted records, access counts).
+    for id in dirty {
+        if let Some(m) = live.get(&id) {
+            let before = sizes.get(&id).copied().unwrap_or(0);
+            let after = w.put_memory_record(m)?;
+            r.bytes_reclaimed += before.saturating_sub(after) as u64;
+            if !changed.contains(&id) {
+                continue;
+            }
+            let body =
+                serde_json::to_value(m).map_err(|e| crate::StoreError::Invalid(e.to_string()))?;
+            w.outbox_append(
+                crate::outbox::OutboxOp::Upsert {
+                    collection: super::MEMORY_COLLECTION.into(),
+                    doc: id.to_string(),
+                    body,
+                },
+                now_ms,
+            )?;
+        }
+    }
+    Ok(r)
+}

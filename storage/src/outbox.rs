@@ -1,0 +1,156 @@
+//! The outbox: changes that must reach the cloud, appended in the same write transaction as the
+//! change itself, drained in sequence order by the sync worker, removed only after the sink
+//! confirmed them.
+//!
+//! Rows carry idempotent remote keys (collection + document id, or an object path), so a replay
+//! after a crash rewrites the same documents instead of adding new ones.
+
+use crate::error::Result;
+use crate::store::{ReadTx, Store, WriteTx};
+use crate::tables::SeqTable;
+use serde::{Deserialize, Serialize};
+
+/// One change for the cloud.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum OutboxOp {
+    /// Set a whole document (last state wins when coalesced).
+    Upsert {
+        /// Collection under the agent, e.g. `memories`.
+        collection: String,
+        /// Document id.
+        doc: String,
+        /// Document body.
+        body: serde_json::Value,
+    },
+    /// Add `delta` to a numeric field (summed when coalesced).
+    Increment {
+        /// Collection.
+        collection: String,
+        /// Document id.
+        doc: String,
+        /// Field name.
+        field: String,
+        /// Amount added.
+        delta: f64,
+    },
+    /// Delete a document.
+    Delete {
+        /// Collection.
+        collection: String,
+        /// Document id.
+        doc: String,
+    },
+    /// Delete an object at `path` under the agent's prefix.
+    DeleteBlob {
+        /// Object path.
+        path: String,
+    },
+    /// Put an object (checkpoint, cold segment) at `path` under the agent's prefix.
+    PutBlob {
+        /// Object path, e.g. `segments/01H….seg`.
+        path: String,
+        /// Object bytes.
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+}
+
+impl OutboxOp {
+    /// The remote key this op writes: `collection/doc` or `blob:path`.
+    pub fn remote_key(&self) -> String {
+        match self {
+            Self::Upsert {
+                collection, doc, ..
+            }
+            | Self::Increment {
+                collection, doc, ..
+            }
+            | Self::Delete { collection, doc } => format!("{collection}/{doc}"),
+            Self::PutBlob { path, .. } | Self::DeleteBlob { path } => format!("blob:{path}"),
+        }
+    }
+}
+
+/// An outbox row as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxRow {
+    /// When the change was made (agent clock, ms since the epoch).
+    pub created_ms: u64,
+    /// The change.
+    pub op: OutboxOp,
+}
+
+/// A row the cloud rejected for good, kept for an operator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The outbox sequence number it had.
+    pub seq: u64,
+    /// The row.
+    pub row: OutboxRow,
+    /// Why it was rejected.
+    pub reason: String,
+    /// When it was moved here.
+    pub at_ms: u64,
+}
+
+impl WriteTx<'_> {
+    /// Appends a change to the outbox in this transaction; returns its sequence number.
+    pub fn outbox_append(&mut self, op: OutboxOp, now_ms: u64) -> Result<u64> {
+        self.append(
+            SeqTable::Outbox,
+            &OutboxRow {
+                created_ms: now_ms,
+                op,
+            },
+        )
+    }
+
+    /// Removes confirmed rows.
+    pub fn outbox_ack(&mut self, seqs: &[u64]) -> Result<usize> {
+        self.remove_seq(SeqTable::Outbox, seqs)
+    }
+
+    /// Moves a rejected row to the dead-letter table (same transaction: never lost).
+    pub fn outbox_dead_letter(
+        &mut self,
+        seq: u64,
+        row: OutboxRow,
+        reason: &str,
+        now_ms: u64,
+    ) -> Result<u64> {
+        self.remove_seq(SeqTable::Outbox, &[seq])?;
+        self.append(
+            SeqTable::DeadLetters,
+            &DeadLetter {
+                seq,
+                row,
+                reason: reason.to_string(),
+                at_ms: now_ms,
+            },
+        )
+    }
+}
+
+impl ReadTx<'_> {
+    /// Rows with seq > `after`, in order, at most `limit`.
+    pub fn outbox_peek(&self, after: u64, limit: usize) -> Result<Vec<(u64, OutboxRow)>> {
+        self.seq_after(SeqTable::Outbox, after, limit)
+    }
+}
+
+impl Store {
+    /// Rows with seq > `after`, in order, at most `limit`.
+    pub fn outbox_peek(&self, after: u64, limit: usize) -> Result<Vec<(u64, OutboxRow)>> {
+        self.read(|r| r.outbox_peek(after, limit))
+    }
+
+    /// Removes confirmed rows in one transaction.
+    pub fn outbox_ack(&self, seqs: &[u64]) -> Result<usize> {
+        self.write(|w| w.outbox_ack(seqs))
+    }
+
+    /// Rows waiting in the outbox.
+    pub fn outbox_len(&self) -> Result<u64> {
+        self.read(|r| r.seq_len(SeqTable::Outbox))
+    }
+}

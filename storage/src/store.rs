@@ -1,0 +1,486 @@
+//! The store: opening (or refusing) a file, the one write path, read snapshots, generic record
+//! accessors and meta entries.
+//!
+//! Invariants:
+//! - every write goes through [`Store::write`]: one redb write transaction, quick-repair on, and
+//!   a change that must reach the cloud appends its outbox row inside the same transaction, so
+//!   the row exists if and only if the change committed;
+//! - every call here blocks on disk: async code runs it on a writer thread or `spawn_blocking`;
+//! - a file that is not an Athena store, or of another schema version, is refused with one
+//!   clear message, never modified.
+
+use crate::codec::{Codec, Compression, RecordKind};
+use crate::error::{Result, StoreError};
+use crate::memory::recall::RecallState;
+use crate::tables::{self, KeyedTable, META, SeqTable};
+use athena_config::MemoryConfig;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableHandle};
+use serde::{Serialize, de::DeserializeOwned};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// File name of the store inside the data directory.
+pub const STORE_FILE: &str = "athena.redb";
+
+/// The local store. Share it as `Arc<Store>`; all methods take `&self` except integrity checks.
+pub struct Store {
+    pub(crate) db: Database,
+    path: PathBuf,
+    pub(crate) codec: Arc<Codec>,
+    pub(crate) recall: RecallState,
+    pub(crate) memory: MemoryConfig,
+    /// How long the open took, and whether redb had to repair the file.
+    pub open_report: OpenReport,
+}
+
+/// What happened while opening.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenReport {
+    /// Wall time of the open, including any repair.
+    pub micros: u128,
+    /// Whether redb repaired the file (it was not closed cleanly).
+    pub repaired: bool,
+    /// Whether the file was created by this open.
+    pub created: bool,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `data_dir`.
+    pub fn open(data_dir: &Path, memory: &MemoryConfig) -> Result<Self> {
+        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Refused {
+            path: data_dir.to_path_buf(),
+            reason: format!("cannot create the data directory: {e}"),
+        })?;
+        Self::open_file(&data_dir.join(STORE_FILE), memory)
+    }
+
+    /// Opens (or creates) the store file at `path`.
+    pub fn open_file(path: &Path, memory: &MemoryConfig) -> Result<Self> {
+        let started = Instant::now();
+        let refused = |reason: String| StoreError::Refused {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let created = std::fs::metadata(path)
+            .map(|m| m.len() == 0)
+            .unwrap_or(true);
+        if !created {
+            check_file_header(path).map_err(refused)?;
+        }
+        let repaired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = repaired.clone();
+        let db = Database::builder()
+            .set_repair_callback(move |session| {
+                flag.store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(
+                    progress = session.progress(),
+                    "repairing store after an unclean shutdown"
+                );
+            })
+            .create(path)
+            .map_err(|e| match e {
+                redb::DatabaseError::DatabaseAlreadyOpen => refused(
+                    "another process has the store open (is an athena agent running?)".into(),
+                ),
+                redb::DatabaseError::UpgradeRequired(v) => refused(format!(
+                    "redb file format {v} needs an upgrade this build does not do"
+                )),
+                other => StoreError::Storage(other.into()),
+            })?;
+        let codec = Arc::new(Codec::new(memory.compression_level));
+        let store = Self {
+            db,
+            path: path.to_path_buf(),
+            codec,
+            recall: RecallState::new(memory),
+            memory: memory.clone(),
+            open_report: OpenReport::default(),
+        };
+        store.check_or_init_schema().map_err(|e| match e {
+            StoreError::Invalid(reason) => refused(reason),
+            other => other,
+        })?;
+        crate::dictionary::load_dictionaries(&store)?;
+        Ok(Self {
+            open_report: OpenReport {
+                micros: started.elapsed().as_micros(),
+                repaired: repaired.load(std::sync::atomic::Ordering::Relaxed),
+                created,
+            },
+            ..store
+        })
+    }
+
+    fn check_or_init_schema(&self) -> Result<()> {
+        let read = self.db.begin_read()?;
+        let tables: Vec<String> = read.list_tables()?.map(|t| t.name().to_string()).collect();
+        let mark = match read.open_table(META) {
+            Ok(meta) => {
+                let format = meta.get("format")?.map(|v| v.value().to_vec());
+                let version = meta.get("schema_version")?.map(|v| v.value().to_vec());
+                Some((format, version))
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => None,
+            Err(e) => return Err(e.into()),
+        };
+        drop(read);
+        match mark {
+            None if tables.is_empty() => self.init_schema(),
+            None => Err(StoreError::Invalid(
+                "this redb file is not an Athena store (it has no meta table)".into(),
+            )),
+            Some((Some(f), Some(v))) if f == tables::FORMAT_MARK => {
+                let found = u32::from_le_bytes(v.try_into().unwrap_or([0; 4]));
+                if found == tables::SCHEMA_VERSION {
+                    self.ensure_tables()
+                } else {
+                    Err(StoreError::Invalid(format!(
+                        "store schema version {found}, this build reads version {}",
+                        tables::SCHEMA_VERSION
+                    )))
+                }
+            }
+            Some(_) => Err(StoreError::Invalid(
+                "this redb file is not an Athena store (no Athena format mark)".into(),
+            )),
+        }
+    }
+
+    fn init_schema(&self) -> Result<()> {
+        self.write_raw(|tx| {
+            let mut meta = tx.open_table(META)?;
+            meta.insert("format", tables::FORMAT_MARK)?;
+            meta.insert(
+                "schema_version",
+                tables::SCHEMA_VERSION.to_le_bytes().as_slice(),
+            )?;
+            Ok(())
+        })?;
+        self.ensure_tables()
+    }
+
+    /// Creates every table so readers never meet a missing one.
+    fn ensure_tables(&self) -> Result<()> {
+        self.write_raw(|tx| {
+            tx.open_table(tables::MEMORIES)?;
+            tx.open_table(tables::MEM_BY_CATEGORY)?;
+            tx.open_table(tables::MEM_BY_POOL)?;
+            tx.open_table(tables::MEM_BY_PATTERN)?;
+            tx.open_table(tables::COLD_INDEX)?;
+            tx.open_table(tables::COLD_SEGMENTS)?;
+            for t in [
+                KeyedTable::Positions,
+                KeyedTable::Intents,
+                KeyedTable::Risk,
+                KeyedTable::Checkpoints,
+            ] {
+                tx.open_table(t.def())?;
+            }
+            for t in [
+                SeqTable::Ledger,
+                SeqTable::Journal,
+                SeqTable::DeadLetters,
+                SeqTable::Outbox,
+            ] {
+                tx.open_table(t.def())?;
+            }
+            tx.open_table(tables::LLM_CACHE)?;
+            Ok(())
+        })
+    }
+
+    fn write_raw(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<()>) -> Result<()> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_quick_repair(true);
+        f(&tx)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Path of the store file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The codec (for tools that decode raw records).
+    pub fn codec(&self) -> &Codec {
+        &self.codec
+    }
+
+    /// The memory configuration the store was opened with.
+    pub fn memory_config(&self) -> &MemoryConfig {
+        &self.memory
+    }
+
+    /// Runs `f` in one durable write transaction. If `f` fails (or panics) nothing is
+    /// committed: no change and no outbox row.
+    pub fn write<T>(&self, f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>) -> Result<T> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_quick_repair(true);
+        let mut w = WriteTx {
+            tx,
+            codec: &self.codec,
+            touched: 0,
+        };
+        let out = f(&mut w)?;
+        let touched = w.touched;
+        w.tx.commit()?;
+        self.recall.invalidate(touched);
+        Ok(out)
+    }
+
+    /// Runs `f` on one consistent read snapshot.
+    pub fn read<T>(&self, f: impl FnOnce(&ReadTx<'_>) -> Result<T>) -> Result<T> {
+        let tx = self.db.begin_read()?;
+        f(&ReadTx {
+            tx,
+            codec: &self.codec,
+        })
+    }
+
+    /// Runs redb's own integrity check (page checksums, allocator state). Needs exclusive use.
+    /// `Ok(true)`: intact; `Ok(false)`: damaged but repaired.
+    pub fn check_integrity(&mut self) -> Result<bool> {
+        Ok(self.db.check_integrity()?)
+    }
+
+    /// Size of the store file in bytes.
+    pub fn file_size(&self) -> u64 {
+        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Rows and stored bytes per table.
+    pub fn table_stats(&self) -> Result<Vec<TableStat>> {
+        let read = self.db.begin_read()?;
+        let mut out = Vec::new();
+        for handle in read.list_tables()? {
+            let name = handle.name().to_string();
+            let table = read.open_untyped_table(handle)?;
+            let stats = table.stats()?;
+            out.push(TableStat {
+                name,
+                rows: table.len()?,
+                stored_bytes: stats.stored_bytes(),
+                metadata_bytes: stats.metadata_bytes(),
+                fragmented_bytes: stats.fragmented_bytes(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Returns free pages to the file system (used after large prunes and by benchmarks).
+    pub fn compact(&mut self) -> Result<bool> {
+        self.db.compact().map_err(|e| StoreError::Storage(e.into()))
+    }
+}
+
+/// Size and row count of one table.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableStat {
+    /// Table name.
+    pub name: String,
+    /// Rows.
+    pub rows: u64,
+    /// Bytes of keys and values.
+    pub stored_bytes: u64,
+    /// Bytes of B-tree metadata.
+    pub metadata_bytes: u64,
+    /// Bytes lost to fragmentation.
+    pub fragmented_bytes: u64,
+}
+
+/// redb files start with this magic; anything else is not a redb file at all.
+fn check_file_header(path: &Path) -> std::result::Result<(), String> {
+    use std::io::Read;
+    const REDB_MAGIC: &[u8] = b"redb";
+    let mut head = [0u8; 4];
+    let mut f = std::fs::File::open(path).map_err(|e| format!("cannot read the file: {e}"))?;
+    match f.read_exact(&mut head) {
+        Ok(()) if head == REDB_MAGIC => Ok(()),
+        _ => Err("this file is not an Athena store (not a redb database)".into()),
+    }
+}
+
+/// A write transaction. Obtain one from [`Store::write`].
+pub struct WriteTx<'s> {
+    pub(crate) tx: redb::WriteTransaction,
+    pub(crate) codec: &'s Codec,
+    /// Categories whose memories changed (bit = category index), for cache invalidation.
+    pub(crate) touched: u64,
+}
+
+/// A read snapshot. Obtain one from [`Store::read`].
+pub struct ReadTx<'s> {
+    pub(crate) tx: redb::ReadTransaction,
+    pub(crate) codec: &'s Codec,
+}
+
+pub(crate) fn corrupt(
+    table: &'static str,
+    key: impl std::fmt::Display,
+    reason: String,
+) -> StoreError {
+    StoreError::Corrupt {
+        table,
+        key: key.to_string(),
+        reason,
+    }
+}
+
+impl WriteTx<'_> {
+    /// Puts a record into a string-keyed table.
+    pub fn put<T: Serialize>(&mut self, table: KeyedTable, key: &str, value: &T) -> Result<()> {
+        let bytes = self.codec.encode(table.kind(), Compression::Zstd, value)?;
+        self.tx
+            .open_table(table.def())?
+            .insert(key, bytes.as_slice())?;
+        Ok(())
+    }
+
+    /// Gets a record from a string-keyed table inside this transaction.
+    pub fn get<T: DeserializeOwned>(&self, table: KeyedTable, key: &str) -> Result<Option<T>> {
+        let t = self.tx.open_table(table.def())?;
+        decode_opt(self.codec, &t, table.name(), key)
+    }
+
+    /// Removes a record from a string-keyed table; returns whether it existed.
+    pub fn remove(&mut self, table: KeyedTable, key: &str) -> Result<bool> {
+        Ok(self.tx.open_table(table.def())?.remove(key)?.is_some())
+    }
+
+    /// Appends a record to a sequence table; returns its sequence number (never reused).
+    pub fn append<T: Serialize>(&mut self, table: SeqTable, value: &T) -> Result<u64> {
+        let seq = self.next_seq(table)?;
+        let bytes = self.codec.encode(table.kind(), Compression::Zstd, value)?;
+        self.tx
+            .open_table(table.def())?
+            .insert(seq, bytes.as_slice())?;
+        Ok(seq)
+    }
+
+    pub(crate) fn next_seq(&mut self, table: SeqTable) -> Result<u64> {
+        let next = self.meta_u64(table.counter())?.unwrap_or(1);
+        self.set_meta_u64(table.counter(), next + 1)?;
+        Ok(next)
+    }
+
+    /// Removes entries from a sequence table.
+    pub fn remove_seq(&mut self, table: SeqTable, seqs: &[u64]) -> Result<usize> {
+        let mut t = self.tx.open_table(table.def())?;
+        let mut n = 0;
+        for s in seqs {
+            n += usize::from(t.remove(*s)?.is_some());
+        }
+        Ok(n)
+    }
+
+    /// Reads a u64 meta value.
+    pub fn meta_u64(&self, key: &str) -> Result<Option<u64>> {
+        let t = self.tx.open_table(META)?;
+        let v = t.get(key)?;
+        Ok(v.and_then(|v| v.value().try_into().ok().map(u64::from_le_bytes)))
+    }
+
+    /// Writes a u64 meta value (counters, observation start, marks).
+    pub fn set_meta_u64(&mut self, key: &str, value: u64) -> Result<()> {
+        self.tx
+            .open_table(META)?
+            .insert(key, value.to_le_bytes().as_slice())?;
+        Ok(())
+    }
+
+    /// Puts an LLM cache entry.
+    pub fn put_llm_cache<T: Serialize>(&mut self, key: &[u8], value: &T) -> Result<()> {
+        let bytes = self
+            .codec
+            .encode(RecordKind::LlmCache, Compression::Zstd, value)?;
+        self.tx
+            .open_table(tables::LLM_CACHE)?
+            .insert(key, bytes.as_slice())?;
+        Ok(())
+    }
+}
+
+impl ReadTx<'_> {
+    /// Gets a record from a string-keyed table.
+    pub fn get<T: DeserializeOwned>(&self, table: KeyedTable, key: &str) -> Result<Option<T>> {
+        let t = self.tx.open_table(table.def())?;
+        decode_opt(self.codec, &t, table.name(), key)
+    }
+
+    /// Every record of a string-keyed table, in key order.
+    pub fn all<T: DeserializeOwned>(&self, table: KeyedTable) -> Result<Vec<(String, T)>> {
+        let t = self.tx.open_table(table.def())?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let value = self
+                .codec
+                .decode(v.value())
+                .map_err(|r| corrupt(table.name(), k.value(), r))?;
+            out.push((k.value().to_string(), value));
+        }
+        Ok(out)
+    }
+
+    /// Entries of a sequence table with seq > `after`, at most `limit`, in order.
+    pub fn seq_after<T: DeserializeOwned>(
+        &self,
+        table: SeqTable,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, T)>> {
+        let t = self.tx.open_table(table.def())?;
+        let mut out = Vec::new();
+        for row in t.range(after.saturating_add(1)..)?.take(limit) {
+            let (k, v) = row?;
+            let value = self
+                .codec
+                .decode(v.value())
+                .map_err(|r| corrupt(table.name(), k.value(), r))?;
+            out.push((k.value(), value));
+        }
+        Ok(out)
+    }
+
+    /// Rows in a sequence table.
+    pub fn seq_len(&self, table: SeqTable) -> Result<u64> {
+        Ok(self.tx.open_table(table.def())?.len()?)
+    }
+
+    /// Reads a u64 meta value.
+    pub fn meta_u64(&self, key: &str) -> Result<Option<u64>> {
+        let t = self.tx.open_table(META)?;
+        let v = t.get(key)?;
+        Ok(v.and_then(|v| v.value().try_into().ok().map(u64::from_le_bytes)))
+    }
+
+    /// Gets an LLM cache entry.
+    pub fn get_llm_cache<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>> {
+        let t = self.tx.open_table(tables::LLM_CACHE)?;
+        match t.get(key)? {
+            None => Ok(None),
+            Some(v) => self
+                .codec
+                .decode(v.value())
+                .map(Some)
+                .map_err(|r| corrupt("llm_cache", format!("{key:02x?}"), r)),
+        }
+    }
+}
+
+fn decode_opt<T: DeserializeOwned>(
+    codec: &Codec,
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    table: &'static str,
+    key: &str,
+) -> Result<Option<T>> {
+    match t.get(key)? {
+        None => Ok(None),
+        Some(v) => codec
+            .decode(v.value())
+            .map(Some)
+            .map_err(|r| corrupt(table, key, r)),
+    }
+}
