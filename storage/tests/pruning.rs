@@ -1,0 +1,374 @@
+//! Pruning invariants (proptest) and the behaviour of each step.
+
+mod common;
+use athena_config::MemoryConfig;
+use athena_storage::memory::prune::{compact, retention_ms};
+use athena_storage::{
+    Category, Memory, MemoryType, OutboxOp, RecallQuery, SegmentFetcher, Store, Tier,
+};
+use common::*;
+use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A small config so quotas bind with few memories.
+fn small_cfg() -> MemoryConfig {
+    let mut cfg = MemoryConfig::default();
+    cfg.quotas = [("observation", 12), ("pattern", 8), ("pool_behavior", 6)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    cfg.dictionary_min_samples = 1_000_000; // no training in these tests
+    cfg
+}
+
+fn arb_memory() -> impl Strategy<Value = (u64, u8, u8, u64, u8, u8)> {
+    // (n, kind, category, age in hours, confidence tenths, content variant)
+    (
+        0u64..100_000,
+        0u8..2,
+        0u8..4,
+        0u64..(40 * 24),
+        0u8..=10,
+        0u8..3,
+    )
+}
+
+fn build(spec: &(u64, u8, u8, u64, u8, u8), now: u64) -> Memory {
+    let (n, kind, cat, age_h, conf, variant) = *spec;
+    let kind = [MemoryType::Observation, MemoryType::Pattern][kind as usize];
+    let mut m = memory(
+        n,
+        kind,
+        Category::ALL[cat as usize],
+        now - age_h * HOUR,
+        f64::from(conf) / 10.0,
+    );
+    if kind == MemoryType::Pattern {
+        // Few distinct contents per key so that merges happen.
+        m.content = [
+            "apr rises when volume spikes",
+            "apr rises when volume spikes hard",
+            "tvl drains after emissions end",
+        ][variant as usize]
+            .to_string();
+    }
+    m
+}
+
+fn snapshot(store: &Store) -> (Vec<Memory>, Vec<(String, serde_json::Value)>) {
+    let mems = store.read(|r| r.all_memories()).unwrap();
+    let cold = store
+        .read(|r| {
+            let mut out = Vec::new();
+            for (seq, row) in r.outbox_peek(0, usize::MAX)? {
+                let _ = seq;
+                if let OutboxOp::Upsert {
+                    collection,
+                    doc,
+                    body,
+                } = row.op
+                {
+                    if collection == "cold_index" {
+                        out.push((doc, body));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .unwrap();
+    (mems, cold)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+
+    #[test]
+    fn pruning_invariants(specs in proptest::collection::vec(arb_memory(), 1..120)) {
+        let now = T0 + 60 * DAY;
+        let cfg = small_cfg();
+        let dir = tempfile::tempdir().unwrap();
+        let store = open_with(dir.path(), &cfg);
+        let mut originals: BTreeMap<ulid::Ulid, Memory> = BTreeMap::new();
+        for s in &specs {
+            let m = build(s, now);
+            originals.insert(m.id, m);
+        }
+        let all: Vec<Memory> = originals.values().cloned().collect();
+        store.insert_memories(&all, now).unwrap();
+        let report = store.prune(now).unwrap();
+        let after: BTreeMap<ulid::Ulid, Memory> = store.read(|r| r.all_memories()).unwrap().into_iter().map(|m| (m.id, m)).collect();
+        let cold: BTreeMap<ulid::Ulid, Option<String>> = snapshot(&store)
+            .1
+            .into_iter()
+            .map(|(d, body)| (d.parse().unwrap(), body["pattern_key"].as_str().map(str::to_string)))
+            .collect();
+
+        // Quotas hold.
+        for (name, quota) in &cfg.quotas {
+            let n = after.values().filter(|m| m.kind.as_str() == name || m.category.as_str() == name).count();
+            prop_assert!(n as u64 <= *quota, "{name}: {n} > {quota}");
+        }
+        // Nothing younger than its retention disappears, except by low confidence, merge or quota.
+        let min_age = cfg.low_confidence_min_age.as_millis() as u64;
+        for m in originals.values() {
+            let young = m.age_ms(now) <= retention_ms(&cfg, m.kind, m.category);
+            let low = m.confidence < cfg.min_confidence && m.age_ms(now) > min_age;
+            if !young || low || after.contains_key(&m.id) || cold.contains_key(&m.id) {
+                continue;
+            }
+            // Merged into an older survivor with the same key, which may itself have gone cold.
+            let merged = m.kind == MemoryType::Pattern
+                && (after.values().any(|s| s.id < m.id && s.metadata.pattern_key == m.metadata.pattern_key)
+                    || cold.iter().any(|(id, key)| *id < m.id && *key == m.metadata.pattern_key));
+            let quota_full = cfg.quotas.iter().any(|(name, q)| {
+                (m.kind.as_str() == name || m.category.as_str() == name)
+                    && after.values().filter(|x| x.kind.as_str() == name || x.category.as_str() == name).count() as u64 == *q
+            });
+            prop_assert!(merged || quota_full, "memory {} ({:?}, {:?}) vanished", m.id, m.kind, m.category);
+        }
+        // Structured metadata is never emptied; tiers match ages.
+        for m in after.values() {
+            let o = &originals[&m.id];
+            prop_assert_eq!(&m.metadata.pool, &o.metadata.pool);
+            prop_assert_eq!(&m.metadata.pattern_key, &o.metadata.pattern_key);
+            prop_assert!(m.metadata.apr.is_some() && m.metadata.tvl.is_some());
+            let expect = if m.age_ms(now) > cfg.hot_max_age.as_millis() as u64 { Tier::Warm } else { Tier::Hot };
+            prop_assert_eq!(m.tier, expect);
+        }
+        prop_assert!(store.verify_records().unwrap().is_clean());
+        // Every memory is accounted for exactly once (archived ones went through the cold path).
+        let accounted = report.removed_low_confidence + report.merged + report.expired
+            + report.migrated_cold + report.evicted + after.len();
+        prop_assert_eq!(accounted, originals.len(), "report does not add up: {:?}", report);
+    }
+
+    #[test]
+    fn pruning_is_deterministic_and_order_independent(specs in proptest::collection::vec(arb_memory(), 1..80), seed in any::<u64>()) {
+        let now = T0 + 60 * DAY;
+        let cfg = small_cfg();
+        let mut ms: Vec<Memory> = specs.iter().map(|s| build(s, now)).collect();
+        ms.sort_by_key(|m| m.id);
+        ms.dedup_by_key(|m| m.id);
+        let mut shuffled = ms.clone();
+        // Deterministic shuffle from the seed.
+        let mut x = seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            shuffled.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let run = |input: &[Memory]| {
+            let dir = tempfile::tempdir().unwrap();
+            let store = open_with(dir.path(), &cfg);
+            for m in input {
+                store.insert_memory(m, now).unwrap();
+            }
+            let report = store.prune(now).unwrap();
+            let (mems, cold) = snapshot(&store);
+            let mut cold: Vec<String> = cold.into_iter().map(|(d, _)| d).collect();
+            cold.sort();
+            (PruneCounts::from(&report), mems, cold)
+        };
+        let a = run(&ms);
+        let b = run(&shuffled);
+        prop_assert_eq!(&a, &b);
+    }
+}
+
+#[derive(Debug, PartialEq)]
+struct PruneCounts([usize; 8]);
+
+impl From<&athena_storage::PruneReport> for PruneCounts {
+    fn from(r: &athena_storage::PruneReport) -> Self {
+        Self([
+            r.removed_low_confidence,
+            r.merged,
+            r.compacted,
+            r.migrated_cold,
+            r.segments_written,
+            r.archived,
+            r.expired,
+            r.evicted,
+        ])
+    }
+}
+
+#[test]
+fn merge_sums_occurrences_and_weights_confidence() {
+    let now = T0 + 2 * HOUR;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(dir.path(), &small_cfg());
+    let mut a = memory(1, MemoryType::Pattern, Category::AprAnomaly, T0, 0.9);
+    let mut b = memory(2, MemoryType::Pattern, Category::AprAnomaly, T0 + 1000, 0.5);
+    b.metadata.pool = a.metadata.pool.clone();
+    b.metadata.pattern_key = a.metadata.pattern_key.clone();
+    a.content = "apr spikes after volume".into();
+    b.content = "APR spikes after volume!".into();
+    a.occurrences = 3;
+    b.occurrences = 1;
+    b.metadata.extra.insert("seen_by".into(), "rule-7".into());
+    store.insert_memories(&[a.clone(), b.clone()], now).unwrap();
+    let report = store.prune(now).unwrap();
+    assert_eq!(report.merged, 1);
+    let all = store.read(|r| r.all_memories()).unwrap();
+    assert_eq!(all.len(), 1);
+    let m = &all[0];
+    assert_eq!(m.id, a.id, "the oldest survives");
+    assert_eq!(m.occurrences, 4);
+    assert!((m.confidence - (0.9 * 3.0 + 0.5) / 4.0).abs() < 1e-12);
+    assert_eq!(
+        m.metadata.extra.get("seen_by").map(String::as_str),
+        Some("rule-7")
+    );
+}
+
+#[test]
+fn compaction_never_empties_metadata() {
+    let mut m = memory(5, MemoryType::Observation, Category::PoolBehavior, T0, 0.7);
+    for i in 0..20 {
+        m.metadata.extra.insert(format!("k{i:02}"), "v".repeat(200));
+    }
+    m.content = "x".repeat(5000);
+    compact(&mut m, 280);
+    assert_eq!(m.tier, Tier::Warm);
+    assert_eq!(m.content.chars().count(), 280);
+    assert!(
+        m.metadata.pool.is_some()
+            && m.metadata.apr.is_some()
+            && m.metadata.tvl.is_some()
+            && m.metadata.volume.is_some()
+    );
+    assert_eq!(m.metadata.extra.len(), 8);
+    assert!(m.metadata.extra.values().all(|v| v.chars().count() == 64));
+}
+
+/// Fetches segments from the outbox rows, as the object store would after a sync.
+struct OutboxFetcher(BTreeMap<String, Vec<u8>>);
+
+impl SegmentFetcher for OutboxFetcher {
+    fn fetch(&self, path: &str) -> Result<Vec<u8>, String> {
+        self.0
+            .get(path)
+            .cloned()
+            .ok_or_else(|| format!("no object {path}"))
+    }
+}
+
+fn uploaded(store: &Store) -> OutboxFetcher {
+    let rows = store.outbox_peek(0, usize::MAX).unwrap();
+    let mut objects = BTreeMap::new();
+    for (_, row) in rows {
+        match row.op {
+            OutboxOp::PutBlob { path, bytes } => {
+                objects.insert(path, bytes);
+            }
+            OutboxOp::DeleteBlob { path } => {
+                objects.remove(&path);
+            }
+            _ => {}
+        }
+    }
+    OutboxFetcher(objects)
+}
+
+#[test]
+fn cold_tier_round_trip_with_bloom_filters_and_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(dir.path(), &small_cfg());
+    let created = T0;
+    let pattern = memory(
+        10,
+        MemoryType::Pattern,
+        Category::PoolBehavior,
+        created,
+        0.8,
+    );
+    let obs = memory(
+        11,
+        MemoryType::Observation,
+        Category::StrategyPerformance,
+        created,
+        0.8,
+    );
+    store
+        .insert_memories(&[pattern.clone(), obs.clone()], created)
+        .unwrap();
+
+    // Day 10: both past the warm tier and within retention (pattern 30 d, strategy_performance 90 d
+    // but observation 7 d: the observation is past its type's retention and dropped).
+    let r = store.prune(created + 10 * DAY).unwrap();
+    assert_eq!((r.migrated_cold, r.expired), (1, 1), "{r:?}");
+    assert!(store.get_memory(pattern.id).unwrap().is_none());
+    let fetcher = uploaded(&store);
+    let hit = store
+        .recall_cold(
+            &RecallQuery {
+                pattern_key: pattern.metadata.pattern_key.clone(),
+                limit: 10,
+                ..Default::default()
+            },
+            &fetcher,
+        )
+        .unwrap();
+    assert_eq!(hit.memories.len(), 1);
+    assert_eq!(hit.memories[0].id, pattern.id);
+    assert_eq!(hit.segments_fetched, 1);
+    let miss = store
+        .recall_cold(
+            &RecallQuery {
+                pattern_key: Some("no-such-key".into()),
+                limit: 10,
+                ..Default::default()
+            },
+            &fetcher,
+        )
+        .unwrap();
+    assert_eq!(
+        (miss.segments_fetched, miss.segments_skipped),
+        (0, 1),
+        "the Bloom filter should spare the fetch"
+    );
+
+    // Day 31: the pattern is past retention: archived as a summary; the segment is deleted.
+    let r = store.prune(created + 31 * DAY).unwrap();
+    assert_eq!(r.archived, 1, "{r:?}");
+    let rows = store.outbox_peek(0, usize::MAX).unwrap();
+    assert!(rows.iter().any(
+        |(_, row)| matches!(&row.op, OutboxOp::PutBlob { path, .. } if path.starts_with("archive/"))
+    ));
+    assert!(rows.iter().any(
+        |(_, row)| matches!(&row.op, OutboxOp::DeleteBlob { path } if path.starts_with("segments/"))
+    ));
+    assert!(store.verify_records().unwrap().is_clean());
+}
+
+#[test]
+fn dictionary_is_trained_and_warm_records_recompressed() {
+    let mut cfg = MemoryConfig::default();
+    cfg.dictionary_min_samples = 200;
+    cfg.quotas.clear();
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(dir.path(), &cfg);
+    let now = T0 + 3 * DAY;
+    let ms: Vec<Memory> = (0..600)
+        .map(|n| {
+            memory(
+                n,
+                MemoryType::Observation,
+                Category::ALL[(n % 4) as usize],
+                T0 + n * 60_000,
+                0.8,
+            )
+        })
+        .collect();
+    store.insert_memories(&ms, T0).unwrap();
+    let report = store.prune(now).unwrap();
+    assert_eq!(report.compacted, 600);
+    assert_eq!(report.recompressed, 600, "{report:?}");
+    let dicts = athena_storage::dictionary::list(&store).unwrap();
+    assert_eq!(dicts.len(), 1);
+    drop(store);
+    // Reopen: the dictionary is loaded and every record reads back.
+    let store = open_with(dir.path(), &cfg);
+    assert_eq!(store.read(|r| r.all_memories()).unwrap().len(), 600);
+    assert!(store.verify_records().unwrap().is_clean());
+}
