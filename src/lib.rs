@@ -1,1 +1,8 @@
-//! x
+//! Athena: a single-node, crash-safe runtime for an autonomous liquidity-provision agent.
+//!
+//! The library holds the agent's modules; `src/main.rs` is a thin binary over [`cli`].
+//! Dependency direction: `athena` → `athena-storage` → `athena-config`.
+
+pub mod app;
+pub mod cli;
+pub mod clock;

@@ -408,7 +408,7 @@ fn services(c: &Config, k: &mut Checker) {
         );
     }
     k.nonzero("sync.retry_initial", s.retry_initial);
-    if !(s.retry_multiplier >= 1.0) {
+    if s.retry_multiplier.is_nan() || s.retry_multiplier < 1.0 {
         k.fail(
             "sync.retry_multiplier",
             format!("must be at least 1, got {}", s.retry_multiplier),

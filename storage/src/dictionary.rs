@@ -9,7 +9,7 @@ use crate::codec::{Codec, Compression, RecordKind};
 use crate::error::Result;
 use crate::store::{Store, corrupt};
 use crate::tables::{MEMORIES, META};
-use redb::{ReadableDatabase, ReadableTable};
+use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 const DICT_PREFIX: &str = "dict/";
@@ -148,6 +148,15 @@ pub(crate) fn train_if_due(store: &Store, now_ms: u64) -> Result<Option<u32>> {
         "trained warm-memory dictionary"
     );
     Ok(Some(id))
+}
+
+/// Trains the warm-memory dictionary if due and re-encodes warm records with it; returns the
+/// new dictionary id and the records re-encoded.
+pub fn train_and_recompress(store: &Store, now_ms: u64) -> Result<Option<(u32, usize)>> {
+    match train_if_due(store, now_ms)? {
+        Some(id) => Ok(Some((id, recompress_warm(store)?))),
+        None => Ok(None),
+    }
 }
 
 /// Re-encodes warm records that use an older (or no) dictionary with the current one.

@@ -20,18 +20,56 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The refusal reason of a read-only open of a store that was not closed cleanly.
+pub const NEEDS_REPAIR: &str =
+    "the store was not closed cleanly and needs repair; a read-write open repairs it";
+
+/// Number of tables a complete store has (see [`Store::ensure_tables`]).
+const ALL_TABLES: usize = 16;
+
 /// File name of the store inside the data directory.
 pub const STORE_FILE: &str = "athena.redb";
 
 /// The local store. Share it as `Arc<Store>`; all methods take `&self` except integrity checks.
 pub struct Store {
-    pub(crate) db: Database,
+    pub(crate) db: Db,
     path: PathBuf,
     pub(crate) codec: Arc<Codec>,
     pub(crate) recall: RecallState,
     pub(crate) memory: MemoryConfig,
     /// How long the open took, and whether redb had to repair the file.
     pub open_report: OpenReport,
+}
+
+/// The redb handle: read-write, or read-only (verification never modifies the file).
+pub(crate) enum Db {
+    ReadWrite(Database),
+    ReadOnly(redb::ReadOnlyDatabase),
+}
+
+impl Db {
+    pub(crate) fn begin_read(
+        &self,
+    ) -> std::result::Result<redb::ReadTransaction, redb::TransactionError> {
+        match self {
+            Db::ReadWrite(d) => d.begin_read(),
+            Db::ReadOnly(d) => d.begin_read(),
+        }
+    }
+
+    fn begin_write(&self) -> Result<redb::WriteTransaction> {
+        match self {
+            Db::ReadWrite(d) => Ok(d.begin_write()?),
+            Db::ReadOnly(_) => Err(StoreError::Invalid("the store was opened read-only".into())),
+        }
+    }
+
+    fn read_write(&mut self) -> Result<&mut Database> {
+        match self {
+            Db::ReadWrite(d) => Ok(d),
+            Db::ReadOnly(_) => Err(StoreError::Invalid("the store was opened read-only".into())),
+        }
+    }
 }
 
 /// What happened while opening.
@@ -53,6 +91,28 @@ impl Store {
             reason: format!("cannot create the data directory: {e}"),
         })?;
         Self::open_file(&data_dir.join(STORE_FILE), memory)
+    }
+
+    /// Opens an existing store in `data_dir` without ever writing to it. A store that needs
+    /// crash repair is refused (`StoreError::Refused`, reason mentions repair).
+    pub fn open_read_only(data_dir: &Path, memory: &MemoryConfig) -> Result<Self> {
+        let path = data_dir.join(STORE_FILE);
+        let started = Instant::now();
+        let refused = |reason: String| StoreError::Refused {
+            path: path.clone(),
+            reason,
+        };
+        check_file_header(&path).map_err(refused)?;
+        let db = redb::Builder::new()
+            .open_read_only(&path)
+            .map_err(|e| match e {
+                redb::DatabaseError::RepairAborted => refused(NEEDS_REPAIR.into()),
+                redb::DatabaseError::DatabaseAlreadyOpen => refused(
+                    "another process has the store open (is an athena agent running?)".into(),
+                ),
+                other => StoreError::Storage(other.into()),
+            })?;
+        Self::finish_open(Db::ReadOnly(db), &path, memory, started, false, false)
     }
 
     /// Opens (or creates) the store file at `path`.
@@ -88,6 +148,22 @@ impl Store {
                 )),
                 other => StoreError::Storage(other.into()),
             })?;
+        let repaired = repaired.load(std::sync::atomic::Ordering::Relaxed);
+        Self::finish_open(Db::ReadWrite(db), path, memory, started, repaired, created)
+    }
+
+    fn finish_open(
+        db: Db,
+        path: &Path,
+        memory: &MemoryConfig,
+        started: Instant,
+        repaired: bool,
+        created: bool,
+    ) -> Result<Self> {
+        let refused = |reason: String| StoreError::Refused {
+            path: path.to_path_buf(),
+            reason,
+        };
         let codec = Arc::new(Codec::new(memory.compression_level));
         let store = Self {
             db,
@@ -105,7 +181,7 @@ impl Store {
         Ok(Self {
             open_report: OpenReport {
                 micros: started.elapsed().as_micros(),
-                repaired: repaired.load(std::sync::atomic::Ordering::Relaxed),
+                repaired,
                 created,
             },
             ..store
@@ -133,7 +209,12 @@ impl Store {
             Some((Some(f), Some(v))) if f == tables::FORMAT_MARK => {
                 let found = u32::from_le_bytes(v.try_into().unwrap_or([0; 4]));
                 if found == tables::SCHEMA_VERSION {
-                    self.ensure_tables()
+                    // Opening a complete store writes nothing.
+                    if tables.len() < ALL_TABLES {
+                        self.ensure_tables()
+                    } else {
+                        Ok(())
+                    }
                 } else {
                     Err(StoreError::Invalid(format!(
                         "store schema version {found}, this build reads version {}",
@@ -242,7 +323,7 @@ impl Store {
     /// Runs redb's own integrity check (page checksums, allocator state). Needs exclusive use.
     /// `Ok(true)`: intact; `Ok(false)`: damaged but repaired.
     pub fn check_integrity(&mut self) -> Result<bool> {
-        Ok(self.db.check_integrity()?)
+        Ok(self.db.read_write()?.check_integrity()?)
     }
 
     /// Size of the store file in bytes.
@@ -271,7 +352,15 @@ impl Store {
 
     /// Returns free pages to the file system (used after large prunes and by benchmarks).
     pub fn compact(&mut self) -> Result<bool> {
-        self.db.compact().map_err(|e| StoreError::Storage(e.into()))
+        self.db
+            .read_write()?
+            .compact()
+            .map_err(|e| StoreError::Storage(e.into()))
+    }
+
+    /// Whether this handle was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        matches!(self.db, Db::ReadOnly(_))
     }
 }
 

@@ -8,7 +8,7 @@ use crate::memory::Memory;
 use crate::memory::cold::{ColdEntry, SegmentInfo};
 use crate::store::Store;
 use crate::tables::{self, KeyedTable, SeqTable};
-use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use ulid::Ulid;
@@ -106,7 +106,7 @@ impl Store {
         ] {
             scan(&read, t.def(), |k| k.to_string(), &decodes, &mut report)?;
         }
-        scan(&read, tables::LLM_CACHE, |k| hex(k), &decodes, &mut report)?;
+        scan(&read, tables::LLM_CACHE, hex, &decodes, &mut report)?;
         let meta_records = |raw: &[u8]| Codec::verify(raw).map(|_| ());
         {
             let t = read.open_table(tables::META)?;

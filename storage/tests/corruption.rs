@@ -130,3 +130,34 @@ fn flipped_bytes_in_a_stored_record_are_found_and_named() {
     // redb's page checksums see the damage too.
     assert!(!matches!(store.check_integrity(), Ok(true)));
 }
+
+#[test]
+fn read_only_open_never_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        store
+            .insert_memory(
+                &memory(1, MemoryType::Observation, Category::PoolBehavior, T0, 0.5),
+                T0,
+            )
+            .unwrap();
+    }
+    let before = std::fs::read(dir.path().join(STORE_FILE)).unwrap();
+    let store = Store::open_read_only(dir.path(), &athena_config::MemoryConfig::default()).unwrap();
+    assert!(store.is_read_only());
+    assert_eq!(store.read(|r| r.memory_count()).unwrap(), 1);
+    let err = store
+        .insert_memory(
+            &memory(2, MemoryType::Observation, Category::PoolBehavior, T0, 0.5),
+            T0,
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("read-only"), "{err}");
+    assert!(store.verify_records().unwrap().is_clean());
+    drop(store);
+    assert!(
+        std::fs::read(dir.path().join(STORE_FILE)).unwrap() == before,
+        "a read-only open changed the file"
+    );
+}

@@ -8,7 +8,7 @@ use athena_storage::{
 };
 use common::*;
 use proptest::prelude::*;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// A small config so quotas bind with few memories.
 fn small_cfg() -> MemoryConfig {
@@ -67,10 +67,9 @@ fn snapshot(store: &Store) -> (Vec<Memory>, Vec<(String, serde_json::Value)>) {
                     doc,
                     body,
                 } = row.op
+                    && collection == "cold_index"
                 {
-                    if collection == "cold_index" {
-                        out.push((doc, body));
-                    }
+                    out.push((doc, body));
                 }
             }
             Ok(out)

@@ -363,7 +363,7 @@ impl Store {
                     .filter(|m| entries.contains(&u128::from(m.id)) && q.matches_memory(m)),
             );
         }
-        out.memories.sort_by(|a, b| b.id.cmp(&a.id));
+        out.memories.sort_by_key(|m| std::cmp::Reverse(m.id));
         out.memories
             .truncate(q.limit.clamp(1, super::recall::MAX_RECALL_LIMIT));
         Ok(out)

@@ -11,6 +11,7 @@ pub mod cold;
 pub mod model;
 pub mod prune;
 pub mod recall;
+pub mod stats;
 
 pub use model::{Category, Memory, MemoryType, Metadata, Source, Tier};
 
@@ -52,11 +53,11 @@ impl WriteTx<'_> {
         };
         let bytes = self.codec.encode(kind, compression, m)?;
         let key = u128::from(m.id);
-        let old = {
-            let mut t = self.tx.open_table(MEMORIES)?;
-            let old = t.insert(key, bytes.as_slice())?.map(|v| v.value().to_vec());
-            old
-        };
+        let old = self
+            .tx
+            .open_table(MEMORIES)?
+            .insert(key, bytes.as_slice())?
+            .map(|v| v.value().to_vec());
         if let Some(old) = old {
             let old: Memory = self
                 .codec

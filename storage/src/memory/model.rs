@@ -204,8 +204,8 @@ pub struct Memory {
 }
 
 impl Memory {
-    /// A new hot memory created at `now_ms` with a ULID whose random part comes from `entropy`
-    /// (inject a seeded RNG for reproducible runs).
+    /// A new hot memory with id `id`, created at the id's time part. Make the id with
+    /// `Ulid::from_parts(now_ms, random)` from the injected clock and seeded RNG.
     pub fn new(
         kind: MemoryType,
         category: Category,
@@ -213,11 +213,11 @@ impl Memory {
         metadata: Metadata,
         confidence: f64,
         source: Source,
-        now_ms: u64,
-        entropy: u128,
+        id: Ulid,
     ) -> Self {
+        let now_ms = id.timestamp_ms();
         Self {
-            id: Ulid::from_parts(now_ms, entropy),
+            id,
             kind,
             category,
             content: content.into(),
@@ -252,10 +252,10 @@ impl Memory {
         }
         let m = &self.metadata;
         for (name, v) in [("pool", &m.pool), ("pattern_key", &m.pattern_key)] {
-            if let Some(v) = v {
-                if v.is_empty() || v.len() > MAX_KEY_BYTES {
-                    return bad(format!("{name} must be 1–{MAX_KEY_BYTES} bytes"));
-                }
+            if v.as_ref()
+                .is_some_and(|v| v.is_empty() || v.len() > MAX_KEY_BYTES)
+            {
+                return bad(format!("{name} must be 1–{MAX_KEY_BYTES} bytes"));
             }
         }
         for (name, v) in [("apr", m.apr), ("tvl", m.tvl), ("volume", m.volume)] {

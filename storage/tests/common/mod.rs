@@ -65,7 +65,6 @@ pub fn memory(
         metadata,
         confidence,
         Source::MarketData,
-        created_ms,
-        u128::from(n) * 7919 + 1,
+        ulid::Ulid::from_parts(created_ms, u128::from(n) * 7919 + 1),
     )
 }

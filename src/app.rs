@@ -1,0 +1,109 @@
+//! Start-up and ordered shutdown of the long-running agent process (`athena run`).
+//!
+//! Today it opens the store and runs the services that exist: the memory pruning service. The
+//! agent loop, sync worker and API join this lifecycle as they are built. Store calls run on
+//! `spawn_blocking` (no blocking redb call on an async worker thread).
+
+use crate::clock::Clock;
+use anyhow::Context;
+use athena_config::Config;
+use athena_storage::Store;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Runs until SIGINT or SIGTERM, then shuts down in order: stop services, close the store.
+pub async fn run(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
+    let data_dir = config.agent.data_dir.clone();
+    let memory = config.memory.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, &memory))
+        .await?
+        .with_context(|| format!("opening the store in {}", config.agent.data_dir.display()))?;
+    let store = Arc::new(store);
+    tracing::info!(
+        path = %store.path().display(),
+        open_ms = store.open_report.micros / 1000,
+        repaired = store.open_report.repaired,
+        "store open"
+    );
+    println!(
+        "athena: store open at {} ({} memories); pruning every {}; Ctrl-C to stop",
+        store.path().display(),
+        store.read(|r| r.memory_count())?,
+        humantime::format_duration(config.memory.prune_interval)
+    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let pruning = tokio::spawn(pruning_service(
+        store.clone(),
+        clock.clone(),
+        config.memory.prune_interval,
+        stop_rx,
+    ));
+    shutdown_signal().await;
+    println!("athena: stopping");
+    stop_tx.send(true).ok();
+    let deadline = config.recovery.shutdown_deadline;
+    match tokio::time::timeout(deadline, pruning).await {
+        Ok(joined) => joined?,
+        Err(_) => tracing::warn!("pruning service did not stop within the shutdown deadline"),
+    }
+    drop(store);
+    println!("athena: stopped cleanly");
+    Ok(())
+}
+
+/// Prunes memory every `interval` of agent time until told to stop.
+async fn pruning_service(
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    interval: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(clock.wall_duration(interval)) => {}
+            _ = stop.changed() => return,
+        }
+        let store = store.clone();
+        let now = clock.now_ms();
+        match tokio::task::spawn_blocking(move || store.prune(now)).await {
+            Ok(Ok(report)) => println!(
+                "athena: pruned: removed {} merged {} compacted {} cold {} evicted {} reclaimed {} B",
+                report.removed_low_confidence,
+                report.merged,
+                report.compacted,
+                report.migrated_cold,
+                report.evicted,
+                report.bytes_reclaimed
+            ),
+            Ok(Err(e)) => tracing::error!(error = %e, "pruning failed"),
+            Err(e) => tracing::error!(error = %e, "pruning task panicked"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,55 @@
+//! `athena config check|show`.
+
+use super::{Cli, Exit};
+use athena_config::ConfigError;
+use clap::Subcommand;
+
+/// Configuration commands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print every problem with its key path.
+    Check,
+    /// Print the effective configuration (file + environment), secrets redacted.
+    Show,
+}
+
+pub(super) fn run(cli: &Cli, cmd: &ConfigCommand) -> anyhow::Result<()> {
+    let origin = cli
+        .config
+        .as_ref()
+        .map_or("the embedded default".to_string(), |p| {
+            p.display().to_string()
+        });
+    let config = match athena_config::load(cli.config.as_deref()) {
+        Ok(c) => c,
+        Err(ConfigError::Invalid(problems)) => {
+            let mut msg = format!("{origin}: {} problem(s)", problems.len());
+            for p in problems {
+                msg.push_str(&format!("\n  {p}"));
+            }
+            return Err(Exit {
+                code: 2,
+                message: msg,
+            }
+            .into());
+        }
+        Err(e) => {
+            return Err(Exit {
+                code: 2,
+                message: format!("error: {e}"),
+            }
+            .into());
+        }
+    };
+    match cmd {
+        ConfigCommand::Check => println!("{origin}: configuration is valid"),
+        ConfigCommand::Show => {
+            let mut config = config;
+            if let Some(dir) = &cli.data_dir {
+                config.agent.data_dir = dir.clone();
+            }
+            print!("{}", config.to_redacted_toml());
+        }
+    }
+    Ok(())
+}

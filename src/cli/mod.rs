@@ -1,0 +1,162 @@
+//! The command line (clap). Only this module knows clap.
+//!
+//! Every command takes `--config FILE` and `--data-dir DIR`. Bad arguments and bad files get
+//! one clear line on stderr and a non-zero exit: 2 for usage and configuration errors, 1 for a
+//! failed operation or a check that found problems.
+
+mod config_cmd;
+mod memory_cmd;
+mod store_cmd;
+
+use anyhow::Context;
+use athena_config::{Config, ConfigError};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Athena: autonomous liquidity-provision agent runtime.
+#[derive(Debug, Parser)]
+#[command(name = "athena", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Configuration file (default: the embedded config/athena.toml; env ATHENA_CONFIG).
+    #[arg(long, global = true, env = "ATHENA_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory, overriding agent.data_dir.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent process on the configuration (today: the store and the pruning service).
+    Run,
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(config_cmd::ConfigCommand),
+    /// Inspect and maintain agent memory.
+    #[command(subcommand)]
+    Memory(memory_cmd::MemoryCommand),
+    /// Inspect and verify the local store.
+    #[command(subcommand)]
+    Store(store_cmd::StoreCommand),
+}
+
+/// An error that ends the command with a given exit code after printing its message.
+#[derive(Debug)]
+pub struct Exit {
+    /// Process exit code.
+    pub code: u8,
+    /// One line (or a list of problems) for stderr; empty when already printed.
+    pub message: String,
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+/// Parses `std::env::args` and runs the command.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            use clap::error::ErrorKind::*;
+            if matches!(
+                e.kind(),
+                DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                return if e.kind() == DisplayHelpOnMissingArgumentOrSubcommand {
+                    ExitCode::from(2)
+                } else {
+                    ExitCode::SUCCESS
+                };
+            }
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            eprintln!("{first} (see athena --help)");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if let Some(exit) = e.downcast_ref::<Exit>() {
+                if !exit.message.is_empty() {
+                    eprintln!("{}", exit.message);
+                }
+                return ExitCode::from(exit.code);
+            }
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("ATHENA_LOG").unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Config(c) => config_cmd::run(&cli, c),
+        Command::Memory(c) => memory_cmd::run(&load_config(&cli)?, c),
+        Command::Store(c) => store_cmd::run(&load_config(&cli)?, c),
+        Command::Run => {
+            let config = load_config(&cli)?;
+            let clock = crate::clock::from_config(&config.agent);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(crate::app::run(config, clock))
+        }
+    }
+}
+
+/// Loads and validates the configuration, applying `--data-dir`.
+pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let mut config = athena_config::load(cli.config.as_deref()).map_err(config_exit)?;
+    if let Some(dir) = &cli.data_dir {
+        config.agent.data_dir = dir.clone();
+    }
+    Ok(config)
+}
+
+fn config_exit(e: ConfigError) -> anyhow::Error {
+    Exit {
+        code: 2,
+        message: format!("error: {e}"),
+    }
+    .into()
+}
+
+/// Opens the store of `config`'s data directory.
+pub fn open_store(config: &Config) -> anyhow::Result<athena_storage::Store> {
+    athena_storage::Store::open(&config.agent.data_dir, &config.memory).map_err(|e| {
+        anyhow::Error::new(e).context(format!(
+            "opening the store in {}",
+            config.agent.data_dir.display()
+        ))
+    })
+}
+
+/// Wall-clock now, ms (CLI commands act in real time).
+pub fn now_ms() -> u64 {
+    use crate::clock::Clock;
+    crate::clock::SystemClock.now_ms()
+}

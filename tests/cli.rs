@@ -1,0 +1,234 @@
+//! The `athena` binary, used as an operator uses it.
+
+use athena_storage::{Category, Memory, MemoryType, Metadata, Source, Store};
+use std::path::Path;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_athena");
+/// November 2023: in the past for the wall clock the CLI uses.
+const T0: u64 = 1_700_000_000_000;
+
+fn athena(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("ATHENA_CONFIG")
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .expect("run athena")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn assert_no_panic(stderr: &str) {
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("stack backtrace"),
+        "{stderr}"
+    );
+}
+
+fn seed_memories(data: &Path, n: u64) -> Vec<Memory> {
+    let store = Store::open(data, &athena_config::MemoryConfig::default()).unwrap();
+    let ms: Vec<Memory> = (0..n)
+        .map(|i| {
+            let md = Metadata {
+                pool: Some(format!("POOL{}", i % 3)),
+                apr: Some(20.0 + i as f64),
+                ..Metadata::default()
+            };
+            Memory::new(
+                MemoryType::Observation,
+                Category::PoolBehavior,
+                format!("observation {i} of pool"),
+                md,
+                0.8,
+                Source::MarketData,
+                ulid::Ulid::from_parts(T0 + i * 1000, u128::from(i) + 1),
+            )
+        })
+        .collect();
+    store.insert_memories(&ms, T0).unwrap();
+    ms
+}
+
+#[test]
+fn config_check_accepts_shipped_files_and_lists_every_problem() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for f in [
+        "config/athena.toml",
+        "config/examples/default.toml",
+        "config/examples/replay.toml",
+    ] {
+        let o = athena(root, &["config", "check", "--config", f]);
+        assert!(o.status.success(), "{f}: {:?}", text(&o));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        "[risk]\nmax_position_fraction = 1.5\ncolour = 1\n[gas]\nhard_cap_gwei = -1.0\n",
+    )
+    .unwrap();
+    let o = athena(dir.path(), &["config", "check", "--config", "bad.toml"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("bad.toml: 3 problem(s)"), "{err}");
+    assert!(
+        err.contains("risk.max_position_fraction: must be in (0, 1], got 1.5"),
+        "{err}"
+    );
+    assert!(err.contains("risk.colour: unknown key"), "{err}");
+    assert!(
+        err.contains("gas.hard_cap_gwei: must be a positive number, got -1"),
+        "{err}"
+    );
+    assert_no_panic(&err);
+}
+
+#[test]
+fn config_show_redacts_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(BIN)
+        .args(["config", "show"])
+        .current_dir(dir.path())
+        .env("ATHENA_API_ADMIN_TOKEN", "tok-very-secret")
+        .output()
+        .unwrap();
+    let (out, _) = text(&o);
+    assert!(o.status.success());
+    assert!(!out.contains("tok-very-secret"));
+    assert!(out.contains("api.admin_token set"));
+}
+
+#[test]
+fn bad_arguments_and_files_get_one_line_and_a_nonzero_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    for (args, code, needle) in [
+        (vec!["--bogus"], 2, "unexpected argument '--bogus'"),
+        (
+            vec!["memory", "recall", "--limit", "many"],
+            2,
+            "invalid value 'many'",
+        ),
+        (
+            vec!["config", "check", "--config", "/nonexistent.toml"],
+            2,
+            "cannot read config file /nonexistent.toml",
+        ),
+        (
+            vec!["memory", "recall", "--category", "general"],
+            1,
+            "unknown category \"general\"",
+        ),
+        (
+            vec!["memory", "recall", "--min-confidence", "2"],
+            1,
+            "--min-confidence must be in [0, 1]",
+        ),
+    ] {
+        let o = athena(dir.path(), &args);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert_no_panic(&err);
+    }
+    std::fs::create_dir(dir.path().join("notastore")).unwrap();
+    std::fs::write(dir.path().join("notastore/athena.redb"), "junk").unwrap();
+    let o = athena(dir.path(), &["store", "stats", "--data-dir", "notastore"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err.contains("not an Athena store"), "{err}");
+}
+
+#[test]
+fn memory_commands_work_on_a_real_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    seed_memories(&data, 30);
+    let o = athena(dir.path(), &["memory", "stats", "--json"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let stats: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(stats["by_category"]["pool_behavior"]["hot"], 30);
+    let o = athena(
+        dir.path(),
+        &["memory", "recall", "--pool", "POOL1", "--limit", "5"],
+    );
+    let (out, _) = text(&o);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    assert!(lines.iter().all(|m| m["metadata"]["pool"] == "POOL1"));
+    let o = athena(dir.path(), &["memory", "prune"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let report: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
+    // The memories are years old in wall time: observations are past their retention.
+    assert_eq!(report["expired"], 30);
+}
+
+#[test]
+fn store_verify_finds_flipped_bytes_and_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let ms = seed_memories(&data, 50);
+    let o = athena(dir.path(), &["store", "verify"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let path = data.join("athena.redb");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let needle = b"observation 17 of pool";
+    let at = bytes
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .expect("record in the file");
+    bytes[at + 3] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let o = athena(dir.path(), &["store", "verify"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("is CORRUPT"), "{err}");
+    assert!(
+        err.contains(&format!("table memories key {}", ms[17].id)),
+        "{err}"
+    );
+    assert!(err.contains("checksum mismatch"), "{err}");
+    assert_no_panic(&err);
+    // verify never modifies the store: the damage is still there to be quarantined.
+    assert!(
+        std::fs::read(&path).unwrap() == bytes,
+        "store verify modified the store file"
+    );
+}
+
+#[test]
+fn run_starts_on_the_defaults_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(BIN)
+        .arg("run")
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let store_file = dir.path().join("data/athena.redb");
+    let started = std::time::Instant::now();
+    while !store_file.exists() && started.elapsed().as_secs() < 20 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("store open at data/athena.redb"), "{out}");
+    assert!(out.contains("stopped cleanly"), "{out}");
+}
