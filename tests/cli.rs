@@ -183,9 +183,9 @@ fn store_verify_finds_flipped_bytes_and_names_the_key() {
     let path = data.join("athena.redb");
     let mut bytes = std::fs::read(&path).unwrap();
     let needle = b"observation 17 of pool";
-    let at = bytes
-        .windows(needle.len())
-        .position(|w| w == needle)
+    // The msgpack record, not the outbox row's JSON copy of it.
+    let at = (1..bytes.len() - needle.len())
+        .find(|&i| &bytes[i..i + needle.len()] == needle && bytes[i - 1] != b'"')
         .expect("record in the file");
     bytes[at + 3] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();

@@ -19,8 +19,8 @@ pub enum OutboxOp {
         collection: String,
         /// Document id.
         doc: String,
-        /// Document body.
-        body: serde_json::Value,
+        /// Document body, JSON text.
+        body: String,
     },
     /// Add `delta` to a numeric field (summed when coalesced).
     Increment {
@@ -56,6 +56,17 @@ pub enum OutboxOp {
 }
 
 impl OutboxOp {
+    /// An upsert of `value` serialized as JSON.
+    pub fn upsert<T: Serialize>(collection: &str, doc: impl ToString, value: &T) -> Result<Self> {
+        let body = serde_json::to_string(value)
+            .map_err(|e| crate::StoreError::Invalid(format!("document body: {e}")))?;
+        Ok(Self::Upsert {
+            collection: collection.to_string(),
+            doc: doc.to_string(),
+            body,
+        })
+    }
+
     /// The remote key this op writes: `collection/doc` or `blob:path`.
     pub fn remote_key(&self) -> String {
         match self {

@@ -441,7 +441,9 @@ impl WriteTx<'_> {
     /// Appends a record to a sequence table; returns its sequence number (never reused).
     pub fn append<T: Serialize>(&mut self, table: SeqTable, value: &T) -> Result<u64> {
         let seq = self.next_seq(table)?;
-        let bytes = self.codec.encode(table.kind(), Compression::Zstd, value)?;
+        let bytes = self
+            .codec
+            .encode(table.kind(), table.compression(), value)?;
         self.tx
             .open_table(table.def())?
             .insert(seq, bytes.as_slice())?;

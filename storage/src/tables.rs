@@ -133,6 +133,15 @@ impl SeqTable {
         }
     }
 
+    /// How rows are compressed: outbox rows are transient (and blobs are compressed already),
+    /// so they are stored plain; the rest with zstd.
+    pub(crate) fn compression(self) -> crate::codec::Compression {
+        match self {
+            Self::Outbox => crate::codec::Compression::None,
+            _ => crate::codec::Compression::Zstd,
+        }
+    }
+
     /// Meta key of this table's next sequence number (never reused, even after deletes).
     pub(crate) fn counter(self) -> &'static str {
         match self {

@@ -43,7 +43,7 @@ fn change(store: &Store, key: &str, fault: Fault) -> Result<(), String> {
                 OutboxOp::Upsert {
                     collection: "positions".into(),
                     doc: key.into(),
-                    body: serde_json::json!({}),
+                    body: "{}".into(),
                 },
                 T0,
             )?;

@@ -55,7 +55,7 @@ fn build(spec: &(u64, u8, u8, u64, u8, u8), now: u64) -> Memory {
     m
 }
 
-fn snapshot(store: &Store) -> (Vec<Memory>, Vec<(String, serde_json::Value)>) {
+fn snapshot(store: &Store) -> (Vec<Memory>, Vec<(String, String)>) {
     let mems = store.read(|r| r.all_memories()).unwrap();
     let cold = store
         .read(|r| {
@@ -99,7 +99,10 @@ proptest! {
         let cold: BTreeMap<ulid::Ulid, Option<String>> = snapshot(&store)
             .1
             .into_iter()
-            .map(|(d, body)| (d.parse().unwrap(), body["pattern_key"].as_str().map(str::to_string)))
+            .map(|(d, body)| {
+                let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+                (d.parse().unwrap(), body["pattern_key"].as_str().map(str::to_string))
+            })
             .collect();
 
         // Quotas hold.

@@ -197,8 +197,6 @@ impl WriteTx<'_> {
                 self.tx
                     .open_table(COLD_INDEX)?
                     .insert(u128::from(m.id), e.as_slice())?;
-                let body =
-                    serde_json::to_value(&entry).map_err(|e| StoreError::Invalid(e.to_string()))?;
                 self.outbox_append(
                     OutboxOp::Delete {
                         collection: super::MEMORY_COLLECTION.into(),
@@ -207,11 +205,7 @@ impl WriteTx<'_> {
                     now_ms,
                 )?;
                 self.outbox_append(
-                    OutboxOp::Upsert {
-                        collection: COLD_INDEX_COLLECTION.into(),
-                        doc: m.id.to_string(),
-                        body,
-                    },
+                    OutboxOp::upsert(COLD_INDEX_COLLECTION, m.id, &entry)?,
                     now_ms,
                 )?;
             }

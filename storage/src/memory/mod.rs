@@ -15,58 +15,142 @@ pub mod stats;
 
 pub use model::{Category, Memory, MemoryType, Metadata, Source, Tier};
 
-use crate::codec::{Compression, RecordKind};
+use crate::codec::{Codec, Compression, RecordKind};
 use crate::error::Result;
-use crate::outbox::OutboxOp;
+use crate::outbox::{OutboxOp, OutboxRow};
 use crate::store::{ReadTx, WriteTx, corrupt};
-use crate::tables::{MEM_BY_CATEGORY, MEM_BY_PATTERN, MEM_BY_POOL, MEMORIES};
+use crate::tables::{MEM_BY_CATEGORY, MEM_BY_PATTERN, MEM_BY_POOL, MEMORIES, OUTBOX, SeqTable};
 use redb::{ReadableTable, ReadableTableMetadata};
 use ulid::Ulid;
 
 /// Firestore collection of live memories.
 pub const MEMORY_COLLECTION: &str = "memories";
 
-impl WriteTx<'_> {
-    /// Stores a memory (new or replacing the one with the same id) with its indexes and its
-    /// outbox row.
-    pub fn insert_memory(&mut self, m: &Memory, now_ms: u64) -> Result<()> {
-        self.put_memory_record(m)?;
-        let body =
-            serde_json::to_value(m).map_err(|e| crate::StoreError::Invalid(e.to_string()))?;
-        self.outbox_append(
-            OutboxOp::Upsert {
-                collection: MEMORY_COLLECTION.into(),
-                doc: m.id.to_string(),
-                body,
-            },
-            now_ms,
-        )?;
-        Ok(())
+/// The memory table and its three indexes, open together for one transaction, so that a batch
+/// opens each table once and a record never changes without its index entries.
+struct MemoryTables<'t> {
+    records: redb::Table<'t, u128, &'static [u8]>,
+    by_category: redb::Table<'t, (u8, u64, u128), ()>,
+    by_pool: redb::Table<'t, (&'static str, u64, u128), ()>,
+    by_pattern: redb::Table<'t, (&'static str, u128), ()>,
+    /// Categories changed (bit = category index), for recall-cache invalidation.
+    touched: u64,
+}
+
+impl<'t> MemoryTables<'t> {
+    fn open(tx: &'t redb::WriteTransaction) -> Result<Self> {
+        Ok(Self {
+            records: tx.open_table(MEMORIES)?,
+            by_category: tx.open_table(MEM_BY_CATEGORY)?,
+            by_pool: tx.open_table(MEM_BY_POOL)?,
+            by_pattern: tx.open_table(MEM_BY_PATTERN)?,
+            touched: 0,
+        })
     }
 
-    /// Stores the record and its indexes, without an outbox row; returns the encoded size.
-    pub(crate) fn put_memory_record(&mut self, m: &Memory) -> Result<usize> {
+    /// Stores the record (replacing one with the same id) and its index entries; returns the
+    /// encoded size.
+    fn put(&mut self, codec: &Codec, m: &Memory) -> Result<usize> {
         m.validate()?;
         let (kind, compression) = match m.tier {
             Tier::Hot => (RecordKind::Memory, Compression::None),
             _ => (RecordKind::MemoryWarm, Compression::ZstdDict),
         };
-        let bytes = self.codec.encode(kind, compression, m)?;
-        let key = u128::from(m.id);
+        let bytes = codec.encode(kind, compression, m)?;
         let old = self
-            .tx
-            .open_table(MEMORIES)?
-            .insert(key, bytes.as_slice())?
+            .records
+            .insert(u128::from(m.id), bytes.as_slice())?
             .map(|v| v.value().to_vec());
         if let Some(old) = old {
-            let old: Memory = self
-                .codec
+            let old: Memory = codec
                 .decode(&old)
                 .map_err(|r| corrupt("memories", m.id, r))?;
-            self.remove_indexes(&old)?;
+            self.unindex(&old)?;
         }
-        self.add_indexes(m)?;
+        self.index(m)?;
         Ok(bytes.len())
+    }
+
+    /// Removes the record and its index entries; returns it and its encoded size.
+    fn remove(&mut self, codec: &Codec, id: Ulid) -> Result<Option<(Memory, usize)>> {
+        let old = self
+            .records
+            .remove(u128::from(id))?
+            .map(|v| v.value().to_vec());
+        let Some(bytes) = old else { return Ok(None) };
+        let m: Memory = codec
+            .decode(&bytes)
+            .map_err(|r| corrupt("memories", id, r))?;
+        self.unindex(&m)?;
+        Ok(Some((m, bytes.len())))
+    }
+
+    fn index(&mut self, m: &Memory) -> Result<()> {
+        let id = u128::from(m.id);
+        self.by_category
+            .insert((m.category.index(), m.created_ms, id), ())?;
+        if let Some(pool) = &m.metadata.pool {
+            self.by_pool.insert((pool.as_str(), m.created_ms, id), ())?;
+        }
+        if let Some(key) = &m.metadata.pattern_key {
+            self.by_pattern.insert((key.as_str(), id), ())?;
+        }
+        self.touched |= 1 << m.category.index();
+        Ok(())
+    }
+
+    fn unindex(&mut self, m: &Memory) -> Result<()> {
+        let id = u128::from(m.id);
+        self.by_category
+            .remove((m.category.index(), m.created_ms, id))?;
+        if let Some(pool) = &m.metadata.pool {
+            self.by_pool.remove((pool.as_str(), m.created_ms, id))?;
+        }
+        if let Some(key) = &m.metadata.pattern_key {
+            self.by_pattern.remove((key.as_str(), id))?;
+        }
+        self.touched |= 1 << m.category.index();
+        Ok(())
+    }
+}
+
+impl WriteTx<'_> {
+    /// Stores a memory (new or replacing the one with the same id) with its indexes and its
+    /// outbox row.
+    pub fn insert_memory(&mut self, m: &Memory, now_ms: u64) -> Result<()> {
+        self.insert_memories(std::slice::from_ref(m), now_ms)
+    }
+
+    /// Stores memories with their indexes and outbox rows, opening each table once.
+    pub fn insert_memories(&mut self, ms: &[Memory], now_ms: u64) -> Result<()> {
+        let counter = SeqTable::Outbox.counter();
+        let mut seq = self.meta_u64(counter)?.unwrap_or(1);
+        {
+            let mut tables = MemoryTables::open(&self.tx)?;
+            let mut outbox = self.tx.open_table(OUTBOX)?;
+            for m in ms {
+                tables.put(self.codec, m)?;
+                let row = OutboxRow {
+                    created_ms: now_ms,
+                    op: OutboxOp::upsert(MEMORY_COLLECTION, m.id, m)?,
+                };
+                let bytes =
+                    self.codec
+                        .encode(RecordKind::Outbox, SeqTable::Outbox.compression(), &row)?;
+                outbox.insert(seq, bytes.as_slice())?;
+                seq += 1;
+            }
+            self.touched |= tables.touched;
+        }
+        self.set_meta_u64(counter, seq)
+    }
+
+    /// Stores the record and its indexes, without an outbox row; returns the encoded size.
+    pub(crate) fn put_memory_record(&mut self, m: &Memory) -> Result<usize> {
+        let mut tables = MemoryTables::open(&self.tx)?;
+        let size = tables.put(self.codec, m)?;
+        self.touched |= tables.touched;
+        Ok(size)
     }
 
     /// Deletes a memory with its indexes and appends the delete to the outbox.
@@ -86,18 +170,10 @@ impl WriteTx<'_> {
 
     /// Removes the record and its indexes without an outbox row; returns it and its size.
     pub(crate) fn remove_memory_record(&mut self, id: Ulid) -> Result<Option<(Memory, usize)>> {
-        let old = self
-            .tx
-            .open_table(MEMORIES)?
-            .remove(u128::from(id))?
-            .map(|v| v.value().to_vec());
-        let Some(bytes) = old else { return Ok(None) };
-        let m: Memory = self
-            .codec
-            .decode(&bytes)
-            .map_err(|r| corrupt("memories", id, r))?;
-        self.remove_indexes(&m)?;
-        Ok(Some((m, bytes.len())))
+        let mut tables = MemoryTables::open(&self.tx)?;
+        let removed = tables.remove(self.codec, id)?;
+        self.touched |= tables.touched;
+        Ok(removed)
     }
 
     /// Reads a memory inside this transaction.
@@ -110,44 +186,6 @@ impl WriteTx<'_> {
                 .map_err(|r| corrupt("memories", id, r))
         })
         .transpose()
-    }
-
-    fn add_indexes(&mut self, m: &Memory) -> Result<()> {
-        let id = u128::from(m.id);
-        self.tx
-            .open_table(MEM_BY_CATEGORY)?
-            .insert((m.category.index(), m.created_ms, id), ())?;
-        if let Some(pool) = &m.metadata.pool {
-            self.tx
-                .open_table(MEM_BY_POOL)?
-                .insert((pool.as_str(), m.created_ms, id), ())?;
-        }
-        if let Some(key) = &m.metadata.pattern_key {
-            self.tx
-                .open_table(MEM_BY_PATTERN)?
-                .insert((key.as_str(), id), ())?;
-        }
-        self.touched |= 1 << m.category.index();
-        Ok(())
-    }
-
-    fn remove_indexes(&mut self, m: &Memory) -> Result<()> {
-        let id = u128::from(m.id);
-        self.tx
-            .open_table(MEM_BY_CATEGORY)?
-            .remove((m.category.index(), m.created_ms, id))?;
-        if let Some(pool) = &m.metadata.pool {
-            self.tx
-                .open_table(MEM_BY_POOL)?
-                .remove((pool.as_str(), m.created_ms, id))?;
-        }
-        if let Some(key) = &m.metadata.pattern_key {
-            self.tx
-                .open_table(MEM_BY_PATTERN)?
-                .remove((key.as_str(), id))?;
-        }
-        self.touched |= 1 << m.category.index();
-        Ok(())
     }
 }
 
@@ -193,7 +231,7 @@ impl crate::Store {
 
     /// Stores many memories in one durable transaction.
     pub fn insert_memories(&self, ms: &[Memory], now_ms: u64) -> Result<()> {
-        self.write(|w| ms.iter().try_for_each(|m| w.insert_memory(m, now_ms)))
+        self.write(|w| w.insert_memories(ms, now_ms))
     }
 
     /// Reads one memory.

@@ -338,14 +338,8 @@ fn prune_in(
             if !changed.contains(&id) {
                 continue;
             }
-            let body =
-                serde_json::to_value(m).map_err(|e| crate::StoreError::Invalid(e.to_string()))?;
             w.outbox_append(
-                crate::outbox::OutboxOp::Upsert {
-                    collection: super::MEMORY_COLLECTION.into(),
-                    doc: id.to_string(),
-                    body,
-                },
+                crate::outbox::OutboxOp::upsert(super::MEMORY_COLLECTION, id, m)?,
                 now_ms,
             )?;
         }
