@@ -70,16 +70,37 @@ fn redb_variant(dir: &Path, ms: &[Memory], dictionary: bool) -> (u64, u64) {
     cfg.dictionary_min_samples = if dictionary { 1000 } else { u32::MAX };
     cfg.quotas.clear();
     let mut store = Store::open(dir, &cfg).unwrap();
-    for chunk in ms.chunks(20_000) {
+    // As in the product: the dictionary is trained once the first records exist, and later
+    // warm records are written once, already compressed with it.
+    let (first, rest) = ms.split_at(ms.len().min(2_000));
+    for (i, chunk) in std::iter::once(first)
+        .chain(rest.chunks(20_000))
+        .enumerate()
+    {
         store.insert_memories(chunk, T0).unwrap();
         drain_outbox(&store);
-    }
-    if dictionary {
-        let trained = athena_storage::dictionary::train_and_recompress(&store, T0).unwrap();
-        assert!(trained.is_some(), "dictionary was not trained");
+        if dictionary && i == 0 {
+            let trained = athena_storage::dictionary::train_and_recompress(&store, T0).unwrap();
+            assert!(trained.is_some(), "dictionary was not trained");
+        }
     }
     drain_outbox(&store);
     while store.compact().unwrap() {}
+    for t in store
+        .table_stats()
+        .unwrap()
+        .iter()
+        .filter(|t| t.stored_bytes + t.metadata_bytes > 1 << 20)
+    {
+        println!(
+            "    {:<28} rows {:>9} stored {:>7.1} MB metadata {:>6.1} MB fragmented {:>6.1} MB",
+            t.name,
+            t.rows,
+            t.stored_bytes as f64 / MB,
+            t.metadata_bytes as f64 / MB,
+            t.fragmented_bytes as f64 / MB
+        );
+    }
     (table_bytes(&store, "memories"), store.file_size())
 }
 
@@ -119,6 +140,29 @@ fn sizes(n: u64) {
             .unwrap()
             .len() as u64;
         json += serde_json::to_string(m).unwrap().len() as u64;
+    }
+    // Settings sweep on the newest 20k records: zstd level x dictionary size.
+    let raw: Vec<Vec<u8>> = warm
+        .iter()
+        .rev()
+        .take(20_000)
+        .map(|m| Codec::to_msgpack(m).unwrap())
+        .collect();
+    let raw_total: usize = raw.iter().map(Vec::len).sum();
+    for dict_size in [32 * 1024, 64 * 1024, 110 * 1024] {
+        let d = zstd::dict::from_samples(&raw, dict_size).unwrap();
+        for level in [3, 9, 19] {
+            let mut c = zstd::bulk::Compressor::with_dictionary(level, &d).unwrap();
+            let total: usize = raw
+                .iter()
+                .map(|r| c.compress(r).unwrap().len() + athena_storage::codec::HEADER_LEN)
+                .sum();
+            println!(
+                "SWEEP dict {:>6} B level {level:>2}: {:.2}x smaller than msgpack",
+                dict_size,
+                raw_total as f64 / total as f64
+            );
+        }
     }
     let per = |b: u64| b as f64 / n as f64;
     println!(
