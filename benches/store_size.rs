@@ -80,8 +80,9 @@ fn redb_variant(dir: &Path, ms: &[Memory], dictionary: bool) -> (u64, u64) {
         store.insert_memories(chunk, T0).unwrap();
         drain_outbox(&store);
         if dictionary && i == 0 {
-            let trained = athena_storage::dictionary::train_and_recompress(&store, T0).unwrap();
-            assert!(trained.is_some(), "dictionary was not trained");
+            let (trained, _) =
+                athena_storage::dictionary::train_and_recompress(&store, T0).unwrap();
+            assert!(!trained.is_empty(), "dictionary was not trained");
         }
     }
     drain_outbox(&store);

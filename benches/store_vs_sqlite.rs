@@ -36,13 +36,25 @@ fn main() {
 fn writes(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("redb"), &MemoryConfig::default()).unwrap();
+    let mut plain = Store::open(
+        &dir.path().join("redb-no-quick-repair"),
+        &MemoryConfig::default(),
+    )
+    .unwrap();
+    plain.set_quick_repair(false);
     let mut sql = sqlite_open(dir.path());
-    let stream = memories(2_000_000, 30 * DAY_MS, 7);
+    let stream = memories(3_000_000, 30 * DAY_MS, 7);
     let mut next = 0usize;
     let mut g = c.benchmark_group("a_single_commit");
     g.bench_function("redb", |b| {
         b.iter(|| {
             store.insert_memory(&stream[next], T0).unwrap();
+            next += 1;
+        })
+    });
+    g.bench_function("redb_no_quick_repair", |b| {
+        b.iter(|| {
+            plain.insert_memory(&stream[next], T0).unwrap();
             next += 1;
         })
     });
@@ -61,6 +73,16 @@ fn writes(c: &mut Criterion) {
                 &stream[next - 1000..next]
             },
             |batch| store.insert_memories(batch, T0).unwrap(),
+            BatchSize::PerIteration,
+        )
+    });
+    g.bench_function("redb_no_quick_repair", |b| {
+        b.iter_batched(
+            || {
+                next += 1000;
+                &stream[next - 1000..next]
+            },
+            |batch| plain.insert_memories(batch, T0).unwrap(),
             BatchSize::PerIteration,
         )
     });
@@ -196,6 +218,13 @@ fn print_ratios(n: u64) {
     ] {
         match (estimate_ns(group, "redb"), estimate_ns(group, "sqlite")) {
             (Some(r), Some(s)) => {
+                if let Some(p) = estimate_ns(group, "redb_no_quick_repair") {
+                    println!(
+                        "{group:<34} redb without quick repair {:>10.1} us  ratio {:>6.2}x",
+                        p / 1000.0,
+                        s / p
+                    );
+                }
                 let ratio = s / r;
                 let verdict = budget.map_or("reported".to_string(), |b| {
                     if ratio >= b {

@@ -13,9 +13,8 @@ use tokio::sync::watch;
 
 /// Runs until SIGINT or SIGTERM, then shuts down in order: stop services, close the store.
 pub async fn run(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
-    let data_dir = config.agent.data_dir.clone();
-    let memory = config.memory.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, &memory))
+    let for_open = config.clone();
+    let store = tokio::task::spawn_blocking(move || open_store(&for_open))
         .await?
         .with_context(|| format!("opening the store in {}", config.agent.data_dir.display()))?;
     let store = Arc::new(store);
@@ -49,6 +48,13 @@ pub async fn run(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     drop(store);
     println!("athena: stopped cleanly");
     Ok(())
+}
+
+/// Opens the store of `config` read-write, with its store settings applied.
+pub fn open_store(config: &Config) -> Result<Store, athena_storage::StoreError> {
+    let mut store = Store::open(&config.agent.data_dir, &config.memory)?;
+    store.set_quick_repair(config.recovery.quick_repair);
+    Ok(store)
 }
 
 /// Prunes memory every `interval` of agent time until told to stop.

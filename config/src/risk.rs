@@ -180,6 +180,9 @@ pub struct RecoveryConfig {
     pub reconcile_tolerance_usd: f64,
     /// Records the background scrubber verifies per second.
     pub scrub_records_per_sec: u32,
+    /// Record the store's allocator state at every commit (redb quick-repair), so the open after
+    /// a crash does not scan the whole file; costs an extra fsync per commit.
+    pub quick_repair: bool,
     /// How long an ordered shutdown may take before it gives up waiting.
     #[serde(with = "humantime_serde")]
     pub shutdown_deadline: Duration,
@@ -192,6 +195,7 @@ impl Default for RecoveryConfig {
             checkpoint_hourly_retention: Duration::from_secs(7 * 86_400),
             reconcile_tolerance_usd: 100.0,
             scrub_records_per_sec: 1000,
+            quick_repair: true,
             shutdown_deadline: Duration::from_secs(30),
         }
     }

@@ -147,7 +147,7 @@ fn config_exit(e: ConfigError) -> anyhow::Error {
 
 /// Opens the store of `config`'s data directory.
 pub fn open_store(config: &Config) -> anyhow::Result<athena_storage::Store> {
-    athena_storage::Store::open(&config.agent.data_dir, &config.memory).map_err(|e| {
+    crate::app::open_store(config).map_err(|e| {
         anyhow::Error::new(e).context(format!(
             "opening the store in {}",
             config.agent.data_dir.display()

@@ -275,7 +275,10 @@ impl Codec {
     /// Verifies and decompresses a record into its msgpack bytes.
     pub fn decode_bytes(&self, bytes: &[u8]) -> std::result::Result<(Header, Vec<u8>), String> {
         let header = Self::verify(bytes)?;
-        let payload = &bytes[HEADER_LEN..];
+        Ok((header, self.decompress(header, &bytes[HEADER_LEN..])?))
+    }
+
+    fn decompress(&self, header: Header, payload: &[u8]) -> std::result::Result<Vec<u8>, String> {
         let raw = match header.compression {
             Compression::None => payload.to_vec(),
             Compression::Zstd | Compression::ZstdDict => {
@@ -306,13 +309,19 @@ impl Codec {
                 out
             }
         };
-        Ok((header, raw))
+        Ok(raw)
     }
 
     /// Verifies, decompresses and deserializes a record.
     pub fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> std::result::Result<T, String> {
-        let (_, raw) = self.decode_bytes(bytes)?;
-        rmp_serde::from_slice(&raw).map_err(|e| format!("msgpack decode failed: {e}"))
+        let header = Self::verify(bytes)?;
+        let payload = &bytes[HEADER_LEN..];
+        let result = if header.compression == Compression::None {
+            rmp_serde::from_slice(payload) // hot records: no copy
+        } else {
+            rmp_serde::from_slice(&self.decompress(header, payload)?)
+        };
+        result.map_err(|e| format!("msgpack decode failed: {e}"))
     }
 }
 

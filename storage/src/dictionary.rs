@@ -2,8 +2,9 @@
 //!
 //! Invariants: a dictionary is stored (meta table, versioned by id) before any record uses it;
 //! dictionaries are never deleted, so every record stays readable; `store verify` checks that
-//! every dictionary a record names exists. Training runs after pruning, once a kind has
-//! `dictionary_min_samples` records, and again when its count has grown fourfold.
+//! every dictionary a record names exists. Training runs after pruning, for each kind of
+//! [`TRAINED_KINDS`], once it has `dictionary_min_samples` records, and again when its count has
+//! grown fourfold (samples are capped, so retraining stops once a kind is large).
 
 use crate::codec::{Codec, Compression, RecordKind};
 use crate::error::Result;
@@ -78,18 +79,33 @@ pub(crate) fn load_dictionaries(store: &Store) -> Result<()> {
     Ok(())
 }
 
-/// Trains a new warm-memory dictionary when due; returns its id.
-pub(crate) fn train_if_due(store: &Store, now_ms: u64) -> Result<Option<u32>> {
-    let kind = RecordKind::MemoryWarm;
-    let samples: Vec<Vec<u8>> = store.read(|r| {
-        let t = r.tx.open_table(MEMORIES)?;
+/// Record kinds that get a trained dictionary. Outbox rows (transient, stored plain), cold
+/// segments (large, compressed whole) and meta entries do not.
+pub const TRAINED_KINDS: [RecordKind; 8] = [
+    RecordKind::MemoryWarm,
+    RecordKind::Journal,
+    RecordKind::Ledger,
+    RecordKind::Position,
+    RecordKind::Intent,
+    RecordKind::Risk,
+    RecordKind::Checkpoint,
+    RecordKind::LlmCache,
+];
+
+/// The newest records of `kind` (at most [`MAX_TRAINING_SAMPLES`]) as msgpack.
+fn samples(store: &Store, kind: RecordKind) -> Result<Vec<Vec<u8>>> {
+    fn newest<K: redb::Key + 'static>(
+        codec: &Codec,
+        table: &impl ReadableTable<K, &'static [u8]>,
+        name: &'static str,
+        kind: RecordKind,
+    ) -> Result<Vec<Vec<u8>>> {
         let mut out = Vec::new();
-        for row in t.iter()?.rev() {
-            let (k, v) = row?;
-            let (header, raw) = r
-                .codec
+        for (i, row) in table.iter()?.rev().enumerate() {
+            let (_, v) = row?;
+            let (header, raw) = codec
                 .decode_bytes(v.value())
-                .map_err(|e| corrupt("memories", ulid::Ulid(k.value()), e))?;
+                .map_err(|e| corrupt(name, format!("row {i} from the end"), e))?;
             if header.kind == kind {
                 out.push(raw);
                 if out.len() >= MAX_TRAINING_SAMPLES {
@@ -98,65 +114,120 @@ pub(crate) fn train_if_due(store: &Store, now_ms: u64) -> Result<Option<u32>> {
             }
         }
         Ok(out)
-    })?;
-    let min = store.memory.dictionary_min_samples as usize;
-    let current = store.codec.current_dictionary(kind);
-    let last_samples = list(store)?
-        .iter()
-        .find(|d| d.id == current)
-        .map_or(0, |d| d.samples as usize);
-    let due =
-        samples.len() >= min && (current == 0 || samples.len() >= last_samples.saturating_mul(4));
-    if !due {
-        return Ok(None);
     }
-    let bytes = match zstd::dict::from_samples(
-        &samples,
-        store.memory.dictionary_size_bytes as usize,
-    ) {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::warn!(error = %e, samples = samples.len(), "dictionary training failed; keeping plain zstd");
-            return Ok(None);
+    use crate::tables::{KeyedTable as K, LLM_CACHE, SeqTable as S};
+    store.read(|r| {
+        let c = r.codec;
+        match kind {
+            RecordKind::MemoryWarm => newest(c, &r.tx.open_table(MEMORIES)?, "memories", kind),
+            RecordKind::Journal => newest(
+                c,
+                &r.tx.open_table(S::Journal.def())?,
+                S::Journal.name(),
+                kind,
+            ),
+            RecordKind::Ledger => newest(
+                c,
+                &r.tx.open_table(S::Ledger.def())?,
+                S::Ledger.name(),
+                kind,
+            ),
+            RecordKind::Position => newest(
+                c,
+                &r.tx.open_table(K::Positions.def())?,
+                K::Positions.name(),
+                kind,
+            ),
+            RecordKind::Intent => newest(
+                c,
+                &r.tx.open_table(K::Intents.def())?,
+                K::Intents.name(),
+                kind,
+            ),
+            RecordKind::Risk => newest(c, &r.tx.open_table(K::Risk.def())?, K::Risk.name(), kind),
+            RecordKind::Checkpoint => newest(
+                c,
+                &r.tx.open_table(K::Checkpoints.def())?,
+                K::Checkpoints.name(),
+                kind,
+            ),
+            RecordKind::LlmCache => newest(c, &r.tx.open_table(LLM_CACHE)?, "llm_cache", kind),
+            _ => Ok(Vec::new()),
         }
-    };
-    let id = store.write(|w| {
-        let id = w.meta_u64("dict_next_id")?.unwrap_or(1);
-        w.set_meta_u64("dict_next_id", id + 1)?;
-        let record = DictionaryRecord {
-            id: id as u32,
-            kind: kind as u8,
-            created_ms: now_ms,
-            samples: samples.len() as u32,
-            bytes: bytes.clone(),
-        };
-        let encoded = w
-            .codec
-            .encode(RecordKind::Meta, Compression::None, &record)?;
-        w.tx.open_table(META)?.insert(
-            format!("{DICT_PREFIX}{id:010}").as_str(),
-            encoded.as_slice(),
-        )?;
-        w.set_meta_u64(&current_key(kind), id)?;
-        Ok(id as u32)
-    })?;
-    store.codec.add_dictionary(id, kind, &bytes, true);
-    tracing::info!(
-        id,
-        samples = samples.len(),
-        size = bytes.len(),
-        "trained warm-memory dictionary"
-    );
-    Ok(Some(id))
+    })
 }
 
-/// Trains the warm-memory dictionary if due and re-encodes warm records with it; returns the
-/// new dictionary id and the records re-encoded.
-pub fn train_and_recompress(store: &Store, now_ms: u64) -> Result<Option<(u32, usize)>> {
-    match train_if_due(store, now_ms)? {
-        Some(id) => Ok(Some((id, recompress_warm(store)?))),
-        None => Ok(None),
+/// Trains a new dictionary for every kind where one is due; returns (kind, id) of each.
+pub(crate) fn train_if_due(store: &Store, now_ms: u64) -> Result<Vec<(RecordKind, u32)>> {
+    let mut trained = Vec::new();
+    let stored = list(store)?;
+    for kind in TRAINED_KINDS {
+        let samples = samples(store, kind)?;
+        let min = store.memory.dictionary_min_samples as usize;
+        let current = store.codec.current_dictionary(kind);
+        let last_samples = stored
+            .iter()
+            .find(|d| d.id == current)
+            .map_or(0, |d| d.samples as usize);
+        let due = samples.len() >= min
+            && (current == 0 || samples.len() >= last_samples.saturating_mul(4));
+        if !due {
+            continue;
+        }
+        let bytes = match zstd::dict::from_samples(
+            &samples,
+            store.memory.dictionary_size_bytes as usize,
+        ) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, ?kind, samples = samples.len(), "dictionary training failed; keeping plain zstd");
+                continue;
+            }
+        };
+        let id = store.write(|w| {
+            let id = w.meta_u64("dict_next_id")?.unwrap_or(1);
+            w.set_meta_u64("dict_next_id", id + 1)?;
+            let record = DictionaryRecord {
+                id: id as u32,
+                kind: kind as u8,
+                created_ms: now_ms,
+                samples: samples.len() as u32,
+                bytes: bytes.clone(),
+            };
+            let encoded = w
+                .codec
+                .encode(RecordKind::Meta, Compression::None, &record)?;
+            w.tx.open_table(META)?.insert(
+                format!("{DICT_PREFIX}{id:010}").as_str(),
+                encoded.as_slice(),
+            )?;
+            w.set_meta_u64(&current_key(kind), id)?;
+            Ok(id as u32)
+        })?;
+        store.codec.add_dictionary(id, kind, &bytes, true);
+        tracing::info!(
+            id,
+            ?kind,
+            samples = samples.len(),
+            size = bytes.len(),
+            "trained a compression dictionary"
+        );
+        trained.push((kind, id));
     }
+    Ok(trained)
+}
+
+/// Trains every dictionary that is due; when the warm-memory one is new, re-encodes the warm
+/// records with it (other kinds keep their records; new ones use the new dictionary). Returns
+/// the dictionaries trained and the warm records re-encoded.
+pub fn train_and_recompress(store: &Store, now_ms: u64) -> Result<(Vec<(RecordKind, u32)>, usize)> {
+    let trained = train_if_due(store, now_ms)?;
+    let recompressed = if trained.iter().any(|(k, _)| *k == RecordKind::MemoryWarm) {
+        recompress_warm(store)?
+    } else {
+        0
+    };
+    Ok((trained, recompressed))
 }
 
 /// Re-encodes warm records that use an older (or no) dictionary with the current one.

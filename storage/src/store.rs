@@ -37,6 +37,8 @@ pub struct Store {
     pub(crate) codec: Arc<Codec>,
     pub(crate) recall: RecallState,
     pub(crate) memory: MemoryConfig,
+    /// Whether commits record redb's allocator state (see [`Store::set_quick_repair`]).
+    quick_repair: bool,
     /// How long the open took, and whether redb had to repair the file.
     pub open_report: OpenReport,
 }
@@ -171,6 +173,7 @@ impl Store {
             codec,
             recall: RecallState::new(memory),
             memory: memory.clone(),
+            quick_repair: true,
             open_report: OpenReport::default(),
         };
         store.check_or_init_schema().map_err(|e| match e {
@@ -273,10 +276,18 @@ impl Store {
 
     fn write_raw(&self, f: impl FnOnce(&redb::WriteTransaction) -> Result<()>) -> Result<()> {
         let mut tx = self.db.begin_write()?;
-        tx.set_quick_repair(true);
+        tx.set_quick_repair(self.quick_repair);
         f(&tx)?;
         tx.commit()?;
         Ok(())
+    }
+
+    /// Quick repair (on by default): every commit records redb's allocator state and uses a
+    /// two-phase commit, so the open after a crash does not rebuild that state by scanning the
+    /// whole file. It costs an extra fsync and the state's size per commit; see
+    /// docs/benchmarks.md for both sides measured.
+    pub fn set_quick_repair(&mut self, enabled: bool) {
+        self.quick_repair = enabled;
     }
 
     /// Path of the store file.
@@ -298,7 +309,7 @@ impl Store {
     /// committed: no change and no outbox row.
     pub fn write<T>(&self, f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>) -> Result<T> {
         let mut tx = self.db.begin_write()?;
-        tx.set_quick_repair(true);
+        tx.set_quick_repair(self.quick_repair);
         let mut w = WriteTx {
             tx,
             codec: &self.codec,
@@ -420,7 +431,9 @@ pub(crate) fn corrupt(
 impl WriteTx<'_> {
     /// Puts a record into a string-keyed table.
     pub fn put<T: Serialize>(&mut self, table: KeyedTable, key: &str, value: &T) -> Result<()> {
-        let bytes = self.codec.encode(table.kind(), Compression::Zstd, value)?;
+        let bytes = self
+            .codec
+            .encode(table.kind(), Compression::ZstdDict, value)?;
         self.tx
             .open_table(table.def())?
             .insert(key, bytes.as_slice())?;
@@ -485,7 +498,7 @@ impl WriteTx<'_> {
     pub fn put_llm_cache<T: Serialize>(&mut self, key: &[u8], value: &T) -> Result<()> {
         let bytes = self
             .codec
-            .encode(RecordKind::LlmCache, Compression::Zstd, value)?;
+            .encode(RecordKind::LlmCache, Compression::ZstdDict, value)?;
         self.tx
             .open_table(tables::LLM_CACHE)?
             .insert(key, bytes.as_slice())?;

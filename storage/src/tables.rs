@@ -134,11 +134,11 @@ impl SeqTable {
     }
 
     /// How rows are compressed: outbox rows are transient (and blobs are compressed already),
-    /// so they are stored plain; the rest with zstd.
+    /// so they are stored plain; the rest with zstd and the kind's dictionary once trained.
     pub(crate) fn compression(self) -> crate::codec::Compression {
         match self {
             Self::Outbox => crate::codec::Compression::None,
-            _ => crate::codec::Compression::Zstd,
+            _ => crate::codec::Compression::ZstdDict,
         }
     }
 

@@ -185,9 +185,8 @@ impl Store {
         let cfg = self.memory.clone();
         let access = self.recall.take_access();
         let mut report = self.write(|w| prune_in(w, &cfg, now_ms, &access))?;
-        if let Some((_, recompressed)) = crate::dictionary::train_and_recompress(self, now_ms)? {
-            report.recompressed = recompressed;
-        }
+        let (_, recompressed) = crate::dictionary::train_and_recompress(self, now_ms)?;
+        report.recompressed = recompressed;
         report.duration_ms = started.elapsed().as_millis() as u64;
         tracing::info!(?report, "pruning pass done");
         Ok(report)
