@@ -481,9 +481,7 @@ impl WriteTx<'_> {
 
     /// Reads a u64 meta value.
     pub fn meta_u64(&self, key: &str) -> Result<Option<u64>> {
-        let t = self.tx.open_table(META)?;
-        let v = t.get(key)?;
-        Ok(v.and_then(|v| v.value().try_into().ok().map(u64::from_le_bytes)))
+        read_meta_u64(&self.tx.open_table(META)?, key)
     }
 
     /// Writes a u64 meta value (counters, observation start, marks).
@@ -555,9 +553,7 @@ impl ReadTx<'_> {
 
     /// Reads a u64 meta value.
     pub fn meta_u64(&self, key: &str) -> Result<Option<u64>> {
-        let t = self.tx.open_table(META)?;
-        let v = t.get(key)?;
-        Ok(v.and_then(|v| v.value().try_into().ok().map(u64::from_le_bytes)))
+        read_meta_u64(&self.tx.open_table(META)?, key)
     }
 
     /// Gets an LLM cache entry.
@@ -572,6 +568,14 @@ impl ReadTx<'_> {
                 .map_err(|r| corrupt("llm_cache", format!("{key:02x?}"), r)),
         }
     }
+}
+
+fn read_meta_u64(
+    meta: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+) -> Result<Option<u64>> {
+    let v = meta.get(key)?;
+    Ok(v.and_then(|v| v.value().try_into().ok().map(u64::from_le_bytes)))
 }
 
 fn decode_opt<T: DeserializeOwned>(

@@ -178,28 +178,14 @@ impl WriteTx<'_> {
 
     /// Reads a memory inside this transaction.
     pub fn get_memory(&self, id: Ulid) -> Result<Option<Memory>> {
-        let t = self.tx.open_table(MEMORIES)?;
-        let v = t.get(u128::from(id))?;
-        v.map(|v| {
-            self.codec
-                .decode(v.value())
-                .map_err(|r| corrupt("memories", id, r))
-        })
-        .transpose()
+        read_memory(self.codec, &self.tx.open_table(MEMORIES)?, id)
     }
 }
 
 impl ReadTx<'_> {
     /// Reads one memory.
     pub fn get_memory(&self, id: Ulid) -> Result<Option<Memory>> {
-        let t = self.tx.open_table(MEMORIES)?;
-        let v = t.get(u128::from(id))?;
-        v.map(|v| {
-            self.codec
-                .decode(v.value())
-                .map_err(|r| corrupt("memories", id, r))
-        })
-        .transpose()
+        read_memory(self.codec, &self.tx.open_table(MEMORIES)?, id)
     }
 
     /// Every local (hot and warm) memory, in id (= time) order.
@@ -221,6 +207,20 @@ impl ReadTx<'_> {
     pub fn memory_count(&self) -> Result<u64> {
         Ok(self.tx.open_table(MEMORIES)?.len()?)
     }
+}
+
+fn read_memory(
+    codec: &Codec,
+    records: &impl ReadableTable<u128, &'static [u8]>,
+    id: Ulid,
+) -> Result<Option<Memory>> {
+    let v = records.get(u128::from(id))?;
+    v.map(|v| {
+        codec
+            .decode(v.value())
+            .map_err(|r| corrupt("memories", id, r))
+    })
+    .transpose()
 }
 
 impl crate::Store {
