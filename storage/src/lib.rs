@@ -20,7 +20,7 @@ mod verify;
 
 pub use codec::{Codec, Compression, RecordKind};
 pub use error::{Result, StoreError};
-pub use memory::cold::{ColdEntry, ColdRecall, SegmentFetcher, SegmentInfo};
+pub use memory::cold::{ArchivedMemory, ColdEntry, ColdRecall, SegmentFetcher, SegmentInfo};
 pub use memory::prune::PruneReport;
 pub use memory::recall::{RecallQuery, RecallStats};
 pub use memory::stats::{MemoryStats, TierCounts};

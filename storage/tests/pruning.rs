@@ -105,6 +105,18 @@ proptest! {
             })
             .collect();
 
+        let archived: Vec<athena_storage::ArchivedMemory> = store
+            .outbox_peek(0, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .filter_map(|(_, row)| match row.op {
+                OutboxOp::PutBlob { path, bytes } if path.starts_with("archive/") => serde_json::from_slice::<Vec<_>>(&bytes).ok(),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        prop_assert_eq!(archived.len(), report.archived);
+
         // Quotas hold.
         for (name, quota) in &cfg.quotas {
             let n = after.values().filter(|m| m.kind.as_str() == name || m.category.as_str() == name).count();
@@ -118,10 +130,12 @@ proptest! {
             if !young || low || after.contains_key(&m.id) || cold.contains_key(&m.id) {
                 continue;
             }
-            // Merged into an older survivor with the same key, which may itself have gone cold.
+            // Merged into an older survivor with the same key, which may itself have gone cold
+            // or (past its retention) into the archive.
             let merged = m.kind == MemoryType::Pattern
                 && (after.values().any(|s| s.id < m.id && s.metadata.pattern_key == m.metadata.pattern_key)
-                    || cold.iter().any(|(id, key)| *id < m.id && *key == m.metadata.pattern_key));
+                    || cold.iter().any(|(id, key)| *id < m.id && *key == m.metadata.pattern_key)
+                    || archived.iter().any(|a| a.id < m.id && a.pattern_key == m.metadata.pattern_key));
             let quota_full = cfg.quotas.iter().any(|(name, q)| {
                 (m.kind.as_str() == name || m.category.as_str() == name)
                     && after.values().filter(|x| x.kind.as_str() == name || x.category.as_str() == name).count() as u64 == *q
@@ -138,9 +152,10 @@ proptest! {
             prop_assert_eq!(m.tier, expect);
         }
         prop_assert!(store.verify_records().unwrap().is_clean());
-        // Every memory is accounted for exactly once (archived ones went through the cold path).
+        // Every memory is accounted for exactly once
+        // (a single pass over a fresh store: every archived memory was local).
         let accounted = report.removed_low_confidence + report.merged + report.expired
-            + report.migrated_cold + report.evicted + after.len();
+            + report.migrated_cold + report.archived + report.evicted + after.len();
         prop_assert_eq!(accounted, originals.len(), "report does not add up: {:?}", report);
     }
 
@@ -330,17 +345,90 @@ fn cold_tier_round_trip_with_bloom_filters_and_archive() {
         "the Bloom filter should spare the fetch"
     );
 
-    // Day 31: the pattern is past retention: archived as a summary; the segment is deleted.
+    // Day 31: the pattern is past retention: archived as a summary that points at its segment,
+    // which is kept as the archive's full record.
     let r = store.prune(created + 31 * DAY).unwrap();
     assert_eq!(r.archived, 1, "{r:?}");
     let rows = store.outbox_peek(0, usize::MAX).unwrap();
-    assert!(rows.iter().any(
-        |(_, row)| matches!(&row.op, OutboxOp::PutBlob { path, .. } if path.starts_with("archive/"))
-    ));
+    let archive = rows
+        .iter()
+        .find_map(|(_, row)| match &row.op {
+            OutboxOp::PutBlob { path, bytes } if path.starts_with("archive/") => {
+                Some(bytes.clone())
+            }
+            _ => None,
+        })
+        .expect("an archive object");
+    let summaries: Vec<athena_storage::ArchivedMemory> = serde_json::from_slice(&archive).unwrap();
+    assert_eq!(summaries.len(), 1);
+    assert_eq!(summaries[0].id, pattern.id);
+    let segment = summaries[0].segment.clone().expect("points at its segment");
+    assert!(
+        !rows
+            .iter()
+            .any(|(_, row)| matches!(&row.op, OutboxOp::DeleteBlob { .. })),
+        "an archived segment was deleted"
+    );
+    assert!(uploaded(&store).0.contains_key(&segment));
+    assert!(store.verify_records().unwrap().is_clean());
+}
+
+#[test]
+fn a_segment_with_nothing_archived_is_deleted_when_its_last_entry_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(dir.path(), &small_cfg());
+    // A decision about strategy performance: cold after 7 days, dropped after 90.
+    let decision = memory(
+        20,
+        MemoryType::Decision,
+        Category::StrategyPerformance,
+        T0,
+        0.8,
+    );
+    store.insert_memory(&decision, T0).unwrap();
+    assert_eq!(store.prune(T0 + 10 * DAY).unwrap().migrated_cold, 1);
+    let r = store.prune(T0 + 91 * DAY).unwrap();
+    assert_eq!((r.expired, r.archived), (1, 0), "{r:?}");
+    let rows = store.outbox_peek(0, usize::MAX).unwrap();
     assert!(rows.iter().any(
         |(_, row)| matches!(&row.op, OutboxOp::DeleteBlob { path } if path.starts_with("segments/"))
     ));
-    assert!(store.verify_records().unwrap().is_clean());
+    assert!(
+        uploaded(&store).0.is_empty(),
+        "the segment object should be gone"
+    );
+    assert_eq!(store.memory_stats().unwrap().segments, 0);
+}
+
+#[test]
+fn a_local_pattern_past_retention_is_archived_with_its_text() {
+    let mut cfg = small_cfg();
+    cfg.retention.insert(
+        "apr_anomaly".into(),
+        std::time::Duration::from_secs(2 * 86_400),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_with(dir.path(), &cfg);
+    let p = memory(30, MemoryType::Pattern, Category::AprAnomaly, T0, 0.9);
+    store.insert_memory(&p, T0).unwrap();
+    let r = store.prune(T0 + 3 * DAY).unwrap();
+    assert_eq!(
+        (r.archived, r.migrated_cold, r.segments_written),
+        (1, 0, 0),
+        "{r:?}"
+    );
+    let rows = store.outbox_peek(0, usize::MAX).unwrap();
+    let summaries: Vec<athena_storage::ArchivedMemory> = rows
+        .iter()
+        .find_map(|(_, row)| match &row.op {
+            OutboxOp::PutBlob { path, bytes } if path.starts_with("archive/") => {
+                serde_json::from_slice(bytes).ok()
+            }
+            _ => None,
+        })
+        .expect("an archive object");
+    assert_eq!(summaries[0].content.as_deref(), Some(p.content.as_str()));
+    assert!(!rows.iter().any(|(_, row)| matches!(&row.op, OutboxOp::PutBlob { path, .. } if path.starts_with("segments/"))));
 }
 
 #[test]

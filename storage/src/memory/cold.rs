@@ -1,8 +1,9 @@
 //! The cold tier: memories older than the warm tier leave the local store for compressed
 //! segments in the object store (through the outbox), leaving a small index entry locally and a
 //! Bloom filter per segment over pattern keys, so a recall fetches a segment only when it may
-//! hit. Past their retention, cold patterns and learnings are archived as summaries and the
-//! rest dropped.
+//! hit. Past their retention, patterns and learnings are archived as summaries (a cold one's
+//! segment is kept as the archive's full record) and the rest dropped; a segment none of whose
+//! memories was archived is deleted once its last entry leaves.
 
 use super::model::{Category, Memory, MemoryType};
 use super::recall::RecallQuery;
@@ -52,12 +53,72 @@ pub struct SegmentInfo {
     pub max_ms: u64,
     /// Memories written into it.
     pub records: u32,
-    /// Memories still indexed locally (the segment is deleted remotely at 0).
+    /// Memories still indexed locally.
     pub live: u32,
+    /// Memories archived from it: at `live` 0 the object is kept when this is not 0 (it holds
+    /// the archived records) and deleted otherwise.
+    #[serde(default)]
+    pub archived: u32,
     /// Encoded size, bytes.
     pub bytes: u64,
     /// Pattern keys it holds.
     pub bloom: BloomFilter,
+}
+
+/// The summary of a pattern or learning past its retention, kept in the object store's
+/// archive (`archive/*.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArchivedMemory {
+    /// Memory id.
+    pub id: Ulid,
+    /// Type (pattern or learning).
+    pub kind: MemoryType,
+    /// Category.
+    pub category: Category,
+    /// Pattern key, if any.
+    pub pattern_key: Option<String>,
+    /// Pool, if any.
+    pub pool: Option<String>,
+    /// Confidence when archived.
+    pub confidence: f64,
+    /// Creation time, ms.
+    pub created_ms: u64,
+    /// The text, for memories archived straight from the local store.
+    pub content: Option<String>,
+    /// Object path of the segment holding the full record, for memories archived from cold.
+    pub segment: Option<String>,
+}
+
+impl ArchivedMemory {
+    /// The summary of a local memory (its text included).
+    pub fn from_live(m: &Memory) -> Self {
+        Self {
+            id: m.id,
+            kind: m.kind,
+            category: m.category,
+            pattern_key: m.metadata.pattern_key.clone(),
+            pool: m.metadata.pool.clone(),
+            confidence: m.confidence,
+            created_ms: m.created_ms,
+            content: Some(m.content.clone()),
+            segment: None,
+        }
+    }
+
+    /// The summary of a cold entry whose full record stays in the segment at `segment`.
+    pub fn from_cold(e: &ColdEntry, segment: Option<String>) -> Self {
+        Self {
+            id: e.id,
+            kind: e.kind,
+            category: e.category,
+            pattern_key: e.pattern_key.clone(),
+            pool: e.pool.clone(),
+            confidence: e.confidence,
+            created_ms: e.created_ms,
+            content: None,
+            segment,
+        }
+    }
 }
 
 /// A segment's content.
@@ -167,6 +228,7 @@ impl WriteTx<'_> {
                 max_ms: chunk.iter().map(|m| m.created_ms).max().unwrap_or(0),
                 records: chunk.len() as u32,
                 live: chunk.len() as u32,
+                archived: 0,
                 bytes: bytes.len() as u64,
                 bloom,
             };
@@ -214,13 +276,14 @@ impl WriteTx<'_> {
         Ok((segments, freed))
     }
 
-    /// Removes cold entries past their retention. Patterns and learnings are archived as one
-    /// summary object per call; the rest are dropped. Returns (archived, dropped).
+    /// Removes cold entries past their retention. Patterns and learnings become archive
+    /// summaries (their segment is kept as the archive's content); the rest are dropped.
+    /// Returns (summaries, dropped).
     pub(crate) fn expire_cold(
         &mut self,
         now_ms: u64,
         retention_ms: impl Fn(MemoryType, Category) -> u64,
-    ) -> Result<(usize, usize)> {
+    ) -> Result<(Vec<ArchivedMemory>, usize)> {
         let expired: Vec<ColdEntry> = {
             let t = self.tx.open_table(COLD_INDEX)?;
             let mut out = Vec::new();
@@ -236,9 +299,6 @@ impl WriteTx<'_> {
             }
             out
         };
-        if expired.is_empty() {
-            return Ok((0, 0));
-        }
         let mut summaries = Vec::new();
         for e in &expired {
             self.tx.open_table(COLD_INDEX)?.remove(u128::from(e.id))?;
@@ -249,23 +309,43 @@ impl WriteTx<'_> {
                 },
                 now_ms,
             )?;
-            if matches!(e.kind, MemoryType::Pattern | MemoryType::Learning) {
-                summaries.push(e.clone());
+            let archive = matches!(e.kind, MemoryType::Pattern | MemoryType::Learning);
+            let path = self.release_segment_entry(&e.segment, archive, now_ms)?;
+            if archive {
+                summaries.push(ArchivedMemory::from_cold(e, path));
             }
-            self.release_segment_entry(&e.segment, now_ms)?;
         }
-        let archived = summaries.len();
-        if archived > 0 {
-            let first = u128::from(summaries[0].id);
-            let path = format!("archive/{}.json", Ulid::from_parts(now_ms, first));
-            let bytes =
-                serde_json::to_vec(&summaries).map_err(|e| StoreError::Invalid(e.to_string()))?;
-            self.outbox_append(OutboxOp::PutBlob { path, bytes }, now_ms)?;
-        }
-        Ok((archived, expired.len() - archived))
+        let dropped = expired.len() - summaries.len();
+        Ok((summaries, dropped))
     }
 
-    fn release_segment_entry(&mut self, segment: &str, now_ms: u64) -> Result<()> {
+    /// Writes one archive object holding `summaries` (nothing when empty).
+    pub(crate) fn write_archive(
+        &mut self,
+        summaries: &[ArchivedMemory],
+        now_ms: u64,
+    ) -> Result<()> {
+        let Some(first) = summaries.first() else {
+            return Ok(());
+        };
+        let path = format!(
+            "archive/{}.json",
+            Ulid::from_parts(now_ms, u128::from(first.id))
+        );
+        let bytes =
+            serde_json::to_vec(summaries).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        self.outbox_append(OutboxOp::PutBlob { path, bytes }, now_ms)?;
+        Ok(())
+    }
+
+    /// One entry of `segment` leaves the cold index. When none is left the segment's info goes;
+    /// its object is deleted unless archived entries still point at it. Returns the object path.
+    fn release_segment_entry(
+        &mut self,
+        segment: &str,
+        archived: bool,
+        now_ms: u64,
+    ) -> Result<Option<String>> {
         let info = {
             let t = self.tx.open_table(COLD_SEGMENTS)?;
             let v = t.get(segment)?;
@@ -273,11 +353,21 @@ impl WriteTx<'_> {
                 .transpose()
                 .map_err(|r| corrupt("cold_segments", segment, r))?
         };
-        let Some(mut info) = info else { return Ok(()) };
+        let Some(mut info) = info else {
+            return Ok(None);
+        };
         info.live = info.live.saturating_sub(1);
+        info.archived += u32::from(archived);
         if info.live == 0 {
             self.tx.open_table(COLD_SEGMENTS)?.remove(segment)?;
-            self.outbox_append(OutboxOp::DeleteBlob { path: info.path }, now_ms)?;
+            if info.archived == 0 {
+                self.outbox_append(
+                    OutboxOp::DeleteBlob {
+                        path: info.path.clone(),
+                    },
+                    now_ms,
+                )?;
+            }
         } else {
             let bytes = self
                 .codec
@@ -286,7 +376,7 @@ impl WriteTx<'_> {
                 .open_table(COLD_SEGMENTS)?
                 .insert(segment, bytes.as_slice())?;
         }
-        Ok(())
+        Ok(Some(info.path))
     }
 }
 

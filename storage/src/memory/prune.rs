@@ -9,7 +9,8 @@
 //!    bounded; pool, pattern key, APR, TVL and volume are kept: metadata is never emptied) and
 //!    recompress them with the warm dictionary;
 //! 4. move memories across tiers by age: warm → cold segments (through the outbox); past their
-//!    retention, patterns and learnings are archived as summaries and the rest dropped;
+//!    retention, patterns and learnings are archived as summaries (one archive object per pass)
+//!    and the rest dropped;
 //! 5. enforce quotas (per type and per category) by evicting the lowest value
 //!    (confidence × recency decay × access);
 //! 6. report what was done.
@@ -17,6 +18,7 @@
 //! Retention of a memory is the stricter of its type's and its category's entries, or
 //! `cold_max_age` when neither has one. Quotas bind local (hot + warm) memories.
 
+use super::cold::ArchivedMemory;
 use super::model::{Category, Memory, MemoryType, Source, Tier};
 use crate::error::Result;
 use crate::store::{Store, WriteTx, corrupt};
@@ -41,7 +43,7 @@ pub struct PruneReport {
     pub migrated_cold: usize,
     /// Step 4: cold segments written.
     pub segments_written: usize,
-    /// Step 4: memories past retention archived as summaries.
+    /// Step 4: memories past retention archived as summaries (local and cold).
     pub archived: usize,
     /// Step 4: memories past retention dropped.
     pub expired: usize,
@@ -272,19 +274,20 @@ fn prune_in(
     let hot_age = cfg.hot_max_age.as_millis() as u64;
     let warm_age = cfg.warm_max_age.as_millis() as u64;
     let mut to_cold = Vec::new();
+    let mut archive = Vec::new();
     let ids: Vec<Ulid> = live.keys().copied().collect();
     for id in ids {
         let m = &live[&id];
         let age = m.age_ms(now_ms);
         if age > retention_ms(cfg, m.kind, m.category) {
             if matches!(m.kind, MemoryType::Pattern | MemoryType::Learning) {
-                // Archive through the cold path: a one-entry segment expires right away below.
-                to_cold.push(live.remove(&id).expect("present"));
+                archive.push(ArchivedMemory::from_live(m));
+                r.archived += 1;
             } else {
-                live.remove(&id);
-                delete(w, id, &mut r)?;
                 r.expired += 1;
             }
+            live.remove(&id);
+            delete(w, id, &mut r)?;
         } else if age > warm_age {
             to_cold.push(live.remove(&id).expect("present"));
         } else if age > hot_age && m.tier == Tier::Hot {
@@ -302,9 +305,11 @@ fn prune_in(
         r.migrated_cold = to_cold.len();
         r.bytes_reclaimed += freed;
     }
-    let (archived, dropped) = w.expire_cold(now_ms, |k, c| retention_ms(cfg, k, c))?;
-    r.archived = archived;
+    let (cold_archive, dropped) = w.expire_cold(now_ms, |k, c| retention_ms(cfg, k, c))?;
+    r.archived += cold_archive.len();
     r.expired += dropped;
+    archive.extend(cold_archive);
+    w.write_archive(&archive, now_ms)?;
 
     // 5. quotas
     let half_life = cfg.recency_half_life.as_millis() as u64;
