@@ -14,9 +14,13 @@ use tokio::sync::watch;
 /// Runs until SIGINT or SIGTERM, then shuts down in order: stop services, close the store.
 pub async fn run(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     let for_open = config.clone();
-    let store = tokio::task::spawn_blocking(move || open_store(&for_open))
-        .await?
-        .with_context(|| format!("opening the store in {}", config.agent.data_dir.display()))?;
+    let (store, memories) = tokio::task::spawn_blocking(move || {
+        let store = open_store(&for_open)?;
+        let memories = store.read(|r| r.memory_count())?;
+        Ok::<_, athena_storage::StoreError>((store, memories))
+    })
+    .await?
+    .with_context(|| format!("opening the store in {}", config.agent.data_dir.display()))?;
     let store = Arc::new(store);
     tracing::info!(
         path = %store.path().display(),
@@ -27,7 +31,7 @@ pub async fn run(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     println!(
         "athena: store open at {} ({} memories); pruning every {}; Ctrl-C to stop",
         store.path().display(),
-        store.read(|r| r.memory_count())?,
+        memories,
         humantime::format_duration(config.memory.prune_interval)
     );
     let (stop_tx, stop_rx) = watch::channel(false);
