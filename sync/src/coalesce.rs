@@ -8,6 +8,12 @@
 //!
 //! A row whose body is not a JSON object cannot be sent: its key coalesces to an error and the
 //! worker dead-letters every row of it.
+//!
+//! Replays are safe: delivery is at-least-once, so every document write carries the highest
+//! outbox sequence number it covers, which the sink keeps in the document ([`SEQ_FIELD`]). Sets
+//! and deletes are idempotent as they are; increment-only writes keep their per-row deltas and
+//! the sink applies only the rows above the document's watermark, so an increment re-sent after
+//! a lost confirmation is not counted twice.
 
 use athena_storage::{OutboxOp, OutboxRow};
 use bytes::Bytes;
@@ -16,6 +22,9 @@ use std::collections::{BTreeMap, HashMap};
 
 /// Field increments, by field name.
 pub type Increments = BTreeMap<String, f64>;
+
+/// The document field holding the outbox sequence number of the last change applied to it.
+pub const SEQ_FIELD: &str = "_athena_seq";
 
 /// The net write on one remote key.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,15 +39,18 @@ pub enum Write {
         body: Map<String, Value>,
         /// Added after the replace.
         increments: Increments,
+        /// Highest outbox sequence number covered (the document's new watermark).
+        seq: u64,
     },
-    /// Add to fields, creating the document or the fields when missing.
+    /// Add to fields, creating the document or the fields when missing. Only the parts above
+    /// the document's watermark are applied.
     Increment {
         /// Collection under the agent.
         collection: String,
         /// Document id.
         doc: String,
-        /// Amounts added.
-        increments: Increments,
+        /// Amounts added, by outbox sequence number.
+        parts: BTreeMap<u64, Increments>,
     },
     /// Delete the document.
     Delete {
@@ -75,17 +87,23 @@ impl Write {
                 doc,
                 body,
                 increments,
+                ..
             } => {
                 collection.len()
                     + doc.len()
                     + Value::Object(body.clone()).to_string().len()
                     + increments.len() * 24
+                    + 8
             }
             Self::Increment {
                 collection,
                 doc,
-                increments,
-            } => collection.len() + doc.len() + increments.len() * 24,
+                parts,
+            } => {
+                collection.len()
+                    + doc.len()
+                    + parts.values().map(|p| p.len() * 24 + 8).sum::<usize>()
+            }
             Self::Delete { collection, doc } => collection.len() + doc.len(),
             Self::PutBlob { path, bytes } => path.len() + bytes.len(),
             Self::DeleteBlob { path } => path.len(),
@@ -116,14 +134,14 @@ pub fn coalesce(rows: impl IntoIterator<Item = (u64, OutboxRow)>) -> Vec<Coalesc
                 let entry = &mut out[i];
                 entry.seqs.push(seq);
                 if let Ok(prev) = &entry.write {
-                    entry.write = merge(prev.clone(), row.op);
+                    entry.write = merge(prev.clone(), row.op, seq);
                 }
             }
             None => {
                 index.insert(key.clone(), out.len());
                 out.push(Coalesced {
                     key,
-                    write: single(row.op),
+                    write: single(row.op, seq),
                     seqs: vec![seq],
                 });
             }
@@ -132,8 +150,8 @@ pub fn coalesce(rows: impl IntoIterator<Item = (u64, OutboxRow)>) -> Vec<Coalesc
     out
 }
 
-/// The write of one row alone.
-pub fn single(op: OutboxOp) -> Result<Write, String> {
+/// The write of row `seq` alone.
+pub fn single(op: OutboxOp, seq: u64) -> Result<Write, String> {
     Ok(match op {
         OutboxOp::Upsert {
             collection,
@@ -155,6 +173,7 @@ pub fn single(op: OutboxOp) -> Result<Write, String> {
                 doc,
                 body,
                 increments: Increments::new(),
+                seq,
             }
         }
         OutboxOp::Increment {
@@ -171,7 +190,7 @@ pub fn single(op: OutboxOp) -> Result<Write, String> {
             Write::Increment {
                 collection,
                 doc,
-                increments: Increments::from([(field, delta)]),
+                parts: BTreeMap::from([(seq, Increments::from([(field, delta)]))]),
             }
         }
         OutboxOp::Delete { collection, doc } => Write::Delete { collection, doc },
@@ -200,9 +219,9 @@ fn add(into: &mut Increments, more: Increments) {
     }
 }
 
-/// `prev` followed by `op` on the same key.
-fn merge(prev: Write, op: OutboxOp) -> Result<Write, String> {
-    let next = single(op)?;
+/// `prev` followed by row `seq` (`op`) on the same key.
+fn merge(prev: Write, op: OutboxOp, seq: u64) -> Result<Write, String> {
+    let next = single(op, seq)?;
     Ok(match (prev, next) {
         (
             Write::Set {
@@ -210,42 +229,49 @@ fn merge(prev: Write, op: OutboxOp) -> Result<Write, String> {
                 doc,
                 body,
                 mut increments,
+                ..
             },
-            Write::Increment {
-                increments: more, ..
-            },
+            Write::Increment { parts, .. },
         ) => {
-            add(&mut increments, more);
+            for more in parts.into_values() {
+                add(&mut increments, more);
+            }
             Write::Set {
                 collection,
                 doc,
                 body,
                 increments,
+                seq,
             }
         }
         (
             Write::Increment {
                 collection,
                 doc,
-                mut increments,
+                mut parts,
             },
-            Write::Increment {
-                increments: more, ..
-            },
+            Write::Increment { parts: more, .. },
         ) => {
-            add(&mut increments, more);
+            parts.extend(more);
             Write::Increment {
                 collection,
                 doc,
-                increments,
+                parts,
             }
         }
-        (Write::Delete { collection, doc }, Write::Increment { increments, .. }) => Write::Set {
-            collection,
-            doc,
-            body: Map::new(),
-            increments,
-        },
+        (Write::Delete { collection, doc }, Write::Increment { parts, .. }) => {
+            let mut increments = Increments::new();
+            for more in parts.into_values() {
+                add(&mut increments, more);
+            }
+            Write::Set {
+                collection,
+                doc,
+                body: Map::new(),
+                increments,
+                seq,
+            }
+        }
         // Upserts, deletes and blob writes replace what came before.
         (_, next) => next,
     })
@@ -262,7 +288,8 @@ pub struct State {
 }
 
 impl State {
-    /// Applies one write.
+    /// Applies one write the way every sink must: sets and deletes whole, increments only
+    /// above the document's watermark.
     pub fn apply(&mut self, w: &Write) {
         match w {
             Write::Set {
@@ -270,22 +297,27 @@ impl State {
                 doc,
                 body,
                 increments,
+                seq,
             } => {
                 let mut d = body.clone();
                 increment(&mut d, increments);
+                d.insert(SEQ_FIELD.into(), Value::from(*seq));
                 self.docs.insert((collection.clone(), doc.clone()), d);
             }
             Write::Increment {
                 collection,
                 doc,
-                increments,
+                parts,
             } => {
-                increment(
-                    self.docs
-                        .entry((collection.clone(), doc.clone()))
-                        .or_default(),
-                    increments,
-                );
+                let d = self
+                    .docs
+                    .entry((collection.clone(), doc.clone()))
+                    .or_default();
+                let watermark = d.get(SEQ_FIELD).and_then(Value::as_u64).unwrap_or(0);
+                for (seq, increments) in parts.range(watermark + 1..) {
+                    increment(d, increments);
+                    d.insert(SEQ_FIELD.into(), Value::from(*seq));
+                }
             }
             Write::Delete { collection, doc } => {
                 self.docs.remove(&(collection.clone(), doc.clone()));
@@ -359,11 +391,31 @@ mod tests {
 
     proptest! {
         #[test]
+        fn a_replay_after_lost_confirmations_counts_nothing_twice(ops in proptest::collection::vec(op(), 0..60), cut in any::<prop::sample::Index>()) {
+            let rows: Vec<(u64, OutboxRow)> = ops.into_iter().enumerate().map(|(i, op)| (i as u64 + 1, OutboxRow { created_ms: 0, op })).collect();
+            let mut once = State::default();
+            for (seq, row) in &rows {
+                once.apply(&single(row.op.clone(), *seq).unwrap());
+            }
+            // The writes of the first k rows land but are never acknowledged; the next pass
+            // re-reads every row and sends the coalesced writes again.
+            let k = if rows.is_empty() { 0 } else { cut.index(rows.len() + 1) };
+            let mut replayed = State::default();
+            for c in coalesce(rows[..k].to_vec()) {
+                replayed.apply(c.write.as_ref().unwrap());
+            }
+            for c in coalesce(rows.clone()) {
+                replayed.apply(c.write.as_ref().unwrap());
+            }
+            prop_assert_eq!(replayed, once);
+        }
+
+        #[test]
         fn coalesced_batch_equals_every_row_in_order(ops in proptest::collection::vec(op(), 0..60)) {
             let rows: Vec<(u64, OutboxRow)> = ops.into_iter().enumerate().map(|(i, op)| (i as u64 + 1, OutboxRow { created_ms: 0, op })).collect();
             let mut one_by_one = State::default();
-            for (_, row) in &rows {
-                one_by_one.apply(&single(row.op.clone()).unwrap());
+            for (seq, row) in &rows {
+                one_by_one.apply(&single(row.op.clone(), *seq).unwrap());
             }
             let coalesced = coalesce(rows.clone());
             let mut batched = State::default();
@@ -394,14 +446,23 @@ mod tests {
         let c = coalesce(vec![(1, inc(1.0)), (2, inc(2.0)), (3, inc(4.0))]);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].seqs, vec![1, 2, 3]);
-        assert_eq!(
-            c[0].write,
-            Ok(Write::Increment {
-                collection: "stats".into(),
-                doc: "day".into(),
-                increments: Increments::from([("trades".into(), 7.0)])
-            })
-        );
+        let trades =
+            |s: &State| s.docs[&("stats".to_string(), "day".to_string())]["trades"].clone();
+        let mut state = State::default();
+        state.apply(c[0].write.as_ref().unwrap());
+        assert_eq!(trades(&state), serde_json::json!(7.0));
+        // Sent again after a lost confirmation: nothing is counted twice.
+        state.apply(c[0].write.as_ref().unwrap());
+        assert_eq!(trades(&state), serde_json::json!(7.0));
+        // A replay that also carries a newer row applies only the newer row.
+        let more = coalesce(vec![
+            (1, inc(1.0)),
+            (2, inc(2.0)),
+            (3, inc(4.0)),
+            (4, inc(8.0)),
+        ]);
+        state.apply(more[0].write.as_ref().unwrap());
+        assert_eq!(trades(&state), serde_json::json!(15.0));
     }
 
     #[test]

@@ -4,13 +4,21 @@
 //! rows are removed only after their sink confirmed them; rejected rows go to the dead-letter
 //! table, never nowhere; sync never writes domain state.
 //!
-//! Status: the sink seam, coalescing, batching, pacing and retry are here; the worker, the
-//! Firestore and object-store sinks and their conformance suite are in progress (issue 3).
+//! Status: the sink seam, coalescing, batching, pacing, retry, the worker and an in-memory
+//! fault-injecting sink are here; the Firestore and object-store sinks, their conformance suite
+//! against the real servers, offline compaction of the outbox and the CLI are in progress
+//! (issue 3).
 
 pub mod batch;
 pub mod coalesce;
+mod error;
+pub mod memory_sink;
 pub mod pace;
 pub mod sink;
+pub mod worker;
 
 pub use coalesce::{Coalesced, Increments, State, Write, coalesce};
+pub use error::SyncError;
+pub use memory_sink::MemorySink;
 pub use sink::{ErrorKind, Sink, SinkError, SinkRole, WriteResult};
+pub use worker::{PassReport, SyncCounters, Worker};
