@@ -12,7 +12,8 @@
 //!    retention, patterns and learnings are archived as summaries (one archive object per pass)
 //!    and the rest dropped;
 //! 5. enforce quotas (per type and per category) by evicting the lowest value
-//!    (confidence × recency decay × access);
+//!    (confidence × recency decay × access), preferring memories that relieve several exceeded
+//!    quotas at once, so no more are evicted than needed;
 //! 6. report what was done.
 //!
 //! Retention of a memory is the stricter of its type's and its category's entries, or
@@ -179,6 +180,79 @@ fn clusters(members: &[Memory], threshold: f64) -> Vec<Vec<Memory>> {
     out
 }
 
+/// The memories to evict so every quota holds. Each step evicts, among the memories of the
+/// quotas still exceeded, one that relieves the most of them, the lowest value first (ties by
+/// id): a memory counted by both an exceeded type quota and an exceeded category quota goes
+/// before one that relieves only one, so no more memories are evicted than needed.
+fn quota_evictions(cfg: &MemoryConfig, live: &BTreeMap<Ulid, Memory>, now_ms: u64) -> Vec<Ulid> {
+    let quotas: Vec<(&str, usize)> = cfg
+        .quotas
+        .iter()
+        .map(|(k, v)| (k.as_str(), usize::try_from(*v).unwrap_or(usize::MAX)))
+        .collect();
+    let half_life = cfg.recency_half_life.as_millis() as u64;
+    // Memories grouped by the set of quotas they count in (a bitmask), each group sorted so its
+    // next eviction candidate comes first.
+    let mut groups: BTreeMap<u64, Vec<(f64, Ulid)>> = BTreeMap::new();
+    let mut counts = vec![0usize; quotas.len()];
+    for m in live.values() {
+        let mask = quotas
+            .iter()
+            .enumerate()
+            .filter(|(_, (name, _))| m.kind.as_str() == *name || m.category.as_str() == *name)
+            .fold(0u64, |acc, (i, _)| acc | (1 << i));
+        if mask == 0 {
+            continue;
+        }
+        for (i, c) in counts.iter_mut().enumerate() {
+            *c += usize::from(mask & (1 << i) != 0);
+        }
+        groups
+            .entry(mask)
+            .or_default()
+            .push((eviction_value(m, now_ms, half_life), m.id));
+    }
+    for g in groups.values_mut() {
+        // Descending, so the candidate is popped from the end.
+        g.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.cmp(&a.1)));
+    }
+    let mut evicted = Vec::new();
+    loop {
+        let exceeded = counts
+            .iter()
+            .zip(&quotas)
+            .enumerate()
+            .filter(|(_, (c, (_, q)))| *c > q)
+            .fold(0u64, |acc, (i, _)| acc | (1 << i));
+        if exceeded == 0 {
+            return evicted;
+        }
+        let best = groups
+            .iter()
+            .filter(|(mask, g)| *mask & exceeded != 0 && !g.is_empty())
+            .map(|(mask, g)| {
+                (
+                    *mask,
+                    (*mask & exceeded).count_ones(),
+                    *g.last().expect("non-empty"),
+                )
+            })
+            .max_by(|a, b| {
+                a.1.cmp(&b.1)
+                    .then(b.2.0.total_cmp(&a.2.0))
+                    .then(b.2.1.cmp(&a.2.1))
+            });
+        let Some((mask, _, (_, id))) = best else {
+            return evicted;
+        };
+        groups.get_mut(&mask).expect("present").pop();
+        for (i, c) in counts.iter_mut().enumerate() {
+            *c -= usize::from(mask & (1 << i) != 0);
+        }
+        evicted.push(id);
+    }
+}
+
 impl Store {
     /// Runs one pruning pass at agent time `now_ms`, then trains or refreshes compression
     /// dictionaries when enough records exist.
@@ -312,25 +386,11 @@ fn prune_in(
     w.write_archive(&archive, now_ms)?;
 
     // 5. quotas
-    let half_life = cfg.recency_half_life.as_millis() as u64;
-    for (name, quota) in &cfg.quotas {
-        let quota = usize::try_from(*quota).unwrap_or(usize::MAX);
-        let mut members: Vec<(f64, Ulid)> = live
-            .values()
-            .filter(|m| m.kind.as_str() == name || m.category.as_str() == name)
-            .map(|m| (eviction_value(m, now_ms, half_life), m.id))
-            .collect();
-        if members.len() <= quota {
-            continue;
-        }
-        members.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        let excess = members.len() - quota;
-        for (_, id) in members.into_iter().take(excess) {
-            live.remove(&id);
-            dirty.remove(&id);
-            delete(w, id, &mut r)?;
-            r.evicted += 1;
-        }
+    for id in quota_evictions(cfg, &live, now_ms) {
+        live.remove(&id);
+        dirty.remove(&id);
+        delete(w, id, &mut r)?;
+        r.evicted += 1;
     }
 
     // Write back what changed (merged survivors, compacted records, access counts).
