@@ -278,3 +278,47 @@ async fn a_sink_failing_after_n_calls_leaves_the_rest_for_later() {
     w.drain().await.unwrap();
     assert_eq!(docs.state().docs.len(), 1200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_segments_reach_the_local_directory_and_recall_reads_them_back() {
+    use athena_storage::RecallQuery;
+    use athena_sync::{BlockingFetcher, ObjectStoreSink};
+    let dir = tempfile::tempdir().unwrap();
+    let store = store(dir.path());
+    let mut p = memory(7);
+    p.kind = MemoryType::Pattern;
+    p.metadata.pattern_key = Some("pool_behavior:POOL1".into());
+    store.insert_memory(&p, T0).unwrap();
+    store.prune(T0 + 10 * 86_400_000).unwrap(); // past the warm tier: exported to a segment
+    let objects = Arc::new(ObjectStoreSink::from_url("file://sync", dir.path(), "agent").unwrap());
+    let (docs, _) = sinks();
+    let cfg = SyncConfig {
+        rate_start_ops: 1e6,
+        rate_ceiling_ops: 1e6,
+        ..SyncConfig::default()
+    };
+    let mut w = Worker::new(
+        store.clone(),
+        docs.clone(),
+        objects.clone(),
+        &cfg,
+        1,
+        Arc::new(|| T0),
+    );
+    w.drain().await.unwrap();
+    assert_eq!(store.outbox_len().unwrap(), 0);
+    let fetcher = BlockingFetcher::new(objects.clone());
+    let q = RecallQuery {
+        pattern_key: p.metadata.pattern_key.clone(),
+        limit: 5,
+        ..RecallQuery::default()
+    };
+    let s = store.clone();
+    let found = tokio::task::spawn_blocking(move || s.recall_cold(&q, &fetcher))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.memories.len(), 1);
+    assert_eq!(found.memories[0].id, p.id);
+    assert_eq!(found.segments_fetched, 1);
+}

@@ -1,0 +1,188 @@
+//! The object-store sink: checkpoints and cold memory segments as objects under
+//! `{prefix}/{agent_id}/…`, through `object_store` (GCS in production; a local directory as the
+//! embedded default; S3 and Azure by URL scheme). It also serves cold-tier recall as the
+//! storage crate's [`SegmentFetcher`].
+//!
+//! Puts are idempotent (same path, same bytes); deleting an object that is already gone counts
+//! as already applied.
+
+use crate::coalesce::Write;
+use crate::error::SyncError;
+use crate::sink::{ErrorKind, Sink, SinkError, SinkRole, WriteResult};
+use athena_storage::SegmentFetcher;
+use futures::StreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use std::path::Path;
+use std::sync::Arc;
+
+/// Writes sent at once.
+const CONCURRENCY: usize = 8;
+
+/// A sink over any `object_store` backend.
+pub struct ObjectStoreSink {
+    name: String,
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+}
+
+impl ObjectStoreSink {
+    /// A sink over `store`, writing under `prefix`.
+    pub fn new(name: &str, store: Arc<dyn ObjectStore>, prefix: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            store,
+            prefix: ObjectPath::from(prefix),
+        }
+    }
+
+    /// Builds the sink the `sync.object_store_url` names: `file://DIR` (a relative DIR resolves
+    /// against `data_dir`), `gs://BUCKET[/PREFIX]`, `s3://…`, `az://…` (credentials from the
+    /// standard environment variables of each cloud). Objects go under `PREFIX/agent_id`.
+    pub fn from_url(url: &str, data_dir: &Path, agent_id: &str) -> Result<Self, SyncError> {
+        let bad = |why: String| SyncError::Config(format!("sync.object_store_url {url:?}: {why}"));
+        if let Some(dir) = url.strip_prefix("file://") {
+            let dir = if Path::new(dir).is_absolute() {
+                Path::new(dir).to_path_buf()
+            } else {
+                data_dir.join(dir)
+            };
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
+            let local = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+                .map_err(|e| bad(e.to_string()))?;
+            return Ok(Self::new("local", Arc::new(local), agent_id));
+        }
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| bad("expected SCHEME://".into()))?;
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(bad("the bucket is missing".into()));
+        }
+        let base = format!("{scheme}://{bucket}");
+        let store: Arc<dyn ObjectStore> = match scheme {
+            "gs" => Arc::new(
+                object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                    .with_url(&base)
+                    .build()
+                    .map_err(|e| bad(e.to_string()))?,
+            ),
+            "s3" => Arc::new(
+                object_store::aws::AmazonS3Builder::from_env()
+                    .with_url(&base)
+                    .build()
+                    .map_err(|e| bad(e.to_string()))?,
+            ),
+            "az" => Arc::new(
+                object_store::azure::MicrosoftAzureBuilder::from_env()
+                    .with_url(&base)
+                    .build()
+                    .map_err(|e| bad(e.to_string()))?,
+            ),
+            other => return Err(bad(format!("unsupported scheme {other}"))),
+        };
+        let prefix = [prefix.trim_matches('/'), agent_id]
+            .iter()
+            .filter(|p| !p.is_empty())
+            .copied()
+            .collect::<Vec<_>>()
+            .join("/");
+        Ok(Self::new(scheme, store, &prefix))
+    }
+
+    fn location(&self, path: &str) -> ObjectPath {
+        ObjectPath::from(format!("{}/{}", self.prefix, path.trim_start_matches('/')))
+    }
+
+    /// Reads the object at `path` under the agent's prefix.
+    pub async fn get(&self, path: &str) -> Result<bytes::Bytes, SinkError> {
+        let got = self
+            .store
+            .get(&self.location(path))
+            .await
+            .map_err(classify)?;
+        got.bytes().await.map_err(classify)
+    }
+
+    async fn apply(&self, w: &Write) -> WriteResult {
+        match w {
+            Write::PutBlob { path, bytes } => self
+                .store
+                .put(&self.location(path), PutPayload::from(bytes.clone()))
+                .await
+                .map(|_| ())
+                .map_err(classify),
+            Write::DeleteBlob { path } => match self.store.delete(&self.location(path)).await {
+                Err(object_store::Error::NotFound { .. }) => Ok(()),
+                other => other.map_err(classify),
+            },
+            other => Err(SinkError::new(
+                ErrorKind::Invalid,
+                format!("object sink got a document write for {}", other.key_hint()),
+            )),
+        }
+    }
+}
+
+/// Maps an `object_store` error to what the worker should do.
+fn classify(e: object_store::Error) -> SinkError {
+    use object_store::Error as E;
+    let kind = match &e {
+        E::AlreadyExists { .. } | E::NotModified { .. } => ErrorKind::AlreadyApplied,
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => ErrorKind::Unauthorized,
+        E::InvalidPath { .. }
+        | E::NotSupported { .. }
+        | E::NotImplemented { .. }
+        | E::UnknownConfigurationKey { .. } => ErrorKind::Invalid,
+        E::NotFound { .. } | E::Precondition { .. } => ErrorKind::Permanent,
+        _ => ErrorKind::Transient,
+    };
+    SinkError::new(kind, e.to_string())
+}
+
+#[async_trait::async_trait]
+impl Sink for ObjectStoreSink {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn role(&self) -> SinkRole {
+        SinkRole::Objects
+    }
+
+    async fn push(&self, writes: &[Write]) -> Vec<WriteResult> {
+        // Concurrent, with results kept in write order.
+        let pending: Vec<_> = writes.iter().map(|w| self.apply(w)).collect();
+        futures::stream::iter(pending)
+            .buffered(CONCURRENCY)
+            .collect()
+            .await
+    }
+}
+
+/// Cold-tier recall reads segments through this. It blocks on the runtime it was made on, so
+/// call it from a blocking thread (`spawn_blocking`), never from an async task.
+pub struct BlockingFetcher {
+    sink: Arc<ObjectStoreSink>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl BlockingFetcher {
+    /// A fetcher reading through `sink` on the current runtime.
+    pub fn new(sink: Arc<ObjectStoreSink>) -> Self {
+        Self {
+            sink,
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+impl SegmentFetcher for BlockingFetcher {
+    fn fetch(&self, path: &str) -> Result<Vec<u8>, String> {
+        self.runtime
+            .block_on(self.sink.get(path))
+            .map(|b| b.to_vec())
+            .map_err(|e| e.to_string())
+    }
+}
