@@ -333,7 +333,7 @@ impl State {
 }
 
 /// Firestore's increment: adds to a number, and sets a missing or non-numeric field.
-fn increment(doc: &mut Map<String, Value>, increments: &Increments) {
+pub(crate) fn increment(doc: &mut Map<String, Value>, increments: &Increments) {
     for (field, delta) in increments {
         let now = doc
             .get(field)

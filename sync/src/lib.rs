@@ -12,6 +12,7 @@
 pub mod batch;
 pub mod coalesce;
 mod error;
+pub mod firestore_sink;
 pub mod memory_sink;
 pub mod object_sink;
 pub mod pace;
@@ -20,6 +21,7 @@ pub mod worker;
 
 pub use coalesce::{Coalesced, Increments, State, Write, coalesce};
 pub use error::SyncError;
+pub use firestore_sink::FirestoreSink;
 pub use memory_sink::MemorySink;
 pub use object_sink::{BlockingFetcher, ObjectStoreSink};
 pub use sink::{ErrorKind, Sink, SinkError, SinkRole, WriteResult};

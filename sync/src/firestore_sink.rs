@@ -1,0 +1,287 @@
+//! The Firestore sink: documents under `agents/{agent_id}/{collection}/{doc}`.
+//!
+//! Sets (with any increments folded into the known body) and deletes go through BatchWrite,
+//! which is not atomic and answers per write. Increment-only writes read the document, apply
+//! only the parts above its `_athena_seq` watermark, and write with a precondition on the
+//! update time read (or on non-existence), so a replay counts nothing twice and a concurrent
+//! change makes the write retry instead of losing an update.
+//!
+//! Credentials come through the standard Google mechanisms; with `FIRESTORE_EMULATOR_HOST` set
+//! the client talks to the emulator with a stub token.
+
+use crate::coalesce::{Increments, SEQ_FIELD, Write, increment as increment_fields};
+use crate::error::SyncError;
+use crate::sink::{ErrorKind, Sink, SinkError, SinkRole, WriteResult};
+use firestore::errors::FirestoreError;
+use firestore::{FirestoreDb, FirestoreDbOptions, FirestoreWritePrecondition};
+use serde_json::{Map, Value};
+
+/// Firestore's collection of agents; each agent's documents live under its own document.
+pub const AGENTS_COLLECTION: &str = "agents";
+
+/// A sink writing documents to Firestore.
+pub struct FirestoreSink {
+    db: FirestoreDb,
+    parent: String,
+}
+
+impl FirestoreSink {
+    /// Connects to `project`/`database`, writing under `agents/{agent_id}`.
+    pub async fn connect(project: &str, database: &str, agent_id: &str) -> Result<Self, SyncError> {
+        let options =
+            FirestoreDbOptions::new(project.to_string()).with_database_id(database.to_string());
+        let db = FirestoreDb::with_options(options)
+            .await
+            .map_err(|e| SyncError::Config(format!("firestore: {e}")))?;
+        let parent: String = db
+            .parent_path(AGENTS_COLLECTION, agent_id)
+            .map_err(|e| SyncError::Config(format!("agent id {agent_id:?}: {e}")))?
+            .into();
+        Ok(Self { db, parent })
+    }
+
+    /// Reads a document (without a cache), `None` when it does not exist.
+    pub async fn get(
+        &self,
+        collection: &str,
+        doc: &str,
+    ) -> Result<Option<Map<String, Value>>, SinkError> {
+        Ok(self.read(collection, doc).await?.map(|(map, _)| map))
+    }
+
+    async fn read(
+        &self,
+        collection: &str,
+        doc: &str,
+    ) -> Result<Option<(Map<String, Value>, FirestoreWritePrecondition)>, SinkError> {
+        match self
+            .db
+            .fluent()
+            .select()
+            .by_id_in(collection)
+            .parent(&self.parent)
+            .one(doc)
+            .await
+        {
+            Ok(None) => Ok(None),
+            Ok(Some(d)) => {
+                let map = match FirestoreDb::deserialize_doc_to::<Value>(&d) {
+                    Ok(Value::Object(m)) => m,
+                    Ok(_) => Map::new(),
+                    Err(e) => {
+                        return Err(SinkError::new(
+                            ErrorKind::Invalid,
+                            format!("reading {collection}/{doc}: {e}"),
+                        ));
+                    }
+                };
+                let ts = d.update_time.ok_or_else(|| {
+                    SinkError::new(ErrorKind::Transient, "document without update time")
+                })?;
+                let at = firestore::timestamp_utils::from_timestamp(ts).map_err(classify)?;
+                Ok(Some((map, FirestoreWritePrecondition::UpdateTime(at))))
+            }
+            Err(FirestoreError::DataNotFoundError(_)) => Ok(None),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    /// Sets and deletes in one BatchWrite; fills `results` at their indices.
+    async fn write_batch(&self, writes: &[(usize, &Write)], results: &mut [Option<WriteResult>]) {
+        let writer = match self.db.create_simple_batch_writer().await {
+            Ok(w) => w,
+            Err(e) => {
+                let e = classify(e);
+                writes
+                    .iter()
+                    .for_each(|(i, _)| results[*i] = Some(Err(e.clone())));
+                return;
+            }
+        };
+        let mut batch = writer.new_batch();
+        let mut sent = Vec::new();
+        for (i, w) in writes {
+            let queued = match w {
+                Write::Set {
+                    collection,
+                    doc,
+                    body,
+                    increments,
+                    seq,
+                } => {
+                    let mut d = body.clone();
+                    increment_fields(&mut d, increments);
+                    d.insert(SEQ_FIELD.into(), Value::from(*seq));
+                    batch
+                        .update_object_at(
+                            &self.parent,
+                            collection,
+                            doc,
+                            &Value::Object(d),
+                            None,
+                            None,
+                            vec![],
+                        )
+                        .map(|_| ())
+                }
+                Write::Delete { collection, doc } => batch
+                    .delete_by_id_at(&self.parent, collection, doc, None)
+                    .map(|_| ()),
+                _ => unreachable!("only sets and deletes are batched"),
+            };
+            match queued {
+                Ok(()) => sent.push(*i),
+                Err(e) => {
+                    results[*i] = Some(Err(SinkError::new(ErrorKind::Invalid, e.to_string())))
+                }
+            }
+        }
+        if sent.is_empty() {
+            return;
+        }
+        match batch.write().await {
+            Ok(resp) => {
+                for (k, i) in sent.iter().enumerate() {
+                    results[*i] = Some(match resp.statuses.get(k) {
+                        Some(s) if s.code != 0 => {
+                            Err(SinkError::new(kind_of_code(s.code), s.message.clone()))
+                        }
+                        _ => Ok(()),
+                    });
+                }
+            }
+            Err(e) => {
+                let e = classify(e);
+                if matches!(e.kind, ErrorKind::Permanent | ErrorKind::Invalid) && sent.len() > 1 {
+                    // The service refused the whole request for one bad write (an oversized
+                    // document does this): send each alone, so only that one is rejected.
+                    for i in sent {
+                        let one: Vec<(usize, &Write)> =
+                            writes.iter().filter(|(j, _)| *j == i).copied().collect();
+                        Box::pin(self.write_batch(&one, results)).await;
+                    }
+                } else {
+                    sent.iter().for_each(|i| results[*i] = Some(Err(e.clone())));
+                }
+            }
+        }
+    }
+
+    /// One increment-only write: read, apply the parts above the watermark, write guarded.
+    async fn increment(
+        &self,
+        collection: &str,
+        doc: &str,
+        parts: &std::collections::BTreeMap<u64, Increments>,
+    ) -> WriteResult {
+        let (mut current, precondition) = match self.read(collection, doc).await? {
+            Some((map, pre)) => (map, pre),
+            None => (Map::new(), FirestoreWritePrecondition::Exists(false)),
+        };
+        let watermark = current.get(SEQ_FIELD).and_then(Value::as_u64).unwrap_or(0);
+        let mut fields: Vec<String> = Vec::new();
+        let mut last = watermark;
+        for (seq, inc) in parts.range(watermark + 1..) {
+            increment_fields(&mut current, inc);
+            fields.extend(inc.keys().cloned());
+            last = *seq;
+        }
+        if last == watermark {
+            return Ok(()); // every part was applied by an earlier, unconfirmed send
+        }
+        current.insert(SEQ_FIELD.into(), Value::from(last));
+        fields.push(SEQ_FIELD.into());
+        fields.sort();
+        fields.dedup();
+        let writer = self
+            .db
+            .create_simple_batch_writer()
+            .await
+            .map_err(classify)?;
+        let mut batch = writer.new_batch();
+        batch
+            .update_object_at(
+                &self.parent,
+                collection,
+                doc,
+                &Value::Object(current),
+                Some(fields),
+                Some(precondition),
+                vec![],
+            )
+            .map_err(|e| SinkError::new(ErrorKind::Invalid, e.to_string()))?;
+        let resp = batch.write().await.map_err(classify)?;
+        match resp.statuses.first() {
+            Some(s) if s.code != 0 => Err(SinkError::new(kind_of_code(s.code), s.message.clone())),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// gRPC status code → what the worker does.
+fn kind_of_code(code: i32) -> ErrorKind {
+    match code {
+        6 => ErrorKind::AlreadyApplied,    // ALREADY_EXISTS
+        7 | 16 => ErrorKind::Unauthorized, // PERMISSION_DENIED, UNAUTHENTICATED
+        8 => ErrorKind::RateLimited,       // RESOURCE_EXHAUSTED
+        1 | 2 | 4 | 9 | 10 | 13 | 14 => ErrorKind::Transient, // CANCELLED, UNKNOWN, DEADLINE, FAILED_PRECONDITION, ABORTED, INTERNAL, UNAVAILABLE
+        3 | 11 => ErrorKind::Permanent, // INVALID_ARGUMENT (e.g. over 1 MiB), OUT_OF_RANGE
+        _ => ErrorKind::Permanent,
+    }
+}
+
+fn classify(e: FirestoreError) -> SinkError {
+    let kind = match &e {
+        FirestoreError::DatabaseError(d) => match d.public.code.as_str() {
+            "PermissionDenied" | "Unauthenticated" => ErrorKind::Unauthorized,
+            "ResourceExhausted" => ErrorKind::RateLimited,
+            "InvalidArgument" | "OutOfRange" => ErrorKind::Permanent,
+            "AlreadyExists" => ErrorKind::AlreadyApplied,
+            _ if d.retry_possible => ErrorKind::Transient,
+            _ => ErrorKind::Transient,
+        },
+        FirestoreError::InvalidParametersError(_) | FirestoreError::SerializeError(_) => {
+            ErrorKind::Invalid
+        }
+        FirestoreError::DataNotFoundError(_) => ErrorKind::Permanent,
+        _ => ErrorKind::Transient,
+    };
+    SinkError::new(kind, e.to_string())
+}
+
+#[async_trait::async_trait]
+impl Sink for FirestoreSink {
+    fn name(&self) -> &str {
+        "firestore"
+    }
+
+    fn role(&self) -> SinkRole {
+        SinkRole::Documents
+    }
+
+    async fn push(&self, writes: &[Write]) -> Vec<WriteResult> {
+        let mut results: Vec<Option<WriteResult>> = vec![None; writes.len()];
+        let mut batched = Vec::new();
+        for (i, w) in writes.iter().enumerate() {
+            match w {
+                Write::Set { .. } | Write::Delete { .. } => batched.push((i, w)),
+                Write::Increment {
+                    collection,
+                    doc,
+                    parts,
+                } => results[i] = Some(self.increment(collection, doc, parts).await),
+                other => {
+                    results[i] = Some(Err(SinkError::new(
+                        ErrorKind::Invalid,
+                        format!("document sink got an object write for {}", other.key_hint()),
+                    )))
+                }
+            }
+        }
+        self.write_batch(&batched, &mut results).await;
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(SinkError::new(ErrorKind::Transient, "no result"))))
+            .collect()
+    }
+}
