@@ -299,10 +299,10 @@ impl State {
                 increments,
                 seq,
             } => {
-                let mut d = body.clone();
-                increment(&mut d, increments);
-                d.insert(SEQ_FIELD.into(), Value::from(*seq));
-                self.docs.insert((collection.clone(), doc.clone()), d);
+                self.docs.insert(
+                    (collection.clone(), doc.clone()),
+                    set_document(body, increments, *seq),
+                );
             }
             Write::Increment {
                 collection,
@@ -330,6 +330,18 @@ impl State {
             }
         }
     }
+}
+
+/// The document a [`Write::Set`] leaves: the body, its increments added, the watermark set.
+pub fn set_document(
+    body: &Map<String, Value>,
+    increments: &Increments,
+    seq: u64,
+) -> Map<String, Value> {
+    let mut d = body.clone();
+    increment(&mut d, increments);
+    d.insert(SEQ_FIELD.into(), Value::from(seq));
+    d
 }
 
 /// Firestore's increment: adds to a number, and sets a missing or non-numeric field.

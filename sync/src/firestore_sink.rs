@@ -9,7 +9,7 @@
 //! Credentials come through the standard Google mechanisms; with `FIRESTORE_EMULATOR_HOST` set
 //! the client talks to the emulator with a stub token.
 
-use crate::coalesce::{Increments, SEQ_FIELD, Write, increment as increment_fields};
+use crate::coalesce::{Increments, SEQ_FIELD, Write, increment as increment_fields, set_document};
 use crate::error::SyncError;
 use crate::sink::{ErrorKind, Sink, SinkError, SinkRole, WriteResult};
 use firestore::errors::FirestoreError;
@@ -109,9 +109,7 @@ impl FirestoreSink {
                     increments,
                     seq,
                 } => {
-                    let mut d = body.clone();
-                    increment_fields(&mut d, increments);
-                    d.insert(SEQ_FIELD.into(), Value::from(*seq));
+                    let d = set_document(body, increments, *seq);
                     batch
                         .update_object_at(
                             &self.parent,
