@@ -1,7 +1,8 @@
 //! Start-up and ordered shutdown of the long-running agent process (`athena run`).
 //!
-//! Today it opens the store and runs the services that exist: the memory pruning service. The
-//! agent loop, sync worker and API join this lifecycle as they are built. Store calls run on
+//! Today it opens the store and runs the services that exist: the memory pruning service and the
+//! sync worker. The agent loop and API join this lifecycle as they are built. Shutdown order:
+//! stop the services, let the sync worker drain with a deadline, close the store. Store calls run on
 //! `spawn_blocking` (no blocking redb call on an async worker thread).
 
 use crate::clock::Clock;
@@ -9,7 +10,7 @@ use anyhow::Context;
 use athena_config::Config;
 use athena_storage::Store;
 use std::sync::Arc;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 /// Runs until SIGINT or SIGTERM, then shuts down in order: stop services, close the store.
 pub async fn run(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
@@ -35,19 +36,56 @@ pub async fn run(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         humantime::format_duration(config.memory.prune_interval)
     );
     let (stop_tx, stop_rx) = watch::channel(false);
+    let deadline = config.recovery.shutdown_deadline;
     let pruning = tokio::spawn(pruning_service(
         store.clone(),
         clock.clone(),
         config.memory.prune_interval,
-        stop_rx,
+        stop_rx.clone(),
     ));
+    let sync = match athena_sync::Sinks::from_config(&config).await {
+        Ok(sinks) => {
+            println!(
+                "athena: syncing documents to {} and objects to {}",
+                sinks.documents.name(),
+                sinks.objects.name()
+            );
+            let now = clock.clone();
+            let worker = athena_sync::Worker::new(
+                store.clone(),
+                sinks.documents,
+                sinks.objects,
+                &config.sync,
+                config.agent.seed,
+                Arc::new(move || now.now_ms()),
+            );
+            Some(tokio::spawn(worker.run(
+                stop_rx,
+                Arc::new(Notify::new()),
+                deadline,
+            )))
+        }
+        Err(e) => {
+            // The agent works offline: changes stay in the outbox until sync runs again.
+            println!("athena: sync is off ({e}); changes stay in the outbox");
+            None
+        }
+    };
     shutdown_signal().await;
     println!("athena: stopping");
     stop_tx.send(true).ok();
-    let deadline = config.recovery.shutdown_deadline;
     match tokio::time::timeout(deadline, pruning).await {
         Ok(joined) => joined?,
         Err(_) => tracing::warn!("pruning service did not stop within the shutdown deadline"),
+    }
+    if let Some(sync) = sync {
+        // The worker drains for at most `deadline` itself; allow it that plus a margin.
+        match tokio::time::timeout(deadline + std::time::Duration::from_secs(5), sync).await {
+            Ok(joined) => joined?,
+            Err(_) => {
+                tracing::warn!("sync worker did not stop in time; its rows stay in the outbox")
+            }
+        }
     }
     drop(store);
     println!("athena: stopped cleanly");

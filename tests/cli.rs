@@ -230,5 +230,54 @@ fn run_starts_on_the_defaults_and_stops_cleanly_on_sigterm() {
     let (out, err) = text(&o);
     assert!(o.status.success(), "{out}\n{err}");
     assert!(out.contains("store open at data/athena.redb"), "{out}");
+    assert!(
+        out.contains("syncing documents to none and objects to local"),
+        "{out}"
+    );
     assert!(out.contains("stopped cleanly"), "{out}");
+}
+
+#[test]
+fn sync_status_and_flush_on_the_embedded_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    seed_memories(&data, 20);
+    {
+        let store = Store::open(&data, &athena_config::MemoryConfig::default()).unwrap();
+        store
+            .write(|w| {
+                w.outbox_append(
+                    athena_storage::OutboxOp::PutBlob {
+                        path: "segments/s1.seg".into(),
+                        bytes: b"segment".to_vec(),
+                    },
+                    T0,
+                )
+            })
+            .unwrap();
+    }
+    let o = athena(dir.path(), &["sync", "status", "--json"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(s["queue_depth"], 21);
+    assert_eq!(s["documents"]["pending"], 20);
+    assert_eq!(s["objects"]["pending"], 1);
+
+    let o = athena(dir.path(), &["sync", "flush"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("0 rows left in the outbox"), "{out}");
+    // The embedded default sends objects to a local directory under the data directory.
+    assert_eq!(
+        std::fs::read(data.join("sync/athena-local/segments/s1.seg")).unwrap(),
+        b"segment"
+    );
+
+    let o = athena(dir.path(), &["sync", "status", "--json"]);
+    let s: serde_json::Value = serde_json::from_str(&text(&o).0).unwrap();
+    assert_eq!(s["queue_depth"], 0);
+    assert_eq!(s["rows_delivered"], 21);
+    assert_eq!(s["document_writes"], 20);
+    assert_eq!(s["object_writes"], 1);
 }

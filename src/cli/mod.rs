@@ -7,6 +7,7 @@
 mod config_cmd;
 mod memory_cmd;
 mod store_cmd;
+mod sync_cmd;
 
 use anyhow::Context;
 use athena_config::{Config, ConfigError};
@@ -43,6 +44,9 @@ pub enum Command {
     /// Inspect and verify the local store.
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
+    /// Inspect and drive the cloud sync.
+    #[command(subcommand)]
+    Sync(sync_cmd::SyncCommand),
 }
 
 /// An error that ends the command with a given exit code after printing its message.
@@ -116,6 +120,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(c) => config_cmd::run(&cli, c),
         Command::Memory(c) => memory_cmd::run(&load_config(&cli)?, c),
         Command::Store(c) => store_cmd::run(&load_config(&cli)?, c),
+        Command::Sync(c) => sync_cmd::run(&load_config(&cli)?, c),
         Command::Run => {
             let config = load_config(&cli)?;
             let clock = crate::clock::from_config(&config.agent);
@@ -153,6 +158,21 @@ pub fn open_store(config: &Config) -> anyhow::Result<athena_storage::Store> {
             config.agent.data_dir.display()
         ))
     })
+}
+
+/// Opens read-only so inspection never changes the file; a store left unclean by a crash must
+/// be repaired first, which a read-write open does (and says so).
+pub fn open_store_read_only(config: &Config) -> anyhow::Result<athena_storage::Store> {
+    match athena_storage::Store::open_read_only(&config.agent.data_dir, &config.memory) {
+        Err(athena_storage::StoreError::Refused { reason, .. })
+            if reason == athena_storage::NEEDS_REPAIR =>
+        {
+            eprintln!("note: the store was not closed cleanly; repairing it first");
+            open_store(config)
+        }
+        other => other
+            .with_context(|| format!("opening the store in {}", config.agent.data_dir.display())),
+    }
 }
 
 /// Wall-clock now, ms (CLI commands act in real time).

@@ -1,6 +1,6 @@
 //! `athena store stats|verify`.
 
-use super::{Exit, open_store};
+use super::{Exit, open_store, open_store_read_only};
 use anyhow::Context;
 use athena_config::Config;
 use clap::Subcommand;
@@ -21,7 +21,7 @@ pub enum StoreCommand {
 
 pub(super) fn run(config: &Config, cmd: &StoreCommand) -> anyhow::Result<()> {
     let store = match cmd {
-        StoreCommand::Verify => open_for_verify(config)?,
+        StoreCommand::Verify => open_store_read_only(config)?,
         StoreCommand::Stats { .. } => open_store(config)?,
     };
     match cmd {
@@ -107,21 +107,6 @@ pub(super) fn run(config: &Config, cmd: &StoreCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Opens read-only so verification never changes the file; a store left unclean by a crash
-/// must be repaired first, which a read-write open does (and says so).
-fn open_for_verify(config: &Config) -> anyhow::Result<athena_storage::Store> {
-    match athena_storage::Store::open_read_only(&config.agent.data_dir, &config.memory) {
-        Err(athena_storage::StoreError::Refused { reason, .. })
-            if reason == athena_storage::NEEDS_REPAIR =>
-        {
-            eprintln!("note: the store was not closed cleanly; repairing it before verification");
-            open_store(config)
-        }
-        other => other
-            .with_context(|| format!("opening the store in {}", config.agent.data_dir.display())),
-    }
 }
 
 /// redb's integrity check may repair (modify) the file, so it runs on a temporary copy.

@@ -464,8 +464,8 @@ impl WriteTx<'_> {
     }
 
     pub(crate) fn next_seq(&mut self, table: SeqTable) -> Result<u64> {
-        let next = self.meta_u64(table.counter())?.unwrap_or(1);
-        self.set_meta_u64(table.counter(), next + 1)?;
+        let next = self.meta_u64(table.counter_key())?.unwrap_or(1);
+        self.set_meta_u64(table.counter_key(), next + 1)?;
         Ok(next)
     }
 
@@ -482,6 +482,12 @@ impl WriteTx<'_> {
     /// Reads a u64 meta value.
     pub fn meta_u64(&self, key: &str) -> Result<Option<u64>> {
         read_meta_u64(&self.tx.open_table(META)?, key)
+    }
+
+    /// Adds `delta` to a u64 meta counter (missing = 0).
+    pub fn add_meta_u64(&mut self, key: &str, delta: u64) -> Result<()> {
+        let now = self.meta_u64(key)?.unwrap_or(0);
+        self.set_meta_u64(key, now.saturating_add(delta))
     }
 
     /// Writes a u64 meta value (counters, observation start, marks).

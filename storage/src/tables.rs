@@ -143,7 +143,7 @@ impl SeqTable {
     }
 
     /// Meta key of this table's next sequence number (never reused, even after deletes).
-    pub(crate) fn counter(self) -> &'static str {
+    pub fn counter_key(self) -> &'static str {
         match self {
             Self::Ledger => "seq/ledger",
             Self::Journal => "seq/journal",

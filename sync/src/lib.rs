@@ -11,18 +11,22 @@
 
 pub mod batch;
 pub mod coalesce;
+mod config;
 mod error;
 pub mod firestore_sink;
 pub mod memory_sink;
 pub mod object_sink;
 pub mod pace;
 pub mod sink;
+pub mod status;
 pub mod worker;
 
 pub use coalesce::{Coalesced, Increments, State, Write, coalesce};
+pub use config::Sinks;
 pub use error::SyncError;
 pub use firestore_sink::FirestoreSink;
 pub use memory_sink::MemorySink;
 pub use object_sink::{BlockingFetcher, ObjectStoreSink};
-pub use sink::{ErrorKind, Sink, SinkError, SinkRole, WriteResult};
+pub use sink::{ErrorKind, NoneSink, Sink, SinkError, SinkRole, WriteResult};
+pub use status::{SyncStatus, status};
 pub use worker::{PassReport, SyncCounters, Worker};

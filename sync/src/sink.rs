@@ -85,3 +85,21 @@ pub trait Sink: Send + Sync {
     /// service unreachable) is reported as the same error for every write.
     async fn push(&self, writes: &[Write]) -> Vec<WriteResult>;
 }
+
+/// The `none` sink: accepts every write and sends nothing (sync switched off for that role).
+pub struct NoneSink(pub SinkRole);
+
+#[async_trait::async_trait]
+impl Sink for NoneSink {
+    fn name(&self) -> &str {
+        "none"
+    }
+
+    fn role(&self) -> SinkRole {
+        self.0
+    }
+
+    async fn push(&self, writes: &[Write]) -> Vec<WriteResult> {
+        writes.iter().map(|_| Ok(())).collect()
+    }
+}

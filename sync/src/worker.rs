@@ -60,6 +60,12 @@ pub struct PassReport {
     pub dead_lettered: usize,
     /// Rows left for a retry.
     pub retry: usize,
+    /// Rows folded into another row's write.
+    pub coalesced: usize,
+    /// Writes sent to the document sink.
+    pub document_writes: usize,
+    /// Writes sent to the object sink.
+    pub object_writes: usize,
     /// The last retriable error, if any.
     pub last_error: Option<String>,
 }
@@ -169,6 +175,10 @@ impl Worker {
                 }
                 let results = sink.push(&writes[range.clone()]).await;
                 report.writes += range.len();
+                match role {
+                    SinkRole::Documents => report.document_writes += range.len(),
+                    SinkRole::Objects => report.object_writes += range.len(),
+                }
                 self.counters
                     .writes_sent
                     .fetch_add(range.len() as u64, Ordering::Relaxed);
@@ -225,9 +235,11 @@ impl Worker {
         if !acks.is_empty() || !dead.is_empty() {
             let store = self.store.clone();
             let now = (self.now)();
+            let r = report.clone();
             blocking(move || {
                 store.write(|w| {
                     w.outbox_ack(&acks)?;
+                    crate::status::record_pass(w, &r, now)?;
                     for (seqs, reason) in &dead {
                         for seq in seqs {
                             if let Some(row) = by_seq.get(seq) {

@@ -123,7 +123,7 @@ impl WriteTx<'_> {
 
     /// Stores memories with their indexes and outbox rows, opening each table once.
     pub fn insert_memories(&mut self, ms: &[Memory], now_ms: u64) -> Result<()> {
-        let counter = SeqTable::Outbox.counter();
+        let counter = SeqTable::Outbox.counter_key();
         let mut seq = self.meta_u64(counter)?.unwrap_or(1);
         {
             let mut tables = MemoryTables::open(&self.tx)?;

@@ -1,0 +1,87 @@
+//! `athena sync status|flush`.
+
+use super::{now_ms, open_store, open_store_read_only};
+use anyhow::Context;
+use athena_config::Config;
+use clap::Subcommand;
+use std::sync::Arc;
+
+/// Sync commands.
+#[derive(Debug, Subcommand)]
+pub enum SyncCommand {
+    /// Queue depth, oldest unsynced change, cursor and lag per sink, dead letters, writes sent
+    /// and coalesced, estimated cost.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drain the outbox to the configured sinks now (the agent must not be running).
+    Flush,
+}
+
+pub(super) fn run(config: &Config, cmd: &SyncCommand) -> anyhow::Result<()> {
+    match cmd {
+        SyncCommand::Status { json } => {
+            let store = open_store_read_only(config)?;
+            let s = athena_sync::status(&store, now_ms())?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+                return Ok(());
+            }
+            let age = |ms: u64| {
+                humantime::format_duration(std::time::Duration::from_secs(ms / 1000)).to_string()
+            };
+            println!(
+                "outbox: {} rows, oldest unsynced change {} old",
+                s.queue_depth,
+                age(s.oldest_unsynced_ms)
+            );
+            for (name, r) in [("documents", &s.documents), ("objects", &s.objects)] {
+                println!(
+                    "  {name:<9} pending {:>8}  cursor {:>10}  lag {}",
+                    r.pending,
+                    r.cursor,
+                    age(r.lag_ms)
+                );
+            }
+            println!("dead letters: {}", s.dead_letters);
+            println!(
+                "delivered {} rows with {} document writes and {} object writes ({} rows coalesced away); estimated cost ${:.4}",
+                s.rows_delivered,
+                s.document_writes,
+                s.object_writes,
+                s.rows_coalesced,
+                s.estimated_cost_usd
+            );
+        }
+        SyncCommand::Flush => {
+            let store = Arc::new(open_store(config)?);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let report = runtime.block_on(async {
+                let sinks = athena_sync::Sinks::from_config(config).await?;
+                let mut worker = athena_sync::Worker::new(
+                    store.clone(),
+                    sinks.documents,
+                    sinks.objects,
+                    &config.sync,
+                    config.agent.seed,
+                    Arc::new(now_ms),
+                );
+                worker.drain().await
+            })?;
+            let left = store.outbox_len()?;
+            println!(
+                "sync flush: {} rows left in the outbox (last pass: {} delivered, {} dead-lettered, {} to retry)",
+                left, report.delivered, report.dead_lettered, report.retry
+            );
+            if let Some(e) = report.last_error {
+                anyhow::bail!("the sinks did not take everything: {e}");
+            }
+        }
+    }
+    Ok(())
+}

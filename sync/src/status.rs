@@ -1,0 +1,118 @@
+//! What `athena sync status` shows: the outbox (depth, oldest unsynced change, cursor and lag
+//! per sink role), dead letters, and counters the worker keeps in the store's meta table in the
+//! same transaction as its acknowledgements (so they survive restarts and are readable from
+//! another process).
+
+use crate::coalesce::single;
+use crate::worker::PassReport;
+use athena_storage::{SeqTable, Store, StoreError, WriteTx};
+use serde::Serialize;
+
+/// Firestore list price per document write, USD (used for the cost estimate).
+pub const FIRESTORE_WRITE_USD: f64 = 0.18 / 100_000.0;
+/// GCS list price per class A operation (object write), USD.
+pub const GCS_WRITE_USD: f64 = 0.005 / 1_000.0;
+
+const K_DELIVERED: &str = "sync/rows_delivered";
+const K_COALESCED: &str = "sync/rows_coalesced";
+const K_DEAD: &str = "sync/rows_dead_lettered";
+const K_DOC_WRITES: &str = "sync/document_writes";
+const K_OBJ_WRITES: &str = "sync/object_writes";
+const K_LAST_PASS: &str = "sync/last_pass_ms";
+
+/// Adds a pass's counts to the persisted counters (inside the pass's ack transaction).
+pub(crate) fn record_pass(
+    w: &mut WriteTx<'_>,
+    r: &PassReport,
+    now_ms: u64,
+) -> Result<(), StoreError> {
+    w.add_meta_u64(K_DELIVERED, r.delivered as u64)?;
+    w.add_meta_u64(K_COALESCED, r.coalesced as u64)?;
+    w.add_meta_u64(K_DEAD, r.dead_lettered as u64)?;
+    w.add_meta_u64(K_DOC_WRITES, r.document_writes as u64)?;
+    w.add_meta_u64(K_OBJ_WRITES, r.object_writes as u64)?;
+    w.set_meta_u64(K_LAST_PASS, now_ms)
+}
+
+/// The outbox rows of one sink role.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RoleStatus {
+    /// Rows waiting.
+    pub pending: u64,
+    /// Every row up to this sequence number has been delivered.
+    pub cursor: u64,
+    /// Age of the oldest waiting change, ms (0 when none waits).
+    pub lag_ms: u64,
+}
+
+/// The sync state as stored.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncStatus {
+    /// Rows in the outbox.
+    pub queue_depth: u64,
+    /// Age of the oldest unsynced change, ms (0 when the outbox is empty).
+    pub oldest_unsynced_ms: u64,
+    /// Documents (Firestore).
+    pub documents: RoleStatus,
+    /// Objects (object store).
+    pub objects: RoleStatus,
+    /// Rows in the dead-letter table.
+    pub dead_letters: u64,
+    /// Rows delivered since the store was created.
+    pub rows_delivered: u64,
+    /// Rows folded into another row's write by coalescing.
+    pub rows_coalesced: u64,
+    /// Rows moved to dead letters.
+    pub rows_dead_lettered: u64,
+    /// Document writes sent.
+    pub document_writes: u64,
+    /// Object writes sent.
+    pub object_writes: u64,
+    /// Estimated cost of the writes sent, USD, at Firestore's and GCS's list prices.
+    pub estimated_cost_usd: f64,
+    /// When the last pass that delivered something ran, ms (0: never).
+    pub last_pass_ms: u64,
+}
+
+/// Reads the sync status of `store` at `now_ms` (scans the outbox).
+pub fn status(store: &Store, now_ms: u64) -> Result<SyncStatus, StoreError> {
+    store.read(|r| {
+        let rows = r.outbox_peek(0, usize::MAX)?;
+        let next_seq = r.meta_u64(SeqTable::Outbox.counter_key())?.unwrap_or(1);
+        let mut s = SyncStatus {
+            queue_depth: rows.len() as u64,
+            dead_letters: r.seq_len(SeqTable::DeadLetters)?,
+            ..SyncStatus::default()
+        };
+        for role in [&mut s.documents, &mut s.objects] {
+            role.cursor = next_seq.saturating_sub(1);
+        }
+        for (seq, row) in &rows {
+            let age = now_ms.saturating_sub(row.created_ms);
+            s.oldest_unsynced_ms = s.oldest_unsynced_ms.max(age);
+            let is_doc = single(row.op.clone(), *seq)
+                .map(|w| w.is_document())
+                .unwrap_or(true);
+            let role = if is_doc {
+                &mut s.documents
+            } else {
+                &mut s.objects
+            };
+            if role.pending == 0 {
+                role.cursor = seq - 1;
+            }
+            role.pending += 1;
+            role.lag_ms = role.lag_ms.max(age);
+        }
+        let get = |k: &str| r.meta_u64(k).map(|v| v.unwrap_or(0));
+        s.rows_delivered = get(K_DELIVERED)?;
+        s.rows_coalesced = get(K_COALESCED)?;
+        s.rows_dead_lettered = get(K_DEAD)?;
+        s.document_writes = get(K_DOC_WRITES)?;
+        s.object_writes = get(K_OBJ_WRITES)?;
+        s.last_pass_ms = get(K_LAST_PASS)?;
+        s.estimated_cost_usd =
+            s.document_writes as f64 * FIRESTORE_WRITE_USD + s.object_writes as f64 * GCS_WRITE_USD;
+        Ok(s)
+    })
+}
