@@ -24,10 +24,12 @@ impl Sinks {
         let documents: Arc<dyn Sink> = match s.documents {
             DocumentSink::None => Arc::new(NoneSink(SinkRole::Documents)),
             DocumentSink::Firestore => Arc::new(
-                FirestoreSink::connect(
+                FirestoreSink::connect_with_cache(
                     &s.firestore_project,
                     &s.firestore_database,
                     &config.agent.agent_id,
+                    s.read_cache_entries,
+                    s.read_cache_ttl,
                 )
                 .await?,
             ),

@@ -11,6 +11,7 @@
 
 use crate::coalesce::{Increments, SEQ_FIELD, Write, increment as increment_fields, set_document};
 use crate::error::SyncError;
+use crate::read_cache::ReadCache;
 use crate::sink::{ErrorKind, Sink, SinkError, SinkRole, WriteResult};
 use firestore::errors::FirestoreError;
 use firestore::{FirestoreDb, FirestoreDbOptions, FirestoreWritePrecondition};
@@ -23,11 +24,32 @@ pub const AGENTS_COLLECTION: &str = "agents";
 pub struct FirestoreSink {
     db: FirestoreDb,
     parent: String,
+    cache: ReadCache<Option<Map<String, Value>>>,
 }
 
 impl FirestoreSink {
-    /// Connects to `project`/`database`, writing under `agents/{agent_id}`.
+    /// Connects to `project`/`database`, writing under `agents/{agent_id}`, with the default
+    /// read cache (300 s, 10,000 entries).
     pub async fn connect(project: &str, database: &str, agent_id: &str) -> Result<Self, SyncError> {
+        let d = athena_config::SyncConfig::default();
+        Self::connect_with_cache(
+            project,
+            database,
+            agent_id,
+            d.read_cache_entries,
+            d.read_cache_ttl,
+        )
+        .await
+    }
+
+    /// Connects with a read cache of `entries` entries living `ttl`.
+    pub async fn connect_with_cache(
+        project: &str,
+        database: &str,
+        agent_id: &str,
+        entries: u64,
+        ttl: std::time::Duration,
+    ) -> Result<Self, SyncError> {
         let options =
             FirestoreDbOptions::new(project.to_string()).with_database_id(database.to_string());
         let db = FirestoreDb::with_options(options)
@@ -37,16 +59,39 @@ impl FirestoreSink {
             .parent_path(AGENTS_COLLECTION, agent_id)
             .map_err(|e| SyncError::Config(format!("agent id {agent_id:?}: {e}")))?
             .into();
-        Ok(Self { db, parent })
+        Ok(Self {
+            db,
+            parent,
+            cache: ReadCache::new(entries, ttl),
+        })
     }
 
-    /// Reads a document (without a cache), `None` when it does not exist.
+    /// Reads a document through the read cache, `None` when it does not exist.
     pub async fn get(
         &self,
         collection: &str,
         doc: &str,
     ) -> Result<Option<Map<String, Value>>, SinkError> {
+        let key = format!("{collection}/{doc}");
+        self.cache
+            .get_or_load(&key, async {
+                Ok(self.read(collection, doc).await?.map(|(map, _)| map))
+            })
+            .await
+    }
+
+    /// Reads a document from Firestore itself, bypassing the cache (`sync verify`).
+    pub async fn get_fresh(
+        &self,
+        collection: &str,
+        doc: &str,
+    ) -> Result<Option<Map<String, Value>>, SinkError> {
         Ok(self.read(collection, doc).await?.map(|(map, _)| map))
+    }
+
+    /// Read-cache (hits, misses).
+    pub fn cache_counters(&self) -> (u64, u64) {
+        self.cache.counters()
     }
 
     async fn read(
@@ -258,6 +303,9 @@ impl Sink for FirestoreSink {
     }
 
     async fn push(&self, writes: &[Write]) -> Vec<WriteResult> {
+        for w in writes {
+            self.cache.invalidate(&w.key_hint()).await;
+        }
         let mut results: Vec<Option<WriteResult>> = vec![None; writes.len()];
         let mut batched = Vec::new();
         for (i, w) in writes.iter().enumerate() {

@@ -17,6 +17,7 @@ pub mod firestore_sink;
 pub mod memory_sink;
 pub mod object_sink;
 pub mod pace;
+pub mod read_cache;
 pub mod sink;
 pub mod status;
 pub mod worker;

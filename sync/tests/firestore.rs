@@ -181,3 +181,35 @@ async fn the_worker_drains_to_firestore_and_firestore_matches_the_rows_applied_i
     }
     assert!(sink.get("positions", "p3").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn reads_go_through_the_cache_and_our_writes_invalidate_it() {
+    let (sink, _) = sink().await;
+    let set = |usd: i64, seq: u64| Write::Set {
+        collection: "positions".into(),
+        doc: "c1".into(),
+        body: obj(json!({ "usd": usd })),
+        increments: Default::default(),
+        seq,
+    };
+    assert!(sink.push(&[set(1, 1)]).await[0].is_ok());
+    assert_eq!(
+        sink.get("positions", "c1").await.unwrap().unwrap()["usd"],
+        json!(1)
+    );
+    assert_eq!(
+        sink.get("positions", "c1").await.unwrap().unwrap()["usd"],
+        json!(1)
+    );
+    assert_eq!(sink.cache_counters(), (1, 1));
+    assert!(sink.push(&[set(2, 2)]).await[0].is_ok());
+    assert_eq!(
+        sink.get("positions", "c1").await.unwrap().unwrap()["usd"],
+        json!(2),
+        "a stale cached read after our own write"
+    );
+    assert_eq!(
+        sink.get_fresh("positions", "c1").await.unwrap().unwrap()["usd"],
+        json!(2)
+    );
+}
