@@ -281,3 +281,51 @@ fn sync_status_and_flush_on_the_embedded_defaults() {
     assert_eq!(s["document_writes"], 20);
     assert_eq!(s["object_writes"], 1);
 }
+
+#[test]
+fn sync_verify_passes_after_a_flush_and_names_what_the_cloud_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    {
+        let store = Store::open(&data, &athena_config::MemoryConfig::default()).unwrap();
+        let md = Metadata {
+            pool: Some("WETH/USDC".into()),
+            pattern_key: Some("apr_anomaly:WETH/USDC".into()),
+            ..Metadata::default()
+        };
+        let p = Memory::new(
+            MemoryType::Pattern,
+            Category::AprAnomaly,
+            "apr spikes with volume",
+            md,
+            0.9,
+            Source::Rule,
+            ulid::Ulid::from_parts(T0, 1),
+        );
+        store.insert_memory(&p, T0).unwrap();
+        store.prune(T0 + 10 * 86_400_000).unwrap(); // into a cold segment
+    }
+    let o = athena(dir.path(), &["sync", "flush"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = athena(dir.path(), &["sync", "verify"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("the cloud matches the store (0 documents and 1 objects compared"),
+        "{out}"
+    );
+    // Lose the segment in the "cloud" (the local sync directory).
+    let segments = data.join("sync/athena-local/segments");
+    for f in std::fs::read_dir(&segments).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let o = athena(dir.path(), &["sync", "verify"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("1 difference(s)")
+            && err.contains("blob:segments/")
+            && err.contains("missing or unreadable"),
+        "{err}"
+    );
+}

@@ -1,6 +1,6 @@
 //! `athena sync status|flush`.
 
-use super::{now_ms, open_store, open_store_read_only};
+use super::{Exit, now_ms, open_store, open_store_read_only};
 use anyhow::Context;
 use athena_config::Config;
 use clap::Subcommand;
@@ -18,6 +18,9 @@ pub enum SyncCommand {
     },
     /// Drain the outbox to the configured sinks now (the agent must not be running).
     Flush,
+    /// Compare every synced document and object with the local store; list differences and
+    /// exit 1 when there are any.
+    Verify,
 }
 
 pub(super) fn run(config: &Config, cmd: &SyncCommand) -> anyhow::Result<()> {
@@ -54,6 +57,42 @@ pub(super) fn run(config: &Config, cmd: &SyncCommand) -> anyhow::Result<()> {
                 s.rows_coalesced,
                 s.estimated_cost_usd
             );
+        }
+        SyncCommand::Verify => {
+            let store = Arc::new(open_store_read_only(config)?);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let report = runtime.block_on(async {
+                let sinks = athena_sync::Sinks::from_config(config).await?;
+                athena_sync::verify(
+                    &store,
+                    sinks.firestore.as_deref(),
+                    sinks.object_store.as_deref(),
+                )
+                .await
+            })?;
+            let summary = format!(
+                "{} documents and {} objects compared, {} keys not yet synced",
+                report.documents, report.objects, report.pending
+            );
+            if report.differences.is_empty() {
+                println!("sync verify: the cloud matches the store ({summary})");
+                return Ok(());
+            }
+            let mut msg = format!(
+                "sync verify: {} difference(s) ({summary})",
+                report.differences.len()
+            );
+            for d in &report.differences {
+                msg.push_str(&format!("\n  {}: {}", d.key, d.problem));
+            }
+            return Err(Exit {
+                code: 1,
+                message: msg,
+            }
+            .into());
         }
         SyncCommand::Flush => {
             let store = Arc::new(open_store(config)?);

@@ -15,15 +15,17 @@ pub struct Sinks {
     pub objects: Arc<dyn Sink>,
     /// The object store, when one is configured (cold recall reads segments from it).
     pub object_store: Option<Arc<ObjectStoreSink>>,
+    /// The Firestore sink, when documents go to Firestore (`sync verify` reads from it).
+    pub firestore: Option<Arc<FirestoreSink>>,
 }
 
 impl Sinks {
     /// Builds the sinks of `config` (connecting to Firestore when it is configured).
     pub async fn from_config(config: &Config) -> Result<Self, SyncError> {
         let s = &config.sync;
-        let documents: Arc<dyn Sink> = match s.documents {
-            DocumentSink::None => Arc::new(NoneSink(SinkRole::Documents)),
-            DocumentSink::Firestore => Arc::new(
+        let firestore = match s.documents {
+            DocumentSink::None => None,
+            DocumentSink::Firestore => Some(Arc::new(
                 FirestoreSink::connect_with_cache(
                     &s.firestore_project,
                     &s.firestore_database,
@@ -32,7 +34,11 @@ impl Sinks {
                     s.read_cache_ttl,
                 )
                 .await?,
-            ),
+            )),
+        };
+        let documents: Arc<dyn Sink> = match &firestore {
+            Some(f) => f.clone(),
+            None => Arc::new(NoneSink(SinkRole::Documents)),
         };
         let object_store = if s.object_store_url.is_empty() {
             None
@@ -51,6 +57,7 @@ impl Sinks {
             documents,
             objects,
             object_store,
+            firestore,
         })
     }
 }

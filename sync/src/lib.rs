@@ -20,6 +20,7 @@ pub mod pace;
 pub mod read_cache;
 pub mod sink;
 pub mod status;
+pub mod verify;
 pub mod worker;
 
 pub use coalesce::{Coalesced, Increments, State, Write, coalesce};
@@ -30,4 +31,5 @@ pub use memory_sink::MemorySink;
 pub use object_sink::{BlockingFetcher, ObjectStoreSink};
 pub use sink::{ErrorKind, NoneSink, Sink, SinkError, SinkRole, WriteResult};
 pub use status::{SyncStatus, status};
+pub use verify::{Difference, VerifyReport, verify};
 pub use worker::{PassReport, SyncCounters, Worker};

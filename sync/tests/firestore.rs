@@ -213,3 +213,95 @@ async fn reads_go_through_the_cache_and_our_writes_invalidate_it() {
         json!(2)
     );
 }
+
+#[tokio::test]
+async fn verify_finds_documents_the_cloud_lost_or_changed() {
+    let (sink, agent) = sink().await;
+    let sink = Arc::new(sink);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), &MemoryConfig::default()).unwrap());
+    let mk = |n: u64| {
+        let md = athena_storage::Metadata {
+            pool: Some("AERO/USDC".into()),
+            apr: Some(12.5 + n as f64),
+            ..Default::default()
+        };
+        athena_storage::Memory::new(
+            athena_storage::MemoryType::Observation,
+            athena_storage::Category::PoolBehavior,
+            format!("obs {n}"),
+            md,
+            0.75,
+            athena_storage::Source::MarketData,
+            ulid::Ulid::from_parts(1_800_000_000_000 + n, u128::from(n) + 1),
+        )
+    };
+    let ms: Vec<_> = (0..5).map(mk).collect();
+    store.insert_memories(&ms, 0).unwrap();
+    let objects = Arc::new(MemorySink::new("objects", SinkRole::Objects));
+    let cfg = SyncConfig {
+        rate_start_ops: 1e6,
+        rate_ceiling_ops: 1e6,
+        ..SyncConfig::default()
+    };
+    Worker::new(
+        store.clone(),
+        sink.clone(),
+        objects,
+        &cfg,
+        3,
+        Arc::new(|| 0),
+    )
+    .drain()
+    .await
+    .unwrap();
+    let report = athena_sync::verify(&store, Some(&sink), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.documents, report.differences.len()),
+        (5, 0),
+        "{report:?}"
+    );
+
+    // Somebody changes one document and deletes another, behind the agent's back.
+    let other = FirestoreSink::connect(PROJECT, "(default)", &agent)
+        .await
+        .unwrap();
+    let tampered = Write::Set {
+        collection: "memories".into(),
+        doc: ms[1].id.to_string(),
+        body: obj(json!({ "content": "edited" })),
+        increments: Default::default(),
+        seq: 99,
+    };
+    let gone = Write::Delete {
+        collection: "memories".into(),
+        doc: ms[3].id.to_string(),
+    };
+    assert!(
+        other
+            .push(&[tampered, gone])
+            .await
+            .iter()
+            .all(Result::is_ok)
+    );
+    // A change not yet synced is pending, not a difference.
+    store.insert_memory(&mk(9), 0).unwrap();
+    let report = athena_sync::verify(&store, Some(&sink), None)
+        .await
+        .unwrap();
+    assert_eq!(report.pending, 1);
+    let keys: Vec<&str> = report.differences.iter().map(|d| d.key.as_str()).collect();
+    assert_eq!(report.differences.len(), 2, "{report:?}");
+    assert!(
+        keys.contains(&format!("memories/{}", ms[1].id).as_str())
+            && keys.contains(&format!("memories/{}", ms[3].id).as_str())
+    );
+    assert!(
+        report
+            .differences
+            .iter()
+            .any(|d| d.problem == "missing in Firestore")
+    );
+}

@@ -380,20 +380,44 @@ impl WriteTx<'_> {
     }
 }
 
+impl crate::store::ReadTx<'_> {
+    /// Every cold index entry, in id order.
+    pub fn cold_entries(&self) -> Result<Vec<ColdEntry>> {
+        let mut out = Vec::new();
+        for row in self.tx.open_table(COLD_INDEX)?.iter()? {
+            let (k, v) = row?;
+            out.push(
+                self.codec
+                    .decode(v.value())
+                    .map_err(|r| corrupt("cold_index", Ulid(k.value()), r))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Every cold segment's local info.
+    pub fn cold_segments(&self) -> Result<Vec<SegmentInfo>> {
+        let mut out = Vec::new();
+        for row in self.tx.open_table(COLD_SEGMENTS)?.iter()? {
+            let (k, v) = row?;
+            out.push(
+                self.codec
+                    .decode(v.value())
+                    .map_err(|r| corrupt("cold_segments", k.value(), r))?,
+            );
+        }
+        Ok(out)
+    }
+}
+
 impl Store {
     /// Recalls cold memories matching `q`: the Bloom filters and local entries pick the
     /// segments; only those are fetched.
     pub fn recall_cold(&self, q: &RecallQuery, fetcher: &dyn SegmentFetcher) -> Result<ColdRecall> {
         let (segments, entries, skipped) = self.read(|r| {
-            let segs = r.tx.open_table(COLD_SEGMENTS)?;
             let mut wanted = Vec::new();
             let mut skipped = 0u32;
-            for row in segs.iter()? {
-                let (k, v) = row?;
-                let info: SegmentInfo = r
-                    .codec
-                    .decode(v.value())
-                    .map_err(|e| corrupt("cold_segments", k.value(), e))?;
+            for info in r.cold_segments()? {
                 let overlaps = q.since_ms.is_none_or(|s| info.max_ms >= s)
                     && q.until_ms.is_none_or(|u| info.min_ms <= u);
                 if !overlaps {
@@ -408,16 +432,8 @@ impl Store {
                 }
                 wanted.push(info);
             }
-            let idx = r.tx.open_table(COLD_INDEX)?;
-            let mut entries = std::collections::HashSet::new();
-            for row in idx.iter()? {
-                let (k, v) = row?;
-                let e: ColdEntry = r
-                    .codec
-                    .decode(v.value())
-                    .map_err(|x| corrupt("cold_index", Ulid(k.value()), x))?;
-                entries.insert(u128::from(e.id));
-            }
+            let entries: std::collections::HashSet<u128> =
+                r.cold_entries()?.iter().map(|e| u128::from(e.id)).collect();
             Ok((wanted, entries, skipped))
         })?;
         let mut out = ColdRecall {
