@@ -124,10 +124,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run => {
             let config = load_config(&cli)?;
             let clock = crate::clock::from_config(&config.agent);
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
+            let runtime = runtime()?;
             runtime.block_on(crate::app::run(config, clock))
         }
     }
@@ -173,6 +170,14 @@ pub fn open_store_read_only(config: &Config) -> anyhow::Result<athena_storage::S
         other => other
             .with_context(|| format!("opening the store in {}", config.agent.data_dir.display())),
     }
+}
+
+/// The async runtime of the commands that talk to the cloud or run services.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 /// Wall-clock now, ms (CLI commands act in real time).

@@ -1,7 +1,6 @@
 //! `athena sync status|flush`.
 
 use super::{Exit, now_ms, open_store, open_store_read_only};
-use anyhow::Context;
 use athena_config::Config;
 use clap::Subcommand;
 use std::sync::Arc;
@@ -60,10 +59,7 @@ pub(super) fn run(config: &Config, cmd: &SyncCommand) -> anyhow::Result<()> {
         }
         SyncCommand::Verify => {
             let store = Arc::new(open_store_read_only(config)?);
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
+            let runtime = super::runtime()?;
             let report = runtime.block_on(async {
                 let sinks = athena_sync::Sinks::from_config(config).await?;
                 athena_sync::verify(
@@ -96,10 +92,7 @@ pub(super) fn run(config: &Config, cmd: &SyncCommand) -> anyhow::Result<()> {
         }
         SyncCommand::Flush => {
             let store = Arc::new(open_store(config)?);
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
+            let runtime = super::runtime()?;
             let report = runtime.block_on(async {
                 let sinks = athena_sync::Sinks::from_config(config).await?;
                 let mut worker = athena_sync::Worker::new(
