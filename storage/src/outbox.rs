@@ -8,6 +8,7 @@
 use crate::error::Result;
 use crate::store::{ReadTx, Store, WriteTx};
 use crate::tables::SeqTable;
+use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 /// One change for the cloud.
@@ -56,6 +57,11 @@ pub enum OutboxOp {
 }
 
 impl OutboxOp {
+    /// Whether an object sink (rather than a document sink) takes it.
+    pub fn is_blob(&self) -> bool {
+        matches!(self, Self::PutBlob { .. } | Self::DeleteBlob { .. })
+    }
+
     /// An upsert of `value` serialized as JSON.
     pub fn upsert<T: Serialize>(collection: &str, doc: impl ToString, value: &T) -> Result<Self> {
         let body = serde_json::to_string(value)
@@ -121,24 +127,37 @@ impl WriteTx<'_> {
         self.remove_seq(SeqTable::Outbox, seqs)
     }
 
-    /// Moves a rejected row to the dead-letter table (same transaction: never lost).
+    /// Moves row `seq` from the outbox to the dead-letter table (same transaction: never
+    /// lost); returns the dead letter's sequence number, `None` when no such row is waiting.
     pub fn outbox_dead_letter(
         &mut self,
         seq: u64,
-        row: OutboxRow,
         reason: &str,
         now_ms: u64,
-    ) -> Result<u64> {
+    ) -> Result<Option<u64>> {
+        let Some((_, row)) = self.outbox_row(seq)? else {
+            return Ok(None);
+        };
         self.remove_seq(SeqTable::Outbox, &[seq])?;
-        self.append(
-            SeqTable::DeadLetters,
-            &DeadLetter {
-                seq,
-                row,
-                reason: reason.to_string(),
-                at_ms: now_ms,
-            },
-        )
+        let letter = DeadLetter {
+            seq,
+            row,
+            reason: reason.to_string(),
+            at_ms: now_ms,
+        };
+        self.append(SeqTable::DeadLetters, &letter).map(Some)
+    }
+
+    fn outbox_row(&self, seq: u64) -> Result<Option<(u64, OutboxRow)>> {
+        let t = self.tx.open_table(SeqTable::Outbox.def())?;
+        let v = t.get(seq)?;
+        v.map(|v| {
+            self.codec
+                .decode(v.value())
+                .map(|row| (seq, row))
+                .map_err(|r| crate::store::corrupt("outbox", seq, r))
+        })
+        .transpose()
     }
 }
 

@@ -219,6 +219,14 @@ fn add(into: &mut Increments, more: Increments) {
     }
 }
 
+/// Sums per-row increment parts into `into` (a set resets the document, so the parts that
+/// follow it are applied whole, whatever the watermark).
+fn add_parts(into: &mut Increments, parts: BTreeMap<u64, Increments>) {
+    for more in parts.into_values() {
+        add(into, more);
+    }
+}
+
 /// `prev` followed by row `seq` (`op`) on the same key.
 fn merge(prev: Write, op: OutboxOp, seq: u64) -> Result<Write, String> {
     let next = single(op, seq)?;
@@ -233,9 +241,7 @@ fn merge(prev: Write, op: OutboxOp, seq: u64) -> Result<Write, String> {
             },
             Write::Increment { parts, .. },
         ) => {
-            for more in parts.into_values() {
-                add(&mut increments, more);
-            }
+            add_parts(&mut increments, parts);
             Write::Set {
                 collection,
                 doc,
@@ -261,9 +267,7 @@ fn merge(prev: Write, op: OutboxOp, seq: u64) -> Result<Write, String> {
         }
         (Write::Delete { collection, doc }, Write::Increment { parts, .. }) => {
             let mut increments = Increments::new();
-            for more in parts.into_values() {
-                add(&mut increments, more);
-            }
+            add_parts(&mut increments, parts);
             Write::Set {
                 collection,
                 doc,

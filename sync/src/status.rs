@@ -3,7 +3,6 @@
 //! same transaction as its acknowledgements (so they survive restarts and are readable from
 //! another process).
 
-use crate::coalesce::single;
 use crate::worker::PassReport;
 use athena_storage::{SeqTable, Store, StoreError, WriteTx};
 use serde::Serialize;
@@ -90,13 +89,10 @@ pub fn status(store: &Store, now_ms: u64) -> Result<SyncStatus, StoreError> {
         for (seq, row) in &rows {
             let age = now_ms.saturating_sub(row.created_ms);
             s.oldest_unsynced_ms = s.oldest_unsynced_ms.max(age);
-            let is_doc = single(row.op.clone(), *seq)
-                .map(|w| w.is_document())
-                .unwrap_or(true);
-            let role = if is_doc {
-                &mut s.documents
-            } else {
+            let role = if row.op.is_blob() {
                 &mut s.objects
+            } else {
+                &mut s.documents
             };
             if role.pending == 0 {
                 role.cursor = seq - 1;

@@ -6,7 +6,7 @@
 //! Numbers compare as numbers (Firestore keeps integers and doubles apart); the sync watermark
 //! field and the `_firestore_*` metadata the client adds on reading are ignored.
 
-use crate::coalesce::{SEQ_FIELD, single};
+use crate::coalesce::SEQ_FIELD;
 use crate::error::SyncError;
 use crate::firestore_sink::FirestoreSink;
 use crate::object_sink::ObjectStoreSink;
@@ -53,11 +53,7 @@ pub async fn verify(
             let pending: HashSet<String> = r
                 .outbox_peek(0, usize::MAX)?
                 .into_iter()
-                .map(|(seq, row)| {
-                    single(row.op.clone(), seq)
-                        .map(|w| w.key_hint())
-                        .unwrap_or_else(|_| row.op.remote_key())
-                })
+                .map(|(_, row)| row.op.remote_key())
                 .collect();
             Ok((
                 pending,

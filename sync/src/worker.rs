@@ -13,9 +13,8 @@ use crate::coalesce::{Write, coalesce};
 use crate::error::SyncError;
 use crate::pace::{Backoff, RampLimiter};
 use crate::sink::{ErrorKind, Sink, SinkError, SinkRole};
-use athena_storage::{OutboxRow, Store};
+use athena_storage::Store;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -141,7 +140,6 @@ impl Worker {
         if rows.is_empty() {
             return Ok(report);
         }
-        let by_seq: HashMap<u64, OutboxRow> = rows.iter().cloned().collect();
         let coalesced = coalesce(rows);
         self.counters
             .rows_read
@@ -242,9 +240,7 @@ impl Worker {
                     crate::status::record_pass(w, &r, now)?;
                     for (seqs, reason) in &dead {
                         for seq in seqs {
-                            if let Some(row) = by_seq.get(seq) {
-                                w.outbox_dead_letter(*seq, row.clone(), reason, now)?;
-                            }
+                            w.outbox_dead_letter(*seq, reason, now)?;
                         }
                     }
                     Ok(())

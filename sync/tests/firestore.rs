@@ -1,7 +1,9 @@
 //! The Firestore sink against Google's Firestore emulator (started by `scripts/test.sh`).
 //! Without `FIRESTORE_EMULATOR_HOST` these tests fail with a clear message: never a silent skip.
 
-use athena_config::{MemoryConfig, SyncConfig};
+mod common;
+
+use athena_config::MemoryConfig;
 use athena_storage::{OutboxOp, Store};
 use athena_sync::coalesce::{SEQ_FIELD, single};
 use athena_sync::{ErrorKind, FirestoreSink, MemorySink, Sink, SinkRole, State, Worker, Write};
@@ -150,11 +152,7 @@ async fn the_worker_drains_to_firestore_and_firestore_matches_the_rows_applied_i
         want.apply(&single(row.op, seq).unwrap());
     }
     let objects = Arc::new(MemorySink::new("objects", SinkRole::Objects));
-    let cfg = SyncConfig {
-        rate_start_ops: 1e6,
-        rate_ceiling_ops: 1e6,
-        ..SyncConfig::default()
-    };
+    let cfg = common::unpaced();
     let mut w = Worker::new(
         store.clone(),
         sink.clone(),
@@ -239,11 +237,7 @@ async fn verify_finds_documents_the_cloud_lost_or_changed() {
     let ms: Vec<_> = (0..5).map(mk).collect();
     store.insert_memories(&ms, 0).unwrap();
     let objects = Arc::new(MemorySink::new("objects", SinkRole::Objects));
-    let cfg = SyncConfig {
-        rate_start_ops: 1e6,
-        rate_ceiling_ops: 1e6,
-        ..SyncConfig::default()
-    };
+    let cfg = common::unpaced();
     Worker::new(
         store.clone(),
         sink.clone(),

@@ -1,6 +1,8 @@
 //! The worker against the in-memory sink (fault injection beside the real sinks).
 
-use athena_config::{MemoryConfig, SyncConfig};
+mod common;
+
+use athena_config::MemoryConfig;
 use athena_storage::{Category, Memory, MemoryType, Metadata, OutboxOp, SeqTable, Source, Store};
 use athena_sync::{MemorySink, SinkRole, State, Worker, coalesce::single};
 use std::sync::Arc;
@@ -19,11 +21,7 @@ fn sinks() -> (Arc<MemorySink>, Arc<MemorySink>) {
 }
 
 fn worker(store: &Arc<Store>, docs: &Arc<MemorySink>, objects: &Arc<MemorySink>) -> Worker {
-    let cfg = SyncConfig {
-        rate_start_ops: 1e6,
-        rate_ceiling_ops: 1e6,
-        ..SyncConfig::default()
-    };
+    let cfg = common::unpaced();
     Worker::new(
         store.clone(),
         docs.clone(),
@@ -292,11 +290,7 @@ async fn cold_segments_reach_the_local_directory_and_recall_reads_them_back() {
     store.prune(T0 + 10 * 86_400_000).unwrap(); // past the warm tier: exported to a segment
     let objects = Arc::new(ObjectStoreSink::from_url("file://sync", dir.path(), "agent").unwrap());
     let (docs, _) = sinks();
-    let cfg = SyncConfig {
-        rate_start_ops: 1e6,
-        rate_ceiling_ops: 1e6,
-        ..SyncConfig::default()
-    };
+    let cfg = common::unpaced();
     let mut w = Worker::new(
         store.clone(),
         docs.clone(),
