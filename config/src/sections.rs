@@ -304,6 +304,10 @@ pub struct SyncConfig {
     pub read_cache_ttl: Duration,
     /// Read-cache capacity, entries.
     pub read_cache_entries: u64,
+    /// Longest wait for one batch's answer from a sink; a sink that does not answer in time
+    /// (a hung server) counts as a retriable failure.
+    #[serde(with = "humantime_serde")]
+    pub push_timeout: Duration,
 }
 
 /// Document sink kinds.
@@ -336,6 +340,7 @@ impl Default for SyncConfig {
             retry_jitter: 0.3,
             read_cache_ttl: Duration::from_secs(300),
             read_cache_entries: 10_000,
+            push_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -423,6 +423,7 @@ fn services(c: &Config, k: &mut Checker) {
     k.closed("sync.retry_jitter", s.retry_jitter, 0.0, 1.0);
     k.nonzero("sync.read_cache_ttl", s.read_cache_ttl);
     k.at_least("sync.read_cache_entries", s.read_cache_entries, 1);
+    k.nonzero("sync.push_timeout", s.push_timeout);
 
     let mo = &c.monitor;
     k.nonzero("monitor.metrics_interval", mo.metrics_interval);

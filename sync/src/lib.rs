@@ -4,16 +4,13 @@
 //! rows are removed only after their sink confirmed them; rejected rows go to the dead-letter
 //! table, never nowhere; sync never writes domain state.
 //!
-//! Status: the sink seam, coalescing, batching, pacing, retry, the worker and an in-memory
-//! fault-injecting sink are here; the Firestore and object-store sinks, their conformance suite
-//! against the real servers, offline compaction of the outbox and the CLI are in progress
-//! (issue 3).
 
 pub mod batch;
 pub mod coalesce;
 mod config;
 mod error;
 pub mod firestore_sink;
+pub mod manifest;
 pub mod memory_sink;
 pub mod object_sink;
 pub mod pace;
@@ -27,6 +24,7 @@ pub use coalesce::{Coalesced, Increments, State, Write, coalesce};
 pub use config::Sinks;
 pub use error::SyncError;
 pub use firestore_sink::FirestoreSink;
+pub use manifest::{MANIFEST_PATH, Manifest, ManifestChange, ManifestEntry};
 pub use memory_sink::MemorySink;
 pub use object_sink::{BlockingFetcher, ObjectStoreSink};
 pub use sink::{ErrorKind, NoneSink, Sink, SinkError, SinkRole, WriteResult};

@@ -4,20 +4,38 @@
 //! storage crate's [`SegmentFetcher`].
 //!
 //! Puts are idempotent (same path, same bytes); deleting an object that is already gone counts
-//! as already applied.
+//! as already applied. After each batch the [`Manifest`] is updated with a conditional write;
+//! the batch's writes are confirmed only once the manifest lists them, so a failed manifest
+//! update sends them (idempotently) again.
 
 use crate::coalesce::Write;
 use crate::error::SyncError;
+use crate::manifest::{MANIFEST_PATH, Manifest, ManifestChange, ManifestEntry};
 use crate::sink::{ErrorKind, Sink, SinkError, SinkRole, WriteResult};
 use athena_storage::SegmentFetcher;
 use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{
+    ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig, UpdateVersion,
+};
 use std::path::Path;
 use std::sync::Arc;
 
 /// Writes sent at once.
 const CONCURRENCY: usize = 8;
+
+/// Conditional manifest updates tried before the batch is left for a retry.
+const MANIFEST_ATTEMPTS: usize = 8;
+
+/// Retries inside `object_store` for cloud backends: few and short, because the worker retries
+/// with its own backoff and must notice an outage quickly.
+fn cloud_retry() -> RetryConfig {
+    RetryConfig {
+        max_retries: 2,
+        retry_timeout: std::time::Duration::from_secs(10),
+        ..RetryConfig::default()
+    }
+}
 
 /// A sink over any `object_store` backend.
 pub struct ObjectStoreSink {
@@ -65,18 +83,21 @@ impl ObjectStoreSink {
             "gs" => Arc::new(
                 object_store::gcp::GoogleCloudStorageBuilder::from_env()
                     .with_url(&base)
+                    .with_retry(cloud_retry())
                     .build()
                     .map_err(|e| bad(e.to_string()))?,
             ),
             "s3" => Arc::new(
                 object_store::aws::AmazonS3Builder::from_env()
                     .with_url(&base)
+                    .with_retry(cloud_retry())
                     .build()
                     .map_err(|e| bad(e.to_string()))?,
             ),
             "az" => Arc::new(
                 object_store::azure::MicrosoftAzureBuilder::from_env()
                     .with_url(&base)
+                    .with_retry(cloud_retry())
                     .build()
                     .map_err(|e| bad(e.to_string()))?,
             ),
@@ -103,6 +124,91 @@ impl ObjectStoreSink {
             .await
             .map_err(classify)?;
         got.bytes().await.map_err(classify)
+    }
+
+    /// The manifest as stored (an empty one when none exists yet).
+    pub async fn manifest(&self) -> Result<Manifest, SinkError> {
+        match self.store.get(&self.location(MANIFEST_PATH)).await {
+            Ok(got) => {
+                let bytes = got.bytes().await.map_err(classify)?;
+                Manifest::decode(&bytes).map_err(|e| SinkError::new(ErrorKind::Permanent, e))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(Manifest::default()),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    /// Rebuilds the manifest from the objects under the prefix (when the stored one is
+    /// unreadable): lists them and hashes each.
+    async fn rebuild_manifest(&self) -> Result<Manifest, SinkError> {
+        let mut manifest = Manifest::default();
+        let mut listing = self.store.list(Some(&self.prefix));
+        let prefix_len = self.prefix.as_ref().len() + 1;
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(classify)?;
+            let path =
+                meta.location.as_ref()[prefix_len.min(meta.location.as_ref().len())..].to_string();
+            if path == MANIFEST_PATH {
+                continue;
+            }
+            let bytes = self.get(&path).await?;
+            manifest.objects.insert(path, ManifestEntry::of(&bytes));
+        }
+        Ok(manifest)
+    }
+
+    /// Applies `changes` to the stored manifest with a conditional write, retrying when
+    /// another writer changed it in between.
+    async fn update_manifest(&self, changes: &[ManifestChange]) -> Result<(), SinkError> {
+        use object_store::Error as E;
+        let location = self.location(MANIFEST_PATH);
+        for _ in 0..MANIFEST_ATTEMPTS {
+            let (mut manifest, mode) = match self.store.get(&location).await {
+                Ok(got) => {
+                    let version = UpdateVersion {
+                        e_tag: got.meta.e_tag.clone(),
+                        version: got.meta.version.clone(),
+                    };
+                    let bytes = got.bytes().await.map_err(classify)?;
+                    let manifest = match Manifest::decode(&bytes) {
+                        Ok(m) => m,
+                        Err(why) => {
+                            tracing::error!(sink = %self.name, %why, "the manifest is unreadable; rebuilding it from the objects");
+                            self.rebuild_manifest().await?
+                        }
+                    };
+                    (manifest, PutMode::Update(version))
+                }
+                Err(E::NotFound { .. }) => (Manifest::default(), PutMode::Create),
+                Err(e) => return Err(classify(e)),
+            };
+            manifest.apply(changes);
+            let payload = PutPayload::from(manifest.encode());
+            let conditional = PutOptions::from(mode.clone());
+            match self
+                .store
+                .put_opts(&location, payload.clone(), conditional)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                // Someone else changed it since we read it: read again.
+                Err(E::Precondition { .. } | E::AlreadyExists { .. }) => continue,
+                // A backend without conditional updates (the local directory, one writer).
+                Err(E::NotImplemented { .. }) if matches!(mode, PutMode::Update(_)) => {
+                    return self
+                        .store
+                        .put(&location, payload)
+                        .await
+                        .map(|_| ())
+                        .map_err(classify);
+                }
+                Err(e) => return Err(classify(e)),
+            }
+        }
+        Err(SinkError::new(
+            ErrorKind::Transient,
+            format!("the manifest kept changing under us ({MANIFEST_ATTEMPTS} attempts)"),
+        ))
     }
 
     async fn apply(&self, w: &Write) -> WriteResult {
@@ -154,10 +260,38 @@ impl Sink for ObjectStoreSink {
     async fn push(&self, writes: &[Write]) -> Vec<WriteResult> {
         // Concurrent, with results kept in write order.
         let pending: Vec<_> = writes.iter().map(|w| self.apply(w)).collect();
-        futures::stream::iter(pending)
+        let mut results: Vec<WriteResult> = futures::stream::iter(pending)
             .buffered(CONCURRENCY)
             .collect()
-            .await
+            .await;
+        let changes: Vec<ManifestChange> = writes
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_ok())
+            .filter_map(|(w, _)| match w {
+                Write::PutBlob { path, bytes } => {
+                    Some(ManifestChange::Put(path.clone(), ManifestEntry::of(bytes)))
+                }
+                Write::DeleteBlob { path } => Some(ManifestChange::Delete(path.clone())),
+                _ => None,
+            })
+            .collect();
+        if changes.is_empty() {
+            return results;
+        }
+        if let Err(e) = self.update_manifest(&changes).await {
+            // Not confirmed until the manifest lists them: the worker sends them again.
+            for r in results.iter_mut().filter(|r| r.is_ok()) {
+                *r = Err(SinkError::new(
+                    e.kind,
+                    format!(
+                        "object written but the manifest update failed: {}",
+                        e.detail
+                    ),
+                ));
+            }
+        }
+        results
     }
 }
 

@@ -80,6 +80,7 @@ pub struct Worker {
     now: Now,
     max_rows: usize,
     flush_interval: Duration,
+    push_timeout: Duration,
     counters: Arc<SyncCounters>,
 }
 
@@ -113,6 +114,7 @@ impl Worker {
             now,
             max_rows: DEFAULT_MAX_ROWS,
             flush_interval: config.flush_interval,
+            push_timeout: config.push_timeout,
             counters: Arc::new(SyncCounters::default()),
         }
     }
@@ -171,7 +173,25 @@ impl Worker {
                 if !wait.is_zero() {
                     tokio::time::sleep(wait).await;
                 }
-                let results = sink.push(&writes[range.clone()]).await;
+                let results = match tokio::time::timeout(
+                    self.push_timeout,
+                    sink.push(&writes[range.clone()]),
+                )
+                .await
+                {
+                    Ok(results) => results,
+                    Err(_) => vec![
+                        Err(SinkError::new(
+                            ErrorKind::Transient,
+                            format!(
+                                "sink {} did not answer within {:?}",
+                                sink.name(),
+                                self.push_timeout
+                            ),
+                        ));
+                        range.len()
+                    ],
+                };
                 report.writes += range.len();
                 match role {
                     SinkRole::Documents => report.document_writes += range.len(),

@@ -11,3 +11,24 @@ pub fn unpaced() -> SyncConfig {
         ..SyncConfig::default()
     }
 }
+
+/// An object-store sink on the fake-gcs-server that `scripts/test.sh` starts (through the
+/// project's translating proxy), under a fresh prefix. Fails with a clear message when the
+/// test environment is missing: never a silent skip.
+pub fn gcs_sink(agent: &str) -> athena_sync::ObjectStoreSink {
+    let bucket = std::env::var("GCS_TEST_BUCKET").expect(
+        "GCS_TEST_BUCKET is not set: run the tests with scripts/test.sh, which starts fake-gcs-server",
+    );
+    assert!(
+        std::env::var("GOOGLE_SERVICE_ACCOUNT").is_ok(),
+        "GOOGLE_SERVICE_ACCOUNT is not set: run the tests with scripts/test.sh"
+    );
+    let dir = std::env::temp_dir();
+    athena_sync::ObjectStoreSink::from_url(&format!("gs://{bucket}/tests"), &dir, agent)
+        .expect("a GCS sink on fake-gcs-server")
+}
+
+/// A fresh agent id, so tests sharing a server never see each other's data.
+pub fn fresh_agent() -> String {
+    format!("t-{}", ulid::Ulid::new().to_string().to_lowercase())
+}
