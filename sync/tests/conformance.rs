@@ -197,3 +197,89 @@ async fn a_document_write_sent_to_an_object_sink_is_invalid_not_lost() {
         .await;
     assert_eq!(r[0].as_ref().unwrap_err().kind, ErrorKind::Invalid);
 }
+
+/// The proxy in front of fake-gcs-server makes every `object_store` operation work, so later
+/// code (checkpoints, restores) can use any of them against the test server.
+#[tokio::test]
+async fn gcs_test_server_supports_every_object_store_operation() {
+    use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload, path::Path};
+    let _ = common::gcs_sink("probe"); // checks the environment with a clear message
+    let gcs = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+        .with_bucket_name(std::env::var("GCS_TEST_BUCKET").unwrap())
+        .build()
+        .unwrap();
+    let base = common::fresh_agent();
+    let p = |name: &str| Path::from(format!("{base}/{name}"));
+    // Multipart: three parts (5 MiB minimum per part, except the last).
+    let mut upload = gcs.put_multipart(&p("big")).await.unwrap();
+    let part = vec![7u8; 5 * 1024 * 1024];
+    upload
+        .put_part(PutPayload::from(part.clone()))
+        .await
+        .unwrap();
+    upload.put_part(PutPayload::from(part)).await.unwrap();
+    upload
+        .put_part(PutPayload::from(vec![9u8; 10]))
+        .await
+        .unwrap();
+    upload.complete().await.unwrap();
+    let big = gcs.get(&p("big")).await.unwrap().bytes().await.unwrap();
+    assert_eq!(big.len(), 10 * 1024 * 1024 + 10);
+    assert_eq!(big[big.len() - 1], 9);
+    // Copy, and copy-if-absent refusing an existing target.
+    gcs.copy(&p("big"), &p("copy")).await.unwrap();
+    assert_eq!(gcs.head(&p("copy")).await.unwrap().size, big.len() as u64);
+    assert!(matches!(
+        gcs.copy_if_not_exists(&p("big"), &p("copy")).await,
+        Err(object_store::Error::AlreadyExists { .. })
+    ));
+    // Create refuses an existing object; Update needs the current generation.
+    gcs.put(&p("small"), PutPayload::from_static(b"1"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        gcs.put_opts(
+            &p("small"),
+            PutPayload::from_static(b"2"),
+            PutMode::Create.into()
+        )
+        .await,
+        Err(object_store::Error::AlreadyExists { .. })
+    ));
+    let meta = gcs.head(&p("small")).await.unwrap();
+    let version = object_store::UpdateVersion {
+        e_tag: meta.e_tag,
+        version: meta.version,
+    };
+    gcs.put_opts(
+        &p("small"),
+        PutPayload::from_static(b"3"),
+        PutMode::Update(version.clone()).into(),
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        gcs.put_opts(
+            &p("small"),
+            PutPayload::from_static(b"4"),
+            PutMode::Update(version).into()
+        )
+        .await,
+        Err(object_store::Error::Precondition { .. })
+    ));
+    // Range reads, listing and deletes.
+    let range = gcs.get_range(&p("small"), 0..1).await.unwrap();
+    assert_eq!(&range[..], b"3");
+    let listed: Vec<_> =
+        futures::StreamExt::collect::<Vec<_>>(gcs.list(Some(&Path::from(base.clone()))))
+            .await
+            .into_iter()
+            .map(|m| m.unwrap().location.to_string())
+            .collect();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    gcs.delete(&p("copy")).await.unwrap();
+    assert!(matches!(
+        gcs.head(&p("copy")).await,
+        Err(object_store::Error::NotFound { .. })
+    ));
+}
