@@ -54,16 +54,8 @@ fn flush_killed_mid_batch_then_resumed_loses_and_duplicates_nothing() {
         store
             .write(|w| {
                 (0..TRADES).try_for_each(|_| {
-                    w.outbox_append(
-                        OutboxOp::Increment {
-                            collection: "stats".into(),
-                            doc: "day".into(),
-                            field: "trades".into(),
-                            delta: 1.0,
-                        },
-                        T0,
-                    )
-                    .map(|_| ())
+                    w.outbox_append(OutboxOp::increment("stats", "day", "trades", 1.0), T0)
+                        .map(|_| ())
                 })
             })
             .unwrap();

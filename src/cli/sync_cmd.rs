@@ -49,11 +49,12 @@ pub(super) fn run(config: &Config, cmd: &SyncCommand) -> anyhow::Result<()> {
             }
             println!("dead letters: {}", s.dead_letters);
             println!(
-                "delivered {} rows with {} document writes and {} object writes ({} rows coalesced away); estimated cost ${:.4}",
+                "delivered {} rows with {} document writes and {} object writes ({} rows coalesced away, {} folded while offline); estimated cost ${:.4}",
                 s.rows_delivered,
                 s.document_writes,
                 s.object_writes,
                 s.rows_coalesced,
+                s.rows_compacted,
                 s.estimated_cost_usd
             );
         }

@@ -10,6 +10,7 @@ use crate::store::{ReadTx, Store, WriteTx};
 use crate::tables::SeqTable;
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// One change for the cloud.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,16 +24,14 @@ pub enum OutboxOp {
         /// Document body, JSON text.
         body: String,
     },
-    /// Add `delta` to a numeric field (summed when coalesced).
+    /// Add amounts to numeric fields (summed when coalesced).
     Increment {
         /// Collection.
         collection: String,
         /// Document id.
         doc: String,
-        /// Field name.
-        field: String,
-        /// Amount added.
-        delta: f64,
+        /// Amount added, by field name.
+        fields: BTreeMap<String, f64>,
     },
     /// Delete a document.
     Delete {
@@ -71,6 +70,15 @@ impl OutboxOp {
             doc: doc.to_string(),
             body,
         })
+    }
+
+    /// An increment of one field.
+    pub fn increment(collection: &str, doc: impl ToString, field: &str, delta: f64) -> Self {
+        Self::Increment {
+            collection: collection.to_string(),
+            doc: doc.to_string(),
+            fields: BTreeMap::from([(field.to_string(), delta)]),
+        }
     }
 
     /// The remote key this op writes: `collection/doc` or `blob:path`.
@@ -148,7 +156,19 @@ impl WriteTx<'_> {
         self.append(SeqTable::DeadLetters, &letter).map(Some)
     }
 
-    fn outbox_row(&self, seq: u64) -> Result<Option<(u64, OutboxRow)>> {
+    /// Rows with seq > `after`, in order, at most `limit`, as this transaction sees them.
+    pub fn outbox_peek(&self, after: u64, limit: usize) -> Result<Vec<(u64, OutboxRow)>> {
+        self.seq_after(SeqTable::Outbox, after, limit)
+    }
+
+    /// Replaces the waiting row `seq` (outbox compaction folds earlier rows of the same key
+    /// into it); the sequence counter does not move.
+    pub fn outbox_replace(&mut self, seq: u64, row: &OutboxRow) -> Result<()> {
+        self.replace_seq(SeqTable::Outbox, seq, row)
+    }
+
+    /// The waiting row `seq`, if any.
+    pub fn outbox_row(&self, seq: u64) -> Result<Option<(u64, OutboxRow)>> {
         let t = self.tx.open_table(SeqTable::Outbox.def())?;
         let v = t.get(seq)?;
         v.map(|v| {
@@ -177,6 +197,15 @@ impl Store {
     /// Removes confirmed rows in one transaction.
     pub fn outbox_ack(&self, seqs: &[u64]) -> Result<usize> {
         self.write(|w| w.outbox_ack(seqs))
+    }
+
+    /// The highest sequence number the outbox ever assigned (0 when none): every waiting row
+    /// is at or below it.
+    pub fn outbox_high_water(&self) -> Result<u64> {
+        self.read(|r| {
+            Ok(r.meta_u64(SeqTable::Outbox.counter_key())?
+                .map_or(0, |next| next.saturating_sub(1)))
+        })
     }
 
     /// Rows waiting in the outbox.

@@ -469,6 +469,39 @@ impl WriteTx<'_> {
         Ok(next)
     }
 
+    /// Entries of a sequence table with seq > `after`, at most `limit`, in order (as this
+    /// transaction sees them).
+    pub fn seq_after<T: DeserializeOwned>(
+        &self,
+        table: SeqTable,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, T)>> {
+        decode_seq_range(
+            &self.tx.open_table(table.def())?,
+            self.codec,
+            table,
+            after,
+            limit,
+        )
+    }
+
+    /// Replaces the entry at an existing `seq` (the sequence counter does not move).
+    pub fn replace_seq<T: Serialize>(
+        &mut self,
+        table: SeqTable,
+        seq: u64,
+        value: &T,
+    ) -> Result<()> {
+        let bytes = self
+            .codec
+            .encode(table.kind(), table.compression(), value)?;
+        self.tx
+            .open_table(table.def())?
+            .insert(seq, bytes.as_slice())?;
+        Ok(())
+    }
+
     /// Removes entries from a sequence table.
     pub fn remove_seq(&mut self, table: SeqTable, seqs: &[u64]) -> Result<usize> {
         let mut t = self.tx.open_table(table.def())?;
@@ -539,17 +572,13 @@ impl ReadTx<'_> {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, T)>> {
-        let t = self.tx.open_table(table.def())?;
-        let mut out = Vec::new();
-        for row in t.range(after.saturating_add(1)..)?.take(limit) {
-            let (k, v) = row?;
-            let value = self
-                .codec
-                .decode(v.value())
-                .map_err(|r| corrupt(table.name(), k.value(), r))?;
-            out.push((k.value(), value));
-        }
-        Ok(out)
+        decode_seq_range(
+            &self.tx.open_table(table.def())?,
+            self.codec,
+            table,
+            after,
+            limit,
+        )
     }
 
     /// Rows in a sequence table.
@@ -574,6 +603,25 @@ impl ReadTx<'_> {
                 .map_err(|r| corrupt("llm_cache", format!("{key:02x?}"), r)),
         }
     }
+}
+
+/// Decodes the entries of a sequence table with seq > `after`, at most `limit`, in order.
+fn decode_seq_range<T: DeserializeOwned>(
+    t: &impl ReadableTable<u64, &'static [u8]>,
+    codec: &Codec,
+    table: SeqTable,
+    after: u64,
+    limit: usize,
+) -> Result<Vec<(u64, T)>> {
+    let mut out = Vec::new();
+    for row in t.range(after.saturating_add(1)..)?.take(limit) {
+        let (k, v) = row?;
+        let value = codec
+            .decode(v.value())
+            .map_err(|r| corrupt(table.name(), k.value(), r))?;
+        out.push((k.value(), value));
+    }
+    Ok(out)
 }
 
 fn read_meta_u64(

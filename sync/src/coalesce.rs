@@ -179,10 +179,9 @@ pub fn single(op: OutboxOp, seq: u64) -> Result<Write, String> {
         OutboxOp::Increment {
             collection,
             doc,
-            field,
-            delta,
+            fields,
         } => {
-            if !delta.is_finite() {
+            if let Some((field, delta)) = fields.iter().find(|(_, d)| !d.is_finite()) {
                 return Err(format!(
                     "increment of {field} by {delta} is not a finite number"
                 ));
@@ -190,7 +189,7 @@ pub fn single(op: OutboxOp, seq: u64) -> Result<Write, String> {
             Write::Increment {
                 collection,
                 doc,
-                parts: BTreeMap::from([(seq, Increments::from([(field, delta)]))]),
+                parts: BTreeMap::from([(seq, fields)]),
             }
         }
         OutboxOp::Delete { collection, doc } => Write::Delete { collection, doc },
@@ -221,7 +220,7 @@ fn add(into: &mut Increments, more: Increments) {
 
 /// Sums per-row increment parts into `into` (a set resets the document, so the parts that
 /// follow it are applied whole, whatever the watermark).
-fn add_parts(into: &mut Increments, parts: BTreeMap<u64, Increments>) {
+pub(crate) fn add_parts(into: &mut Increments, parts: BTreeMap<u64, Increments>) {
     for more in parts.into_values() {
         add(into, more);
     }
@@ -385,12 +384,7 @@ mod tests {
                 -50i32..50
             )
                 .prop_map(|(collection, doc, f, d)| {
-                    OutboxOp::Increment {
-                        collection,
-                        doc,
-                        field: f.to_string(),
-                        delta: f64::from(d) / 4.0,
-                    }
+                    OutboxOp::increment(&collection, doc, f, f64::from(d) / 4.0)
                 }),
             (coll(), doc()).prop_map(|(collection, doc)| OutboxOp::Delete { collection, doc }),
             ((0u8..2), proptest::collection::vec(any::<u8>(), 0..8)).prop_map(|(p, bytes)| {
@@ -461,14 +455,7 @@ mod tests {
     #[test]
     fn increments_are_summed_not_overwritten() {
         let row = |op| OutboxRow { created_ms: 0, op };
-        let inc = |d| {
-            row(OutboxOp::Increment {
-                collection: "stats".into(),
-                doc: "day".into(),
-                field: "trades".into(),
-                delta: d,
-            })
-        };
+        let inc = |d| row(OutboxOp::increment("stats", "day", "trades", d));
         let c = coalesce(vec![(1, inc(1.0)), (2, inc(2.0)), (3, inc(4.0))]);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].seqs, vec![1, 2, 3]);

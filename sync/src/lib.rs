@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod coalesce;
+pub mod compact;
 mod config;
 mod error;
 pub mod firestore_sink;
@@ -21,6 +22,7 @@ pub mod verify;
 pub mod worker;
 
 pub use coalesce::{Coalesced, Increments, State, Write, coalesce};
+pub use compact::{CompactReport, compact_outbox};
 pub use config::Sinks;
 pub use error::SyncError;
 pub use firestore_sink::FirestoreSink;

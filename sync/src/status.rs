@@ -17,6 +17,7 @@ const K_COALESCED: &str = "sync/rows_coalesced";
 const K_DEAD: &str = "sync/rows_dead_lettered";
 const K_DOC_WRITES: &str = "sync/document_writes";
 const K_OBJ_WRITES: &str = "sync/object_writes";
+const K_COMPACTED: &str = "sync/rows_compacted";
 const K_LAST_PASS: &str = "sync/last_pass_ms";
 
 /// Adds a pass's counts to the persisted counters (inside the pass's ack transaction).
@@ -31,6 +32,11 @@ pub(crate) fn record_pass(
     w.add_meta_u64(K_DOC_WRITES, r.document_writes as u64)?;
     w.add_meta_u64(K_OBJ_WRITES, r.object_writes as u64)?;
     w.set_meta_u64(K_LAST_PASS, now_ms)
+}
+
+/// Adds rows folded by outbox compaction (inside the compaction's transaction).
+pub(crate) fn record_compaction(w: &mut WriteTx<'_>, folded: u64) -> Result<(), StoreError> {
+    w.add_meta_u64(K_COMPACTED, folded)
 }
 
 /// The outbox rows of one sink role.
@@ -61,6 +67,8 @@ pub struct SyncStatus {
     pub rows_delivered: u64,
     /// Rows folded into another row's write by coalescing.
     pub rows_coalesced: u64,
+    /// Rows folded into a newer row of the same key while the cloud was unreachable.
+    pub rows_compacted: u64,
     /// Rows moved to dead letters.
     pub rows_dead_lettered: u64,
     /// Document writes sent.
@@ -103,6 +111,7 @@ pub fn status(store: &Store, now_ms: u64) -> Result<SyncStatus, StoreError> {
         let get = |k: &str| r.meta_u64(k).map(|v| v.unwrap_or(0));
         s.rows_delivered = get(K_DELIVERED)?;
         s.rows_coalesced = get(K_COALESCED)?;
+        s.rows_compacted = get(K_COMPACTED)?;
         s.rows_dead_lettered = get(K_DEAD)?;
         s.document_writes = get(K_DOC_WRITES)?;
         s.object_writes = get(K_OBJ_WRITES)?;

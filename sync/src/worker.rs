@@ -10,6 +10,7 @@
 
 use crate::batch::{BatchLimits, batches};
 use crate::coalesce::{Write, coalesce};
+use crate::compact::{CompactReport, compact_outbox};
 use crate::error::SyncError;
 use crate::pace::{Backoff, RampLimiter};
 use crate::sink::{ErrorKind, Sink, SinkError, SinkRole};
@@ -40,6 +41,8 @@ pub struct SyncCounters {
     pub rows_delivered: AtomicU64,
     /// Rows folded into another row's write by coalescing.
     pub rows_coalesced: AtomicU64,
+    /// Rows folded by outbox compaction while the sinks were failing.
+    pub rows_compacted: AtomicU64,
     /// Rows moved to dead letters.
     pub rows_dead_lettered: AtomicU64,
     /// Writes that failed retriably.
@@ -81,6 +84,8 @@ pub struct Worker {
     max_rows: usize,
     flush_interval: Duration,
     push_timeout: Duration,
+    /// Rows at or below it may have been sent (see `compact`); `None` until the first pass.
+    fence: Option<u64>,
     counters: Arc<SyncCounters>,
 }
 
@@ -115,6 +120,7 @@ impl Worker {
             max_rows: DEFAULT_MAX_ROWS,
             flush_interval: config.flush_interval,
             push_timeout: config.push_timeout,
+            fence: None,
             counters: Arc::new(SyncCounters::default()),
         }
     }
@@ -130,11 +136,40 @@ impl Worker {
         self.counters.clone()
     }
 
+    /// The highest sequence number that may have been sent: at start every waiting row (a
+    /// previous process may have sent it), then every row a pass has read.
+    async fn fence(&mut self) -> Result<u64, SyncError> {
+        if let Some(f) = self.fence {
+            return Ok(f);
+        }
+        let store = self.store.clone();
+        let f = blocking(move || store.outbox_high_water()).await?;
+        self.fence = Some(f);
+        Ok(f)
+    }
+
+    /// Folds the outbox rows no pass has sent yet into one row per remote key (see
+    /// [`crate::compact`]); the run loop calls it while the sinks are failing.
+    pub async fn compact(&mut self) -> Result<CompactReport, SyncError> {
+        let fence = self.fence().await?;
+        let store = self.store.clone();
+        let chunk = self.max_rows;
+        let report = blocking(move || compact_outbox(&store, fence, chunk)).await?;
+        self.counters
+            .rows_compacted
+            .fetch_add(report.folded as u64, Ordering::Relaxed);
+        Ok(report)
+    }
+
     /// One drain pass.
     pub async fn drain_once(&mut self) -> Result<PassReport, SyncError> {
+        let fence = self.fence().await?;
         let store = self.store.clone();
         let max = self.max_rows;
         let rows = blocking(move || store.outbox_peek(0, max)).await?;
+        if let Some((last, _)) = rows.last() {
+            self.fence = Some(fence.max(*last));
+        }
         let mut report = PassReport {
             rows: rows.len(),
             ..PassReport::default()
@@ -295,6 +330,12 @@ impl Worker {
             let wait = match self.drain_once().await {
                 Ok(r) if r.retry > 0 => {
                     tracing::warn!(retry = r.retry, error = ?r.last_error, "sync pass left rows for a retry");
+                    // Offline: keep the outbox at one row per document while we wait.
+                    match self.compact().await {
+                        Ok(c) if c.folded > 0 => tracing::info!(?c, "outbox compacted"),
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(error = %e, "outbox compaction failed"),
+                    }
                     attempt += 1;
                     self.backoff.delay(attempt - 1)
                 }

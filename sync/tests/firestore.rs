@@ -127,15 +127,7 @@ async fn the_worker_drains_to_firestore_and_firestore_matches_the_rows_applied_i
                     },
                     0,
                 )?;
-                w.outbox_append(
-                    OutboxOp::Increment {
-                        collection: "stats".into(),
-                        doc: "day".into(),
-                        field: "trades".into(),
-                        delta: 1.0,
-                    },
-                    0,
-                )?;
+                w.outbox_append(OutboxOp::increment("stats", "day", "trades", 1.0), 0)?;
             }
             w.outbox_append(
                 OutboxOp::Delete {

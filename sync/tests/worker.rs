@@ -73,15 +73,7 @@ fn write_mix(store: &Store, round: u64) {
                     },
                     T0,
                 )?;
-                w.outbox_append(
-                    OutboxOp::Increment {
-                        collection: "stats".into(),
-                        doc: "day".into(),
-                        field: "trades".into(),
-                        delta: 1.0,
-                    },
-                    T0,
-                )?;
+                w.outbox_append(OutboxOp::increment("stats", "day", "trades", 1.0), T0)?;
             }
             w.outbox_append(
                 OutboxOp::Delete {
