@@ -27,6 +27,10 @@ pub type Now = Arc<dyn Fn() -> u64 + Send + Sync>;
 /// Rows one pass reads at most.
 pub const DEFAULT_MAX_ROWS: usize = 20_000;
 
+/// Rows a pass reads while the sinks are failing: a small probe, so the fence stays low and
+/// compaction can fold everything written during the outage.
+pub const PROBE_ROWS: usize = 100;
+
 /// A coalesced write waiting for its sink, with the outbox rows it covers.
 type Pending = (Write, Vec<u64>);
 
@@ -86,6 +90,8 @@ pub struct Worker {
     push_timeout: Duration,
     /// Rows at or below it may have been sent (see `compact`); `None` until the first pass.
     fence: Option<u64>,
+    /// The last pass delivered nothing and left rows for a retry: the next one only probes.
+    probing: bool,
     counters: Arc<SyncCounters>,
 }
 
@@ -121,6 +127,7 @@ impl Worker {
             flush_interval: config.flush_interval,
             push_timeout: config.push_timeout,
             fence: None,
+            probing: false,
             counters: Arc::new(SyncCounters::default()),
         }
     }
@@ -165,7 +172,11 @@ impl Worker {
     pub async fn drain_once(&mut self) -> Result<PassReport, SyncError> {
         let fence = self.fence().await?;
         let store = self.store.clone();
-        let max = self.max_rows;
+        let max = if self.probing {
+            self.max_rows.min(PROBE_ROWS)
+        } else {
+            self.max_rows
+        };
         let rows = blocking(move || store.outbox_peek(0, max)).await?;
         if let Some((last, _)) = rows.last() {
             self.fence = Some(fence.max(*last));
@@ -278,6 +289,7 @@ impl Worker {
             }
         }
         report.delivered = acks.len();
+        self.probing = report.retry > 0 && report.delivered == 0;
         report.dead_lettered = dead.iter().map(|(s, _)| s.len()).sum();
         self.counters
             .rows_delivered

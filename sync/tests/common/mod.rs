@@ -32,3 +32,42 @@ pub fn gcs_sink(agent: &str) -> athena_sync::ObjectStoreSink {
 pub fn fresh_agent() -> String {
     format!("t-{}", ulid::Ulid::new().to_string().to_lowercase())
 }
+
+/// Agent time the sync tests start at (ms since the epoch).
+pub const T0: u64 = 1_800_000_000_000;
+
+/// Observation memory `n` (id from `n`, so writing it again replaces it).
+pub fn memory(n: u64) -> athena_storage::Memory {
+    let md = athena_storage::Metadata {
+        pool: Some(format!("POOL{}", n % 3)),
+        apr: Some(n as f64),
+        ..athena_storage::Metadata::default()
+    };
+    athena_storage::Memory::new(
+        athena_storage::MemoryType::Observation,
+        athena_storage::Category::PoolBehavior,
+        format!("obs {n}"),
+        md,
+        0.8,
+        athena_storage::Source::MarketData,
+        ulid::Ulid::from_parts(T0 + n, u128::from(n) + 1),
+    )
+}
+
+/// Runs one of the project's test-server scripts (`scripts/NAME ARGS…`), panicking with its
+/// output when it fails.
+pub fn script(name: &str, args: &[&str]) {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../scripts")
+        .join(name);
+    let out = std::process::Command::new("bash")
+        .arg(&path)
+        .args(args)
+        .output()
+        .expect("run a test-server script");
+    assert!(
+        out.status.success(),
+        "{name} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

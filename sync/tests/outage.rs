@@ -1,0 +1,265 @@
+//! An outage of the real servers under a steady write load: this test starts its own Firestore
+//! emulator and fake-gcs-server (with the project's scripts), syncs to them with the worker's
+//! run loop while a writer keeps changing memories, a counter and objects, then takes both
+//! servers away while the writer goes on: the emulator is frozen with SIGSTOP (requests hang,
+//! the worst case for a client), fake-gcs-server and its proxy are stopped (connections
+//! refused). While they are away the outbox is compacted. Then both come back (same ports;
+//! fake-gcs-server keeps its objects on disk), the backlog drains, and `sync verify`, the
+//! counter and every object agree with the local store.
+//!
+//! The Firestore client and `object_store` find their servers through FIRESTORE_EMULATOR_HOST
+//! and GOOGLE_SERVICE_ACCOUNT, so the test starts the servers, then runs the scenario in a child
+//! process of this same test binary with those variables pointing at them.
+
+mod common;
+
+use athena_config::{MemoryConfig, SyncConfig};
+use athena_storage::{OutboxOp, Store};
+use athena_sync::{FirestoreSink, ObjectStoreSink, Worker, verify};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Set in the child process: the servers' run directory.
+const RUN_DIR_VAR: &str = "OUTAGE_TEST_RUN_DIR";
+
+/// The servers of one run directory; the process that started them stops them on drop.
+struct Servers {
+    run: std::path::PathBuf,
+    owned: Option<tempfile::TempDir>,
+}
+
+impl Servers {
+    fn start() -> Self {
+        let owned = tempfile::tempdir().unwrap();
+        let dir = owned.path().to_str().unwrap().to_string();
+        common::script("firestore-emulator.sh", &["start", &dir]);
+        common::script("fake-gcs.sh", &["start", &dir]);
+        Self {
+            run: owned.path().to_path_buf(),
+            owned: Some(owned),
+        }
+    }
+    fn attach(dir: &str) -> Self {
+        Self {
+            run: dir.into(),
+            owned: None,
+        }
+    }
+    fn dir(&self) -> String {
+        self.run.to_str().unwrap().to_string()
+    }
+    fn file(&self, name: &str) -> String {
+        std::fs::read_to_string(self.run.join(name))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+    fn signal_firestore(&self, signal: &str) {
+        let pid = self.file("firestore.pid");
+        let ok = std::process::Command::new("kill")
+            .args([signal, &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {signal} {pid}");
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        if self.owned.is_none() {
+            return;
+        }
+        let dir = self.dir();
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.file("firestore.pid")])
+            .status();
+        common::script("firestore-emulator.sh", &["stop", &dir]);
+        common::script("fake-gcs.sh", &["stop", &dir]);
+    }
+}
+
+#[test]
+fn an_outage_of_both_servers_under_load_drains_and_verifies() {
+    if let Ok(dir) = std::env::var(RUN_DIR_VAR) {
+        // The child: run the scenario against the parent's servers.
+        return tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(scenario(Servers::attach(&dir)));
+    }
+    let servers = Servers::start();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "an_outage_of_both_servers_under_load_drains_and_verifies",
+            "--nocapture",
+        ])
+        .env(RUN_DIR_VAR, servers.dir())
+        .env("FIRESTORE_EMULATOR_HOST", servers.file("firestore.addr"))
+        .env(
+            "GOOGLE_SERVICE_ACCOUNT",
+            servers.run.join("gcs-service-account.json"),
+        )
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{text}");
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "the outage scenario failed"
+    );
+}
+
+async fn scenario(servers: Servers) {
+    let agent = common::fresh_agent();
+    let firestore = Arc::new(
+        FirestoreSink::connect("athena-test", "(default)", &agent)
+            .await
+            .unwrap(),
+    );
+    let objects = Arc::new(
+        ObjectStoreSink::from_url("gs://athena-test/outage", std::path::Path::new("."), &agent)
+            .unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), &MemoryConfig::default()).unwrap());
+    let config = SyncConfig {
+        flush_interval: Duration::from_millis(200),
+        push_timeout: Duration::from_secs(2),
+        retry_initial: Duration::from_millis(300),
+        retry_max: Duration::from_secs(1),
+        ..common::unpaced()
+    };
+    let worker = Worker::new(
+        store.clone(),
+        firestore.clone(),
+        objects.clone(),
+        &config,
+        11,
+        Arc::new(|| common::T0),
+    );
+    let counters = worker.counters();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let flush = Arc::new(tokio::sync::Notify::new());
+    let running = tokio::spawn(worker.run(stop_rx, flush.clone(), Duration::from_secs(30)));
+
+    // The writer: every 10 ms, a few memories (some rewritten), one counter increment, and an
+    // object every 10th step.
+    let writing = Arc::new(AtomicBool::new(true));
+    // Stops the writer however this function ends (a failed assertion must not leave the
+    // runtime waiting for it forever).
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(false, Ordering::SeqCst);
+        }
+    }
+    let _stop_writer = StopOnDrop(writing.clone());
+    let increments = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (store, writing, increments) = (store.clone(), writing.clone(), increments.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut step = 0u64;
+            while writing.load(Ordering::SeqCst) {
+                let ms: Vec<_> = (0..3)
+                    .map(|i| common::memory((step * 3 + i) % 400))
+                    .collect();
+                store.insert_memories(&ms, common::T0).unwrap();
+                store
+                    .write(|w| {
+                        w.outbox_append(OutboxOp::increment("stats", "day", "trades", 1.0), 0)?;
+                        if step.is_multiple_of(10) {
+                            w.outbox_append(
+                                OutboxOp::PutBlob {
+                                    path: format!("segments/{}.seg", step % 70),
+                                    bytes: format!("segment {step}").into_bytes(),
+                                },
+                                0,
+                            )?;
+                        }
+                        Ok(())
+                    })
+                    .unwrap();
+                increments.fetch_add(1, Ordering::SeqCst);
+                step += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = counters.rows_delivered.load(Ordering::SeqCst);
+    assert!(before > 0, "nothing synced before the outage");
+    // The outage.
+    servers.signal_firestore("-STOP");
+    common::script("fake-gcs.sh", &["stop", &servers.dir()]);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let waiting = store.outbox_len().unwrap();
+    let compacted = counters.rows_compacted.load(Ordering::SeqCst);
+    assert!(
+        waiting > 0,
+        "the outbox kept the changes made during the outage"
+    );
+    assert!(compacted > 0, "the outbox was compacted during the outage");
+    // The rows the first failing pass read (it may have sent them; about 200 ms of writes),
+    // then at most one row per key (400 memories, the counter, 70 objects), plus what was
+    // written since the last compaction (at most one retry delay, 1 s, of writes: ~400 rows).
+    // The writer appended over 2,000 rows meanwhile.
+    let appended = store.outbox_high_water().unwrap();
+    assert!(
+        waiting <= 300 + 400 + 1 + 70 + 500,
+        "outbox {waiting} rows during the outage ({appended} appended in all)"
+    );
+    // The servers return.
+    servers.signal_firestore("-CONT");
+    common::script("fake-gcs.sh", &["start", &servers.dir()]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    writing.store(false, Ordering::SeqCst);
+    writer.await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while store.outbox_len().unwrap() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "backlog not drained: {} rows left",
+            store.outbox_len().unwrap()
+        );
+        flush.notify_one();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop_tx.send(true).unwrap();
+    running.await.unwrap();
+    eprintln!(
+        "outage: {before} rows delivered before, {waiting} waiting and {compacted} folded during, {appended} appended by then, {} delivered in all",
+        counters.rows_delivered.load(Ordering::SeqCst)
+    );
+
+    // The cloud equals the local store.
+    let report = verify(&store, Some(&firestore), Some(&objects))
+        .await
+        .unwrap();
+    assert!(report.differences.is_empty(), "{:?}", report.differences);
+    let day = firestore.get_fresh("stats", "day").await.unwrap().unwrap();
+    assert_eq!(
+        day["trades"].as_f64(),
+        Some(increments.load(Ordering::SeqCst) as f64),
+        "every increment counted exactly once"
+    );
+    let manifest = objects.manifest().await.unwrap();
+    for i in 0..70u64 {
+        let path = format!("segments/{i}.seg");
+        if let Ok(bytes) = objects.get(&path).await {
+            assert_eq!(
+                manifest.objects.get(&path).map(|e| e.bytes),
+                Some(bytes.len() as u64)
+            );
+        }
+    }
+}
