@@ -24,8 +24,9 @@ use std::sync::Arc;
 /// Writes sent at once.
 const CONCURRENCY: usize = 8;
 
-/// Conditional manifest updates tried before the batch is left for a retry.
-const MANIFEST_ATTEMPTS: usize = 8;
+/// Conditional manifest updates tried before the batch is left for a retry (the worker then
+/// retries the batch with its own backoff).
+const MANIFEST_ATTEMPTS: u64 = 16;
 
 /// Retries inside `object_store` for cloud backends: few and short, because the worker retries
 /// with its own backoff and must notice an outage quickly.
@@ -162,7 +163,12 @@ impl ObjectStoreSink {
     async fn update_manifest(&self, changes: &[ManifestChange]) -> Result<(), SinkError> {
         use object_store::Error as E;
         let location = self.location(MANIFEST_PATH);
-        for _ in 0..MANIFEST_ATTEMPTS {
+        for attempt in 0..MANIFEST_ATTEMPTS {
+            if attempt > 0 {
+                // Another writer won the race: step aside for a random, growing moment.
+                let ms = rand::random_range(1..=20) * attempt;
+                tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            }
             let (mut manifest, mode) = match self.store.get(&location).await {
                 Ok(got) => {
                     let version = UpdateVersion {
