@@ -127,6 +127,8 @@ proptest! {
             objects.set_lose_confirmations(false);
             docs.set_down(true);
             objects.set_down(true);
+            worker.drain_once().await.unwrap();
+            worker.compact().await.unwrap();
             for op in &during {
                 store.write(|w| w.outbox_append(op.clone(), 9).map(|_| ())).unwrap();
                 worker.drain_once().await.unwrap();
