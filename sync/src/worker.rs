@@ -47,6 +47,8 @@ pub struct SyncCounters {
     pub rows_coalesced: AtomicU64,
     /// Rows folded by outbox compaction while the sinks were failing.
     pub rows_compacted: AtomicU64,
+    /// The compaction fence: the highest outbox seq that may have been sent.
+    pub fence: AtomicU64,
     /// Rows moved to dead letters.
     pub rows_dead_lettered: AtomicU64,
     /// Writes that failed retriably.
@@ -181,6 +183,9 @@ impl Worker {
         if let Some((last, _)) = rows.last() {
             self.fence = Some(fence.max(*last));
         }
+        self.counters
+            .fence
+            .store(self.fence.unwrap_or(fence), Ordering::Relaxed);
         let mut report = PassReport {
             rows: rows.len(),
             ..PassReport::default()
