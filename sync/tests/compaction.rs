@@ -8,7 +8,8 @@ mod common;
 use athena_config::MemoryConfig;
 use athena_storage::{OutboxOp, OutboxRow, Store};
 use athena_sync::coalesce::single;
-use athena_sync::{MemorySink, SinkRole, State, Worker, compact_outbox};
+use athena_sync::{MemorySink, State, Worker, compact_outbox};
+use common::sinks;
 use proptest::prelude::*;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -66,13 +67,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-fn sinks() -> (Arc<MemorySink>, Arc<MemorySink>) {
-    (
-        Arc::new(MemorySink::new("docs", SinkRole::Documents)),
-        Arc::new(MemorySink::new("objects", SinkRole::Objects)),
-    )
 }
 
 fn cloud(docs: &MemorySink, objects: &MemorySink) -> State {

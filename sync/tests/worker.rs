@@ -3,21 +3,14 @@
 mod common;
 
 use athena_config::MemoryConfig;
-use athena_storage::{Category, Memory, MemoryType, Metadata, OutboxOp, SeqTable, Source, Store};
-use athena_sync::{MemorySink, SinkRole, State, Worker, coalesce::single};
+use athena_storage::{MemoryType, OutboxOp, SeqTable, Store};
+use athena_sync::{MemorySink, State, Worker, coalesce::single};
 use std::sync::Arc;
 
-const T0: u64 = 1_800_000_000_000;
+use common::{T0, memory, sinks};
 
 fn store(dir: &std::path::Path) -> Arc<Store> {
     Arc::new(Store::open(dir, &MemoryConfig::default()).unwrap())
-}
-
-fn sinks() -> (Arc<MemorySink>, Arc<MemorySink>) {
-    (
-        Arc::new(MemorySink::new("docs", SinkRole::Documents)),
-        Arc::new(MemorySink::new("objects", SinkRole::Objects)),
-    )
 }
 
 fn worker(store: &Arc<Store>, docs: &Arc<MemorySink>, objects: &Arc<MemorySink>) -> Worker {
@@ -29,23 +22,6 @@ fn worker(store: &Arc<Store>, docs: &Arc<MemorySink>, objects: &Arc<MemorySink>)
         &cfg,
         7,
         Arc::new(|| T0),
-    )
-}
-
-fn memory(n: u64) -> Memory {
-    let md = Metadata {
-        pool: Some(format!("POOL{}", n % 3)),
-        apr: Some(n as f64),
-        ..Metadata::default()
-    };
-    Memory::new(
-        MemoryType::Observation,
-        Category::PoolBehavior,
-        format!("obs {n}"),
-        md,
-        0.8,
-        Source::MarketData,
-        ulid::Ulid::from_parts(T0 + n, u128::from(n) + 1),
     )
 }
 

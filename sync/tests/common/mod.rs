@@ -71,3 +71,15 @@ pub fn script(name: &str, args: &[&str]) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// In-memory document and object sinks (fault injection).
+pub fn sinks() -> (
+    std::sync::Arc<athena_sync::MemorySink>,
+    std::sync::Arc<athena_sync::MemorySink>,
+) {
+    use athena_sync::{MemorySink, SinkRole};
+    (
+        std::sync::Arc::new(MemorySink::new("docs", SinkRole::Documents)),
+        std::sync::Arc::new(MemorySink::new("objects", SinkRole::Objects)),
+    )
+}
