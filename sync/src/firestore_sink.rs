@@ -1,10 +1,11 @@
 //! The Firestore sink: documents under `agents/{agent_id}/{collection}/{doc}`.
 //!
-//! Sets (with any increments folded into the known body) and deletes go through BatchWrite,
-//! which is not atomic and answers per write. Increment-only writes read the document, apply
-//! only the parts above its `_athena_seq` watermark, and write with a precondition on the
-//! update time read (or on non-existence), so a replay counts nothing twice and a concurrent
-//! change makes the write retry instead of losing an update.
+//! A push is one BatchWrite (one write request), which is not atomic and answers per write:
+//! sets (with any increments folded into the known body) and deletes as they are, and
+//! increment-only writes prepared first: the document is read (reads run concurrently), only
+//! the parts above its `_athena_seq` watermark are applied, and the write carries a
+//! precondition on the update time read (or on non-existence), so a replay counts nothing
+//! twice and a concurrent change makes that one write retry instead of losing an update.
 //!
 //! Credentials come through the standard Google mechanisms; with `FIRESTORE_EMULATOR_HOST` set
 //! the client talks to the emulator with a stub token.
@@ -16,6 +17,7 @@ use crate::sink::{ErrorKind, Sink, SinkError, SinkRole, WriteResult};
 use firestore::errors::FirestoreError;
 use firestore::{FirestoreDb, FirestoreDbOptions, FirestoreWritePrecondition};
 use serde_json::{Map, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Firestore's collection of agents; each agent's documents live under its own document.
 pub const AGENTS_COLLECTION: &str = "agents";
@@ -25,6 +27,35 @@ pub struct FirestoreSink {
     db: FirestoreDb,
     parent: String,
     cache: ReadCache<Option<Map<String, Value>>>,
+    requests: RequestCounters,
+}
+
+/// What this sink asked of Firestore: the cost accounting behind `sync status` and the sync
+/// benchmark. A commit is one write request (a BatchWrite of one or more documents); Firestore
+/// bills each document written, and each document read.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RequestCounts {
+    /// Document reads sent (the increment path reads before it writes; cached reads excluded).
+    pub reads: u64,
+    /// Write requests sent (BatchWrite calls).
+    pub commits: u64,
+    /// Documents those write requests carried.
+    pub documents_written: u64,
+}
+
+#[derive(Debug, Default)]
+struct RequestCounters {
+    reads: AtomicU64,
+    commits: AtomicU64,
+    documents_written: AtomicU64,
+}
+
+impl RequestCounters {
+    fn commit(&self, documents: usize) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.documents_written
+            .fetch_add(documents as u64, Ordering::Relaxed);
+    }
 }
 
 impl FirestoreSink {
@@ -63,6 +94,7 @@ impl FirestoreSink {
             db,
             parent,
             cache: ReadCache::new(entries, ttl),
+            requests: RequestCounters::default(),
         })
     }
 
@@ -94,11 +126,21 @@ impl FirestoreSink {
         self.cache.counters()
     }
 
+    /// The requests sent so far.
+    pub fn requests(&self) -> RequestCounts {
+        RequestCounts {
+            reads: self.requests.reads.load(Ordering::Relaxed),
+            commits: self.requests.commits.load(Ordering::Relaxed),
+            documents_written: self.requests.documents_written.load(Ordering::Relaxed),
+        }
+    }
+
     async fn read(
         &self,
         collection: &str,
         doc: &str,
     ) -> Result<Option<(Map<String, Value>, FirestoreWritePrecondition)>, SinkError> {
+        self.requests.reads.fetch_add(1, Ordering::Relaxed);
         match self
             .db
             .fluent()
@@ -131,8 +173,64 @@ impl FirestoreSink {
         }
     }
 
-    /// Sets and deletes in one BatchWrite; fills `results` at their indices.
-    async fn write_batch(&self, writes: &[(usize, &Write)], results: &mut [Option<WriteResult>]) {
+    /// Queues one write on `batch`.
+    fn queue(
+        &self,
+        batch: &mut firestore::FirestoreBatch<'_, firestore::FirestoreSimpleBatchWriter>,
+        write: &Queued<'_>,
+    ) -> Result<(), SinkError> {
+        let queued = match write {
+            Queued::Plain(Write::Set {
+                collection,
+                doc,
+                body,
+                increments,
+                seq,
+            }) => batch.update_object_at(
+                &self.parent,
+                collection,
+                doc,
+                &Value::Object(set_document(body, increments, *seq)),
+                None,
+                None,
+                vec![],
+            ),
+            Queued::Plain(Write::Delete { collection, doc }) => {
+                batch.delete_by_id_at(&self.parent, collection, doc, None)
+            }
+            Queued::Plain(other) => {
+                return Err(SinkError::new(
+                    ErrorKind::Invalid,
+                    format!("document sink got an object write for {}", other.key_hint()),
+                ));
+            }
+            Queued::Guarded {
+                collection,
+                doc,
+                body,
+                fields,
+                precondition,
+            } => batch.update_object_at(
+                &self.parent,
+                collection,
+                doc,
+                &Value::Object(body.clone()),
+                Some(fields.clone()),
+                Some(precondition.clone()),
+                vec![],
+            ),
+        };
+        queued
+            .map(|_| ())
+            .map_err(|e| SinkError::new(ErrorKind::Invalid, e.to_string()))
+    }
+
+    /// Sends `writes` as one BatchWrite (one write request); fills `results` at their indices.
+    async fn write_batch(
+        &self,
+        writes: &[(usize, Queued<'_>)],
+        results: &mut [Option<WriteResult>],
+    ) {
         let writer = match self.db.create_simple_batch_writer().await {
             Ok(w) => w,
             Err(e) => {
@@ -146,42 +244,15 @@ impl FirestoreSink {
         let mut batch = writer.new_batch();
         let mut sent = Vec::new();
         for (i, w) in writes {
-            let queued = match w {
-                Write::Set {
-                    collection,
-                    doc,
-                    body,
-                    increments,
-                    seq,
-                } => {
-                    let d = set_document(body, increments, *seq);
-                    batch
-                        .update_object_at(
-                            &self.parent,
-                            collection,
-                            doc,
-                            &Value::Object(d),
-                            None,
-                            None,
-                            vec![],
-                        )
-                        .map(|_| ())
-                }
-                Write::Delete { collection, doc } => batch
-                    .delete_by_id_at(&self.parent, collection, doc, None)
-                    .map(|_| ()),
-                _ => unreachable!("only sets and deletes are batched"),
-            };
-            match queued {
+            match self.queue(&mut batch, w) {
                 Ok(()) => sent.push(*i),
-                Err(e) => {
-                    results[*i] = Some(Err(SinkError::new(ErrorKind::Invalid, e.to_string())))
-                }
+                Err(e) => results[*i] = Some(Err(e)),
             }
         }
         if sent.is_empty() {
             return;
         }
+        self.requests.commit(sent.len());
         match batch.write().await {
             Ok(resp) => {
                 for (k, i) in sent.iter().enumerate() {
@@ -198,9 +269,8 @@ impl FirestoreSink {
                 if matches!(e.kind, ErrorKind::Permanent | ErrorKind::Invalid) && sent.len() > 1 {
                     // The service refused the whole request for one bad write (an oversized
                     // document does this): send each alone, so only that one is rejected.
-                    for i in sent {
-                        let one: Vec<(usize, &Write)> =
-                            writes.iter().filter(|(j, _)| *j == i).copied().collect();
+                    for (i, w) in writes.iter().filter(|(i, _)| sent.contains(i)) {
+                        let one = [(*i, w.clone())];
                         Box::pin(self.write_batch(&one, results)).await;
                     }
                 } else {
@@ -210,13 +280,15 @@ impl FirestoreSink {
         }
     }
 
-    /// One increment-only write: read, apply the parts above the watermark, write guarded.
-    async fn increment(
+    /// Prepares an increment-only write: reads the document, applies the parts above its
+    /// watermark, and guards the write with the update time read (or non-existence). `None`
+    /// when every part was applied by an earlier, unconfirmed send.
+    async fn prepare_increment<'a>(
         &self,
-        collection: &str,
-        doc: &str,
+        collection: &'a str,
+        doc: &'a str,
         parts: &std::collections::BTreeMap<u64, Increments>,
-    ) -> WriteResult {
+    ) -> Result<Option<Queued<'a>>, SinkError> {
         let (mut current, precondition) = match self.read(collection, doc).await? {
             Some((map, pre)) => (map, pre),
             None => (Map::new(), FirestoreWritePrecondition::Exists(false)),
@@ -230,35 +302,35 @@ impl FirestoreSink {
             last = *seq;
         }
         if last == watermark {
-            return Ok(()); // every part was applied by an earlier, unconfirmed send
+            return Ok(None);
         }
         current.insert(SEQ_FIELD.into(), Value::from(last));
         fields.push(SEQ_FIELD.into());
         fields.sort();
         fields.dedup();
-        let writer = self
-            .db
-            .create_simple_batch_writer()
-            .await
-            .map_err(classify)?;
-        let mut batch = writer.new_batch();
-        batch
-            .update_object_at(
-                &self.parent,
-                collection,
-                doc,
-                &Value::Object(current),
-                Some(fields),
-                Some(precondition),
-                vec![],
-            )
-            .map_err(|e| SinkError::new(ErrorKind::Invalid, e.to_string()))?;
-        let resp = batch.write().await.map_err(classify)?;
-        match resp.statuses.first() {
-            Some(s) if s.code != 0 => Err(SinkError::new(kind_of_code(s.code), s.message.clone())),
-            _ => Ok(()),
-        }
+        Ok(Some(Queued::Guarded {
+            collection,
+            doc,
+            body: current,
+            fields,
+            precondition,
+        }))
     }
+}
+
+/// A document write ready for a BatchWrite.
+#[derive(Clone)]
+enum Queued<'a> {
+    /// A set or a delete, sent as it is.
+    Plain(&'a Write),
+    /// An increment applied to the document read, written only if it has not changed since.
+    Guarded {
+        collection: &'a str,
+        doc: &'a str,
+        body: Map<String, Value>,
+        fields: Vec<String>,
+        precondition: FirestoreWritePrecondition,
+    },
 }
 
 /// gRPC status code → what the worker does.
@@ -307,24 +379,35 @@ impl Sink for FirestoreSink {
             self.cache.invalidate(&w.key_hint()).await;
         }
         let mut results: Vec<Option<WriteResult>> = vec![None; writes.len()];
-        let mut batched = Vec::new();
-        for (i, w) in writes.iter().enumerate() {
-            match w {
-                Write::Set { .. } | Write::Delete { .. } => batched.push((i, w)),
+        // Increments read their documents first (concurrently), then every write goes out in
+        // one BatchWrite, which answers per write.
+        let reads =
+            futures::future::join_all(writes.iter().enumerate().filter_map(|(i, w)| match w {
                 Write::Increment {
                     collection,
                     doc,
                     parts,
-                } => results[i] = Some(self.increment(collection, doc, parts).await),
-                other => {
-                    results[i] = Some(Err(SinkError::new(
-                        ErrorKind::Invalid,
-                        format!("document sink got an object write for {}", other.key_hint()),
-                    )))
-                }
+                } => Some(async move { (i, self.prepare_increment(collection, doc, parts).await) }),
+                _ => None,
+            }))
+            .await;
+        let mut queued: Vec<(usize, Queued<'_>)> = Vec::with_capacity(writes.len());
+        for (i, prepared) in reads {
+            match prepared {
+                Ok(Some(q)) => queued.push((i, q)),
+                Ok(None) => results[i] = Some(Ok(())),
+                Err(e) => results[i] = Some(Err(e)),
             }
         }
-        self.write_batch(&batched, &mut results).await;
+        queued.extend(
+            writes
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| !matches!(w, Write::Increment { .. }))
+                .map(|(i, w)| (i, Queued::Plain(w))),
+        );
+        queued.sort_by_key(|(i, _)| *i);
+        self.write_batch(&queued, &mut results).await;
         results
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(SinkError::new(ErrorKind::Transient, "no result"))))

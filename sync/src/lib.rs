@@ -25,7 +25,7 @@ pub use coalesce::{Coalesced, Increments, State, Write, coalesce};
 pub use compact::{CompactReport, compact_outbox};
 pub use config::Sinks;
 pub use error::SyncError;
-pub use firestore_sink::FirestoreSink;
+pub use firestore_sink::{FirestoreSink, RequestCounts};
 pub use manifest::{MANIFEST_PATH, Manifest, ManifestChange, ManifestEntry};
 pub use memory_sink::MemorySink;
 pub use object_sink::{BlockingFetcher, ObjectStoreSink};

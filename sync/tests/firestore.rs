@@ -155,6 +155,16 @@ async fn the_worker_drains_to_firestore_and_firestore_matches_the_rows_applied_i
     );
     w.drain().await.unwrap();
     assert_eq!(store.outbox_len().unwrap(), 0);
+    // 61 rows, 5 remote keys, one write request: p0–p2 set, p3 deleted and the counter
+    // (read first) written in one BatchWrite.
+    assert_eq!(
+        sink.requests(),
+        athena_sync::RequestCounts {
+            reads: 1,
+            commits: 1,
+            documents_written: 5
+        }
+    );
     for ((collection, doc), body) in &want.docs {
         let got = sink
             .get(collection, doc)
