@@ -57,7 +57,8 @@ pub fn memory(n: u64) -> athena_storage::Memory {
 /// Runs one of the project's test-server scripts (`scripts/NAME ARGS…`), panicking with its
 /// output when it fails.
 pub fn script(name: &str, args: &[&str]) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test"); // this checkout, even from a shared target dir
+    let path = std::path::Path::new(&manifest_dir)
         .join("../scripts")
         .join(name);
     let out = std::process::Command::new("bash")
