@@ -332,3 +332,132 @@ fn sync_verify_passes_after_a_flush_and_names_what_the_cloud_lost() {
         "{err}"
     );
 }
+
+#[test]
+fn risk_status_and_operator_controls_through_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = athena(d, &["risk", "status"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "no store yet: {err}");
+    assert!(err.contains("opening the store in data"), "{err}");
+    drop(Store::open(&d.join("data"), &athena_config::MemoryConfig::default()).unwrap());
+    let o = athena(d, &["risk", "status"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("trading state: active"), "{out}");
+    assert!(out.contains("memory_corruption"), "{out}");
+
+    // Bad input: one line, exit 2, nothing written.
+    for (args, says) in [
+        (
+            &["risk", "reset", "nope", "--reason", "x"][..],
+            "unknown breaker",
+        ),
+        (
+            &["risk", "stop", "--reason", "  "][..],
+            "a reason is required",
+        ),
+        (
+            &[
+                "risk",
+                "override",
+                "risk.max_position_fraction",
+                "1.5",
+                "--for",
+                "1h",
+                "--reason",
+                "r",
+            ][..],
+            "fraction",
+        ),
+        (
+            &[
+                "risk",
+                "override",
+                "risk.max_positions",
+                "6",
+                "--for",
+                "30h",
+                "--reason",
+                "r",
+            ][..],
+            "at most 24 h",
+        ),
+        (
+            &[
+                "risk",
+                "override",
+                "risk.colour",
+                "1",
+                "--for",
+                "1h",
+                "--reason",
+                "r",
+            ][..],
+            "unknown limit",
+        ),
+    ] {
+        let o = athena(d, args);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert_no_panic(&err);
+    }
+
+    let o = athena(d, &["risk", "stop", "--reason", "incident 42"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("trading state: halted"), "{out}");
+    let o = athena(
+        d,
+        &[
+            "risk",
+            "override",
+            "risk.max_positions",
+            "6",
+            "--for",
+            "2h",
+            "--reason",
+            "migration",
+        ],
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = athena(d, &["risk", "status", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["trading_state"], "halted");
+    assert_eq!(v["operator_stop"]["reason"], "incident 42");
+    assert_eq!(v["overrides"][0]["value"], 6.0);
+
+    let o = athena(d, &["risk", "resume", "--reason", "resolved"]);
+    assert!(
+        text(&o).0.contains("trading state: active"),
+        "{:?}",
+        text(&o)
+    );
+    let o = athena(
+        d,
+        &[
+            "risk",
+            "reset",
+            "position_mismatch",
+            "--reason",
+            "books reconciled",
+        ],
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+
+    // Every control is in the journal with its reason.
+    let store = Store::open(&d.join("data"), &athena_config::MemoryConfig::default()).unwrap();
+    let events: Vec<String> = athena::risk::persist::journal(&store)
+        .unwrap()
+        .into_iter()
+        .map(|(_, j)| serde_json::to_string(&j.event).unwrap())
+        .collect();
+    for says in ["incident 42", "migration", "resolved", "books reconciled"] {
+        assert!(
+            events.iter().any(|e| e.contains(says)),
+            "{says}: {events:#?}"
+        );
+    }
+}

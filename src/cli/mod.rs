@@ -6,6 +6,7 @@
 
 mod config_cmd;
 mod memory_cmd;
+mod risk_cmd;
 mod store_cmd;
 mod sync_cmd;
 
@@ -47,6 +48,9 @@ pub enum Command {
     /// Inspect and drive the cloud sync.
     #[command(subcommand)]
     Sync(sync_cmd::SyncCommand),
+    /// Risk engine state and the operator's emergency controls.
+    #[command(subcommand)]
+    Risk(risk_cmd::RiskCommand),
 }
 
 /// An error that ends the command with a given exit code after printing its message.
@@ -121,6 +125,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Memory(c) => memory_cmd::run(&load_config(&cli)?, c),
         Command::Store(c) => store_cmd::run(&load_config(&cli)?, c),
         Command::Sync(c) => sync_cmd::run(&load_config(&cli)?, c),
+        Command::Risk(c) => risk_cmd::run(&load_config(&cli)?, c),
         Command::Run => {
             let config = load_config(&cli)?;
             let clock = crate::clock::from_config(&config.agent);

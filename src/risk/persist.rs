@@ -24,6 +24,11 @@ pub fn load(r: &ReadTx<'_>) -> Result<Option<RiskState>> {
     r.get(KeyedTable::Risk, STATE_KEY)
 }
 
+/// The persisted state of `store`, or a fresh one (every breaker armed, active) when it has none.
+pub fn load_or_default(store: &Store) -> Result<RiskState> {
+    Ok(store.read(load)?.unwrap_or_default())
+}
+
 /// Writes the state, appends `journal` to the journal, and queues the summary for sync.
 pub fn save(
     w: &mut WriteTx<'_>,
