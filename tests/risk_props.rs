@@ -431,6 +431,68 @@ proptest! {
     }
 }
 
+/// Any f64 at all: NaN, infinities, negatives, huge and tiny.
+fn any_number() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+        Just(f64::NEG_INFINITY),
+        Just(-1.0),
+        Just(0.0),
+        any::<f64>(),
+        0.0..1e7f64,
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+    /// The engine is total: whatever numbers come in, it answers (no panic), and an allowed
+    /// entry has a finite, positive size within the cash.
+    #[test]
+    fn assessment_is_total_on_arbitrary_numbers(
+        mut p in portfolio(),
+        numbers in prop::collection::vec(any_number(), 9),
+        kind in 0..3usize,
+    ) {
+        let e = engine();
+        if let Some(q) = p.positions.first_mut() {
+            q.value_usd = numbers[0];
+            q.pool_tvl_usd = numbers[1];
+            q.apr_variance = numbers[2];
+        }
+        p.cash_usd = numbers[3].abs().min(1e9);
+        let first = p.positions.first().map(|q| q.id.clone());
+        let kind = match (kind, first) {
+            (1, Some(id)) => ProposalKind::Close { position: id },
+            (2, Some(id)) => ProposalKind::Rebalance { from: id },
+            _ => ProposalKind::Open,
+        };
+        let prop = Proposal {
+            kind,
+            pool: PoolInfo {
+                id: "N".into(),
+                tokens: ["WETH".into(), "USDC".into()],
+                stable: false,
+                tvl_usd: Some(numbers[4]),
+                created_ms: Some(T - 30 * 24 * H),
+                apr_variance: Some(numbers[5]),
+            },
+            requested_usd: Some(numbers[6]),
+            entry_gas_usd: Some(numbers[7]),
+            expected_slippage_pct: Some(numbers[8]),
+        };
+        let m = MarketView { now_ms: T, gas_gwei: numbers[8].abs() };
+        let a = e.assess(&RiskState::default(), &prop, &p, &m);
+        let _ = e.score(&RiskState::default(), &p, T);
+        if a.decision.allowed() && !prop.kind.is_exit() {
+            let size = a.decision.size_usd();
+            prop_assert!(size.is_finite() && size >= MIN_SIZE_USD, "{a:?}");
+            prop_assert!(size <= p.value_usd(), "{a:?}");
+        }
+    }
+}
+
 fn seed_bytes(seed: u64) -> [u8; 32] {
     let mut b = [0u8; 32];
     b[..8].copy_from_slice(&seed.to_le_bytes());

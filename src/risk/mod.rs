@@ -317,8 +317,14 @@ impl RiskEngine {
                         spent_usd: 0.0,
                     };
                 }
-                if usd.is_finite() && usd > 0.0 {
+                if usd.is_finite() && usd >= 0.0 {
                     state.gas_budget.spent_usd += usd;
+                } else {
+                    // A cost that is not an amount means the books cannot be trusted.
+                    trips.push((
+                        BreakerKind::MemoryCorruption,
+                        format!("gas spent reading {usd} is not an amount"),
+                    ));
                 }
             }
             Observation::IntegrityFailure { what, .. } => {

@@ -211,7 +211,22 @@ pub(crate) fn size_entry(
 
     let cash = portfolio.cash_usd + freed_cash;
     let value: f64 = cash + held.iter().map(|p| p.value_usd).sum::<f64>();
-    if !(value.is_finite() && value > 0.0 && cash.is_finite()) {
+    if let Some(bad) = held
+        .iter()
+        .find(|p| !(p.value_usd.is_finite() && p.value_usd >= 0.0 && !p.pool_tvl_usd.is_nan()))
+    {
+        return (
+            Decision::reject(
+                Rule::MissingData,
+                format!(
+                    "position {} is not valued (value {}, pool TVL {})",
+                    bad.id, bad.value_usd, bad.pool_tvl_usd
+                ),
+            ),
+            None,
+        );
+    }
+    if !(value.is_finite() && value > 0.0 && cash.is_finite() && cash >= 0.0) {
         return (
             Decision::reject(
                 Rule::MissingData,
