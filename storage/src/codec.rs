@@ -55,11 +55,13 @@ pub enum RecordKind {
     Segment = 13,
     /// A meta entry (dictionaries, counters, marks).
     Meta = 14,
+    /// The agent's own state.
+    Agent = 15,
 }
 
 impl RecordKind {
     /// Every kind, for iteration.
-    pub const ALL: [RecordKind; 14] = [
+    pub const ALL: [RecordKind; 15] = [
         Self::Memory,
         Self::MemoryWarm,
         Self::ColdEntry,
@@ -74,6 +76,7 @@ impl RecordKind {
         Self::LlmCache,
         Self::Segment,
         Self::Meta,
+        Self::Agent,
     ];
 
     fn from_u8(v: u8) -> Option<Self> {

@@ -25,7 +25,7 @@ pub const NEEDS_REPAIR: &str =
     "the store was not closed cleanly and needs repair; a read-write open repairs it";
 
 /// Number of tables a complete store has (see [`Store::ensure_tables`]).
-const ALL_TABLES: usize = 16;
+const ALL_TABLES: usize = 17;
 
 /// File name of the store inside the data directory.
 pub const STORE_FILE: &str = "athena.redb";
@@ -253,12 +253,7 @@ impl Store {
             tx.open_table(tables::MEM_BY_PATTERN)?;
             tx.open_table(tables::COLD_INDEX)?;
             tx.open_table(tables::COLD_SEGMENTS)?;
-            for t in [
-                KeyedTable::Positions,
-                KeyedTable::Intents,
-                KeyedTable::Risk,
-                KeyedTable::Checkpoints,
-            ] {
+            for t in KeyedTable::ALL {
                 tx.open_table(t.def())?;
             }
             for t in [

@@ -35,6 +35,8 @@ pub const INTENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("intents"
 pub const RISK: TableDefinition<&str, &[u8]> = TableDefinition::new("risk_state");
 /// Journal (append-only audit): seq → entry.
 pub const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
+/// The agent's own state (cash, tick, observation start, learning): name → record.
+pub const AGENT: TableDefinition<&str, &[u8]> = TableDefinition::new("agent_state");
 /// Checkpoints: checkpoint id → record.
 pub const CHECKPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoints");
 /// Outbox: seq → row to push to the cloud.
@@ -57,15 +59,27 @@ pub enum KeyedTable {
     Risk,
     /// [`CHECKPOINTS`]
     Checkpoints,
+    /// [`AGENT`]
+    Agent,
 }
 
 impl KeyedTable {
+    /// Every string-keyed record table.
+    pub const ALL: [Self; 5] = [
+        Self::Positions,
+        Self::Intents,
+        Self::Risk,
+        Self::Checkpoints,
+        Self::Agent,
+    ];
+
     pub(crate) fn def(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
         match self {
             Self::Positions => POSITIONS,
             Self::Intents => INTENTS,
             Self::Risk => RISK,
             Self::Checkpoints => CHECKPOINTS,
+            Self::Agent => AGENT,
         }
     }
 
@@ -76,6 +90,7 @@ impl KeyedTable {
             Self::Intents => "intents",
             Self::Risk => "risk_state",
             Self::Checkpoints => "checkpoints",
+            Self::Agent => "agent_state",
         }
     }
 
@@ -86,6 +101,7 @@ impl KeyedTable {
             Self::Intents => K::Intent,
             Self::Risk => K::Risk,
             Self::Checkpoints => K::Checkpoint,
+            Self::Agent => K::Agent,
         }
     }
 }

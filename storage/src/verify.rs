@@ -90,12 +90,7 @@ impl Store {
             &typed_segment,
             &mut report,
         )?;
-        for t in [
-            KeyedTable::Positions,
-            KeyedTable::Intents,
-            KeyedTable::Risk,
-            KeyedTable::Checkpoints,
-        ] {
+        for t in KeyedTable::ALL {
             scan(&read, t.def(), |k| k.to_string(), &decodes, &mut report)?;
         }
         for t in [
