@@ -7,4 +7,6 @@ pub mod app;
 pub mod cli;
 pub mod clock;
 pub mod journal;
+pub mod market;
 pub mod risk;
+pub mod rng;

@@ -1,0 +1,324 @@
+//! The seeded market simulator (SPEC.md §1): the six default pools, token prices on a random
+//! walk with regime switches (calm, trending, volatile), TVL, volume, fee and emission APR
+//! moving with them, a gas process with spikes and deliberate manipulation episodes, and
+//! incidents at seeded times: a TVL drain, an APR spike and a depeg.
+//!
+//! The simulator is a sequence: tick `n` is computed from tick `n − 1`. Asking for a later
+//! tick fast-forwards (a restarted agent replays the ticks it already saw in microseconds), so
+//! the same seed always gives the same ticks.
+
+use crate::market::{MarketSource, MarketTick, PoolSnapshot};
+use crate::rng::Rng;
+
+/// Gas units of the operations the paper executor models.
+pub const GAS_UNITS_ENTRY: f64 = 350_000.0;
+/// Gas units of an exit.
+pub const GAS_UNITS_EXIT: f64 = 300_000.0;
+/// Gas units of a reward claim.
+pub const GAS_UNITS_CLAIM: f64 = 150_000.0;
+
+const DAY_MS: u64 = 86_400_000;
+
+/// A default pool: tokens, stable, starting TVL, base emission APR, age at start (days).
+const POOLS: [(&str, &str, bool, f64, f64, u64); 6] = [
+    ("WETH", "USDC", false, 5_000_000.0, 12.0, 400),
+    ("WETH", "DAI", false, 1_500_000.0, 18.0, 300),
+    ("AERO", "USDC", false, 900_000.0, 45.0, 200),
+    ("AERO", "WETH", false, 2_000_000.0, 35.0, 2),
+    ("USDC", "DAI", true, 3_000_000.0, 6.0, 500),
+    ("USDC", "USDbC", true, 400_000.0, 9.0, 150),
+];
+
+/// Tokens with a price process (stables start at $1 and only leave it in a depeg).
+const TOKENS: [(&str, f64); 5] = [
+    ("WETH", 3_000.0),
+    ("AERO", 1.2),
+    ("USDC", 1.0),
+    ("DAI", 1.0),
+    ("USDbC", 1.0),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Regime {
+    Calm,
+    Trending(f64),
+    Volatile,
+}
+
+/// An incident scheduled at a seeded time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incident {
+    /// What.
+    pub kind: IncidentKind,
+    /// First tick affected.
+    pub start: u64,
+    /// Ticks it lasts.
+    pub ticks: u64,
+    /// Pool (or token for a depeg) concerned.
+    pub target: String,
+}
+
+/// Incident kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncidentKind {
+    /// TVL falls by half within an hour and stays low.
+    TvlDrain,
+    /// Emission APR ×5 for a few hours.
+    AprSpike,
+    /// A stable token trades at $0.95.
+    Depeg,
+    /// Gas ×40 for a few ticks (manipulation episode).
+    GasManipulation,
+}
+
+/// The simulator.
+#[derive(Debug, Clone)]
+pub struct Sim {
+    start_ms: u64,
+    tick_ms: u64,
+    next: u64,
+    rng: Rng,
+    regime: Regime,
+    prices: Vec<f64>,
+    tvl: Vec<f64>,
+    turnover: Vec<f64>,
+    emission: Vec<f64>,
+    gas: f64,
+    incidents: Vec<Incident>,
+}
+
+impl Sim {
+    /// A simulator from `seed`, starting at `start_ms`, one tick every `tick_ms`.
+    pub fn new(seed: u64, start_ms: u64, tick_ms: u64) -> Self {
+        let tick_ms = tick_ms.max(1);
+        let mut plan = Rng::stream(seed, "incidents");
+        let ticks_per_day = (DAY_MS / tick_ms).max(1);
+        let mut incidents = Vec::new();
+        // Per 30 days: two TVL drains, two APR spikes, one depeg; a gas manipulation episode
+        // every two to four days. The first ones fall after the 3-day observation period.
+        let month = 30 * ticks_per_day;
+        for m in 0..24u64 {
+            let base = m * month;
+            let at = |r: &mut Rng, lo: u64| {
+                base + lo * ticks_per_day + r.below(month - lo * ticks_per_day)
+            };
+            for _ in 0..2 {
+                let pool = POOLS[plan.below(4) as usize];
+                incidents.push(Incident {
+                    kind: IncidentKind::TvlDrain,
+                    start: at(&mut plan, 4),
+                    ticks: (3_600_000 / tick_ms).max(1),
+                    target: format!("{}/{}", pool.0, pool.1),
+                });
+                let pool = POOLS[plan.below(6) as usize];
+                incidents.push(Incident {
+                    kind: IncidentKind::AprSpike,
+                    start: at(&mut plan, 4),
+                    ticks: (6 * 3_600_000 / tick_ms).max(1),
+                    target: format!("{}/{}", pool.0, pool.1),
+                });
+            }
+            let token = ["DAI", "USDbC"][plan.below(2) as usize];
+            incidents.push(Incident {
+                kind: IncidentKind::Depeg,
+                start: at(&mut plan, 4),
+                ticks: (12 * 3_600_000 / tick_ms).max(1),
+                target: token.into(),
+            });
+            let mut t = base + 3 * ticks_per_day + plan.below(ticks_per_day);
+            while t < base + month {
+                incidents.push(Incident {
+                    kind: IncidentKind::GasManipulation,
+                    start: t,
+                    ticks: 3,
+                    target: String::new(),
+                });
+                t += 2 * ticks_per_day + plan.below(2 * ticks_per_day);
+            }
+        }
+        incidents.sort_by_key(|i| i.start);
+        Self {
+            start_ms,
+            tick_ms,
+            next: 0,
+            rng: Rng::stream(seed, "market"),
+            regime: Regime::Calm,
+            prices: TOKENS.iter().map(|(_, p)| *p).collect(),
+            tvl: POOLS.iter().map(|p| p.3).collect(),
+            turnover: POOLS.iter().map(|p| if p.2 { 0.8 } else { 0.5 }).collect(),
+            emission: POOLS.iter().map(|p| p.4).collect(),
+            gas: 0.05,
+            incidents,
+        }
+    }
+
+    /// The scheduled incidents.
+    pub fn incidents(&self) -> &[Incident] {
+        &self.incidents
+    }
+
+    fn active(&self, index: u64, kind: IncidentKind) -> impl Iterator<Item = &Incident> {
+        self.incidents
+            .iter()
+            .filter(move |i| i.kind == kind && index >= i.start && index < i.start + i.ticks)
+    }
+
+    fn token_price(&self, token: &str) -> f64 {
+        let i = TOKENS.iter().position(|(t, _)| *t == token).unwrap_or(0);
+        self.prices[i]
+    }
+
+    /// Computes the next tick.
+    fn step(&mut self) -> MarketTick {
+        let index = self.next;
+        self.next += 1;
+        let r = &mut self.rng;
+        let day_fraction = self.tick_ms as f64 / DAY_MS as f64;
+        // Regime switches about once a day.
+        if r.chance(day_fraction) {
+            self.regime = match r.below(3) {
+                0 => Regime::Calm,
+                1 => Regime::Trending(if r.chance(0.5) { 0.02 } else { -0.02 }),
+                _ => Regime::Volatile,
+            };
+        }
+        let (drift_day, vol_day) = match self.regime {
+            Regime::Calm => (0.0, 0.02),
+            Regime::Trending(d) => (d, 0.03),
+            Regime::Volatile => (0.0, 0.08),
+        };
+        for (i, (token, _)) in TOKENS.iter().enumerate() {
+            if matches!(*token, "WETH" | "AERO") {
+                let scale = if *token == "AERO" { 1.5 } else { 1.0 };
+                let ret =
+                    drift_day * day_fraction + scale * vol_day * day_fraction.sqrt() * r.normal();
+                self.prices[i] *= ret.exp();
+            } else {
+                // Stables: a tiny wobble around $1.
+                self.prices[i] = 1.0 + 0.0005 * r.normal();
+            }
+        }
+        let depegged: Vec<String> = self
+            .active(index, IncidentKind::Depeg)
+            .map(|i| i.target.clone())
+            .collect();
+        for t in depegged {
+            if let Some(i) = TOKENS.iter().position(|(x, _)| *x == t) {
+                self.prices[i] = 0.95;
+            }
+        }
+        let r = &mut self.rng;
+        for i in 0..POOLS.len() {
+            self.tvl[i] *= (0.01 * day_fraction.sqrt() * r.normal()).exp();
+            self.turnover[i] = (self.turnover[i] * (0.05 * r.normal()).exp()).clamp(0.1, 3.0);
+            self.emission[i] = (self.emission[i] * (0.03 * day_fraction.sqrt() * r.normal()).exp())
+                .clamp(1.0, 150.0);
+        }
+        let drains: Vec<String> = self
+            .active(index, IncidentKind::TvlDrain)
+            .map(|i| i.target.clone())
+            .collect();
+        let spikes: Vec<String> = self
+            .active(index, IncidentKind::AprSpike)
+            .map(|i| i.target.clone())
+            .collect();
+        let drain_ticks = (3_600_000 / self.tick_ms).max(1) as f64;
+        let pools = POOLS
+            .iter()
+            .enumerate()
+            .map(|(i, (a, b, stable, _, _, age_days))| {
+                let id = format!("{a}/{b}");
+                if drains.contains(&id) {
+                    // Half the TVL leaves over the hour.
+                    self.tvl[i] *= 0.5f64.powf(1.0 / drain_ticks);
+                }
+                let prices = [self.token_price(a), self.token_price(b)];
+                let tvl = self.tvl[i];
+                let reserves = [tvl / 2.0 / prices[0], tvl / 2.0 / prices[1]];
+                let fee_rate = if *stable { 0.0001 } else { 0.003 };
+                let regime_boost = if matches!(self.regime, Regime::Volatile) && !stable {
+                    2.0
+                } else {
+                    1.0
+                };
+                let volume =
+                    tvl * self.turnover[i] * regime_boost * if *stable { 4.0 } else { 1.0 };
+                let emission = self.emission[i] * if spikes.contains(&id) { 5.0 } else { 1.0 };
+                PoolSnapshot {
+                    pool: id,
+                    tokens: [a.to_string(), b.to_string()],
+                    stable: *stable,
+                    fee_rate,
+                    prices_usd: prices,
+                    reserves,
+                    tvl_usd: tvl,
+                    volume_24h_usd: volume,
+                    fee_apr_pct: volume * fee_rate * 365.0 / tvl * 100.0,
+                    emission_apr_pct: emission,
+                    created_ms: self.start_ms.saturating_sub(age_days * DAY_MS),
+                }
+            })
+            .collect();
+        // Gas: log-normal noise around a slowly moving base, rare spikes, manipulation episodes.
+        let r = &mut self.rng;
+        self.gas = (self.gas * (0.05 * r.normal()).exp()).clamp(0.01, 0.5);
+        let mut gas = self.gas * (0.1 * r.normal()).exp();
+        if r.chance(0.002) {
+            gas *= 4.0;
+        }
+        if self
+            .active(index, IncidentKind::GasManipulation)
+            .next()
+            .is_some()
+        {
+            gas *= 40.0;
+        }
+        MarketTick {
+            index,
+            at_ms: self.start_ms + index * self.tick_ms,
+            gas_gwei: gas,
+            eth_usd: self.token_price("WETH"),
+            pools,
+        }
+    }
+}
+
+impl MarketSource for Sim {
+    fn tick(&mut self, index: u64) -> Result<MarketTick, String> {
+        if index < self.next {
+            return Err(format!(
+                "the simulator is at tick {}; tick {index} is behind it",
+                self.next
+            ));
+        }
+        loop {
+            let t = self.step();
+            if t.index == index {
+                return Ok(t);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_seed_gives_the_same_ticks_and_fast_forward_matches() {
+        let mut a = Sim::new(7, 1_000, 300_000);
+        let mut b = Sim::new(7, 1_000, 300_000);
+        let ta: Vec<MarketTick> = (0..50).map(|i| a.tick(i).unwrap()).collect();
+        assert_eq!(b.tick(49).unwrap(), ta[49]);
+        assert_ne!(Sim::new(8, 1_000, 300_000).tick(10).unwrap(), ta[10]);
+        assert!(a.tick(3).is_err(), "ticks go forward");
+        for t in &ta {
+            for p in &t.pools {
+                assert!(
+                    p.tvl_usd > 0.0 && p.apr_pct() > 0.0 && p.fee_apr_pct.is_finite(),
+                    "{p:?}"
+                );
+            }
+        }
+    }
+}
