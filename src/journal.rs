@@ -1,8 +1,9 @@
 //! The journal: the append-only audit of what the agent decided and why. Each record says
-//! which part of the agent wrote it; the risk engine's trips, resets, state changes and
-//! operator controls are the first kind (the agent's decisions join with the agent loop).
+//! which part of the agent wrote it: the risk engine (trips, resets, state changes, operator
+//! controls) or the agent loop (every decision with its inputs and the risk verdict).
 
-use crate::risk::RiskJournal;
+use crate::agent::strategy::Intent;
+use crate::risk::{Decision, GasAction, RiskJournal, TradingState};
 use serde::{Deserialize, Serialize};
 
 /// One journal record.
@@ -11,4 +12,32 @@ use serde::{Deserialize, Serialize};
 pub enum JournalRecord {
     /// From the risk engine.
     Risk(RiskJournal),
+    /// A decision of the agent loop.
+    Decision(DecisionRecord),
+}
+
+/// One decision: what the rules proposed, what they saw, what the risk engine said, what
+/// was done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    /// Tick.
+    pub tick: u64,
+    /// Agent time.
+    pub at_ms: u64,
+    /// What the rules proposed.
+    pub intent: Intent,
+    /// The pool's APR (percent) and TVL (USD) the rules saw.
+    pub apr_pct: f64,
+    /// TVL.
+    pub tvl_usd: f64,
+    /// The trading state.
+    pub trading_state: TradingState,
+    /// The risk verdict.
+    pub decision: Decision,
+    /// Gas protection's verdict.
+    pub gas: GasAction,
+    /// Whether it was executed (and the size, USD).
+    pub executed_usd: Option<f64>,
+    /// Why an allowed decision was not executed.
+    pub note: Option<String>,
 }

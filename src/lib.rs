@@ -3,7 +3,9 @@
 //! The library holds the agent's modules; `src/main.rs` is a thin binary over [`cli`].
 //! Dependency direction: `athena` → `athena-storage` → `athena-config`.
 
+pub mod agent;
 pub mod app;
+pub mod backtest;
 pub mod cli;
 pub mod clock;
 pub mod journal;

@@ -4,6 +4,7 @@
 //! one clear line on stderr and a non-zero exit: 2 for usage and configuration errors, 1 for a
 //! failed operation or a check that found problems.
 
+mod agent_cmd;
 mod config_cmd;
 mod memory_cmd;
 mod risk_cmd;
@@ -48,6 +49,18 @@ pub enum Command {
     /// Inspect and drive the cloud sync.
     #[command(subcommand)]
     Sync(sync_cmd::SyncCommand),
+    /// Replay a simulated market as fast as the machine allows and report.
+    Backtest(agent_cmd::BacktestArgs),
+    /// Trading state, positions, breakers and last tick, from the store (works while the
+    /// agent runs).
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The market simulator.
+    #[command(subcommand)]
+    Sim(agent_cmd::SimCommand),
     /// Risk engine state and the operator's emergency controls.
     #[command(subcommand)]
     Risk(risk_cmd::RiskCommand),
@@ -126,6 +139,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Store(c) => store_cmd::run(&load_config(&cli)?, c),
         Command::Sync(c) => sync_cmd::run(&load_config(&cli)?, c),
         Command::Risk(c) => risk_cmd::run(&load_config(&cli)?, c),
+        Command::Backtest(a) => agent_cmd::backtest(&load_config(&cli)?, a),
+        Command::Status { json } => agent_cmd::status(&load_config(&cli)?, *json),
+        Command::Sim(c) => agent_cmd::sim(&load_config(&cli)?, c),
         Command::Run => {
             let config = load_config(&cli)?;
             let clock = crate::clock::from_config(&config.agent);

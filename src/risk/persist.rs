@@ -65,8 +65,9 @@ pub fn journal(store: &Store) -> Result<Vec<(u64, RiskJournal)>> {
         Ok(
             r.seq_after::<JournalRecord>(SeqTable::Journal, 0, usize::MAX)?
                 .into_iter()
-                .map(|(seq, rec)| match rec {
-                    JournalRecord::Risk(j) => (seq, j),
+                .filter_map(|(seq, rec)| match rec {
+                    JournalRecord::Risk(j) => Some((seq, j)),
+                    JournalRecord::Decision(_) => None,
                 })
                 .collect(),
         )

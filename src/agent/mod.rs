@@ -1,0 +1,415 @@
+//! The agent loop: each tick observes the market, remembers, decides, passes every proposal
+//! through the risk engine, executes on the paper book and learns, then commits everything the
+//! tick changed (book, positions, ledger, journal, memories, risk state, outbox rows) in one
+//! durable store transaction. A restarted agent reads its state back and continues from the
+//! next tick; the market source fast-forwards to it, so a run stopped and continued ends the
+//! same as one that never stopped.
+
+pub mod learn;
+pub mod paper;
+pub mod state;
+pub mod strategy;
+
+use crate::journal::{DecisionRecord, JournalRecord};
+use crate::market::sim::{GAS_UNITS_CLAIM, GAS_UNITS_ENTRY};
+use crate::market::{MarketSource, MarketTick, PoolSnapshot};
+use crate::risk::{
+    self, Decision, MarketView, Observation, PoolInfo, Proposal, ProposalKind, RiskEngine,
+    RiskJournal, RiskState, TradingState,
+};
+use athena_config::Config;
+use athena_storage::{KeyedTable, Memory, OutboxOp, SeqTable, Store, StoreError};
+use state::{AgentState, LedgerEntry, STATE_KEY};
+use strategy::Intent;
+
+/// What one tick did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TickReport {
+    /// Tick number.
+    pub tick: u64,
+    /// Agent time.
+    pub at_ms: u64,
+    /// Still observing (no trading).
+    pub observing: bool,
+    /// Decisions made.
+    pub decisions: usize,
+    /// Fills executed.
+    pub fills: usize,
+    /// Memories written.
+    pub memories: usize,
+    /// Equity after the tick, USD.
+    pub equity_usd: f64,
+    /// Trading state after the tick.
+    pub trading_state: TradingState,
+    /// Risk journal entries (trips, re-arms, state changes).
+    pub risk_events: Vec<RiskJournal>,
+}
+
+/// The agent.
+pub struct Agent {
+    config: Config,
+    engine: RiskEngine,
+    market: Box<dyn MarketSource>,
+    /// The book, profiles and totals.
+    pub state: AgentState,
+    /// The risk engine's state.
+    pub risk: RiskState,
+    tick_ms: u64,
+}
+
+impl Agent {
+    /// Opens the agent on `store`: its persisted state, or a fresh one starting at `start_ms`.
+    pub fn open(
+        store: &Store,
+        config: &Config,
+        market: Box<dyn MarketSource>,
+        start_ms: u64,
+    ) -> Result<Self, StoreError> {
+        let engine = RiskEngine::new(config.risk.clone(), config.gas.clone());
+        let (state, mut risk, restarted) = store.read(|r| {
+            let state: Option<AgentState> = r.get(KeyedTable::Agent, STATE_KEY)?;
+            let risk = risk::persist::load(r)?;
+            Ok((state.clone(), risk.unwrap_or_default(), state.is_some()))
+        })?;
+        let state = state.unwrap_or_else(|| {
+            AgentState::new(
+                start_ms,
+                config.executor.paper_starting_usd,
+                config.agent.seed,
+            )
+        });
+        if restarted {
+            let journal = engine.on_restart(&mut risk, state.last_tick_ms);
+            if !journal.is_empty() {
+                store.write(|w| risk::persist::save(w, &risk, &journal, state.last_tick_ms))?;
+            }
+        }
+        Ok(Self {
+            config: config.clone(),
+            engine,
+            market,
+            state,
+            risk,
+            tick_ms: config.agent.tick_interval.as_millis() as u64,
+        })
+    }
+
+    /// Whether the observation period is still running at `now_ms`.
+    pub fn observing(&self, now_ms: u64) -> bool {
+        now_ms
+            < self.state.observation_start_ms
+                + self.config.agent.observation_period.as_millis() as u64
+    }
+
+    /// Runs the next tick and commits it.
+    pub fn tick(&mut self, store: &Store) -> Result<TickReport, AgentError> {
+        let tick = self
+            .market
+            .tick(self.state.next_tick)
+            .map_err(AgentError::Market)?;
+        let now = tick.at_ms;
+        let seed = self.state.seed;
+        if self.state.next_tick == 0 {
+            // The run starts at its first tick's time (a replay carries its own).
+            self.state.started_ms = now;
+            self.state.observation_start_ms = now;
+        }
+        let mut risk_journal = self.engine.tick(&mut self.risk, now);
+        risk_journal.extend(self.engine.record(
+            &mut self.risk,
+            Observation::GasReading {
+                at_ms: now,
+                gwei: tick.gas_gwei,
+            },
+        ));
+
+        // Observe and remember.
+        paper::mark(&mut self.state, &tick, self.tick_ms);
+        risk_journal.extend(self.engine.record(
+            &mut self.risk,
+            Observation::Equity {
+                at_ms: now,
+                usd: self.state.equity_usd(),
+            },
+        ));
+        learn::observe(
+            &mut self.state,
+            &tick,
+            self.tick_ms,
+            self.config.strategy.tvl_drain_window.as_millis() as u64,
+        );
+        let mut memories = learn::memories(&mut self.state, &tick, self.tick_ms, seed);
+
+        // Decide, pass the risk gate, execute.
+        let observing = self.observing(now);
+        let mut decisions = Vec::new();
+        let mut ledger: Vec<LedgerEntry> = Vec::new();
+        let mut closed: Vec<String> = Vec::new();
+        if !observing {
+            let reduce = self.risk.computed_state(now) == TradingState::ReduceOnly;
+            let intents = strategy::decide(&self.config.strategy, &self.state, &tick, reduce);
+            for intent in intents {
+                let (record, fills) = self.decide_one(&tick, intent);
+                self.state.totals.decisions += 1;
+                if let Decision::Reject { rule, .. } = &record.decision {
+                    *self
+                        .state
+                        .totals
+                        .rejections
+                        .entry(rule.as_str().to_string())
+                        .or_default() += 1;
+                }
+                for f in &fills {
+                    if f.action == "close" {
+                        closed.push(f.position.clone());
+                    }
+                    if f.slippage_pct > 0.0 {
+                        risk_journal.extend(self.engine.record(
+                            &mut self.risk,
+                            Observation::TradeSlippage {
+                                at_ms: now,
+                                pct: f.slippage_pct,
+                            },
+                        ));
+                    }
+                    risk_journal.extend(self.engine.record(
+                        &mut self.risk,
+                        Observation::GasSpent {
+                            at_ms: now,
+                            usd: f.gas_usd,
+                        },
+                    ));
+                }
+                ledger.extend(fills);
+                decisions.push(record);
+            }
+        }
+
+        // Learn from outcomes and entries.
+        let mut pattern_updates: Vec<(String, Memory)> = Vec::new();
+        let report_memories = memories.len();
+        let outcomes: Vec<(LedgerEntry, Option<Memory>)> = store.read(|r| {
+            let mut v = Vec::new();
+            for e in ledger.iter().filter(|e| e.action == "close") {
+                let pattern = match self
+                    .state
+                    .pool_patterns
+                    .get(&e.pool)
+                    .and_then(|id| id.parse::<ulid::Ulid>().ok())
+                {
+                    Some(id) => r.get_memory(id)?,
+                    None => None,
+                };
+                v.push((e.clone(), pattern));
+            }
+            Ok(v)
+        })?;
+        for (close, pattern) in outcomes {
+            let (outcome, pattern) = learn::outcome(&close, pattern, seed);
+            memories.push(outcome);
+            if let Some(p) = pattern {
+                memories.push(p);
+            }
+        }
+        for e in ledger.iter().filter(|e| e.action == "open") {
+            if !self.state.pool_patterns.contains_key(&e.pool) {
+                let apr = tick.pool(&e.pool).map_or(0.0, PoolSnapshot::apr_pct);
+                let m = learn::entry_pattern(&e.pool, apr, now, tick.index, seed);
+                pattern_updates.push((e.pool.clone(), m.clone()));
+                memories.push(m);
+            }
+        }
+        for (pool, m) in &pattern_updates {
+            self.state
+                .pool_patterns
+                .insert(pool.clone(), m.id.to_string());
+        }
+
+        self.state.next_tick += 1;
+        self.state.last_tick_ms = now;
+        let equity = self.state.equity_usd();
+        store.write(|w| {
+            w.put(KeyedTable::Agent, STATE_KEY, &self.state)?;
+            for p in &self.state.positions {
+                w.put(KeyedTable::Positions, &p.id, p)?;
+                w.outbox_append(OutboxOp::upsert("positions", &p.id, p)?, now)?;
+            }
+            for id in &closed {
+                w.remove(KeyedTable::Positions, id)?;
+                w.outbox_append(
+                    OutboxOp::Delete {
+                        collection: "positions".into(),
+                        doc: id.clone(),
+                    },
+                    now,
+                )?;
+            }
+            for e in &ledger {
+                let seq = w.append(SeqTable::Ledger, e)?;
+                w.outbox_append(OutboxOp::upsert("ledger", seq, e)?, now)?;
+            }
+            for d in &decisions {
+                w.append(SeqTable::Journal, &JournalRecord::Decision(d.clone()))?;
+            }
+            w.insert_memories(&memories, now)?;
+            risk::persist::save(w, &self.risk, &risk_journal, now)?;
+            Ok(())
+        })?;
+        Ok(TickReport {
+            tick: tick.index,
+            at_ms: now,
+            observing,
+            decisions: decisions.len(),
+            fills: ledger.len(),
+            memories: report_memories + memories.len() - report_memories,
+            equity_usd: equity,
+            trading_state: self.risk.computed_state(now),
+            risk_events: risk_journal,
+        })
+    }
+
+    /// Assesses one intent and executes it if allowed.
+    fn decide_one(
+        &mut self,
+        tick: &MarketTick,
+        intent: Intent,
+    ) -> (DecisionRecord, Vec<LedgerEntry>) {
+        let now = tick.at_ms;
+        let (kind, pool_id, requested, gas_units) = match &intent {
+            Intent::Open { pool } => (ProposalKind::Open, pool.clone(), None, GAS_UNITS_ENTRY),
+            Intent::Rebalance { from, to } => (
+                ProposalKind::Rebalance { from: from.clone() },
+                to.clone(),
+                None,
+                GAS_UNITS_ENTRY,
+            ),
+            Intent::Compound { position } => {
+                let p = self.state.positions.iter().find(|p| &p.id == position);
+                (
+                    ProposalKind::Compound {
+                        position: position.clone(),
+                    },
+                    p.map_or(String::new(), |p| p.pool.clone()),
+                    p.map(|p| p.rewards_usd),
+                    GAS_UNITS_CLAIM,
+                )
+            }
+            Intent::Close { position, .. } => {
+                let p = self.state.positions.iter().find(|p| &p.id == position);
+                (
+                    ProposalKind::Close {
+                        position: position.clone(),
+                    },
+                    p.map_or(String::new(), |p| p.pool.clone()),
+                    None,
+                    0.0,
+                )
+            }
+        };
+        let snapshot = tick.pool(&pool_id).cloned();
+        let profile = self.state.profiles.get(&pool_id);
+        let pool = PoolInfo {
+            id: pool_id.clone(),
+            tokens: snapshot
+                .as_ref()
+                .map_or([String::new(), String::new()], |s| s.tokens.clone()),
+            stable: snapshot.as_ref().is_some_and(|s| s.stable),
+            tvl_usd: snapshot.as_ref().map(|s| s.tvl_usd),
+            created_ms: snapshot.as_ref().map(|s| s.created_ms),
+            apr_variance: profile.and_then(state::PoolProfile::normalised_variance),
+        };
+        let expected_slippage_pct = snapshot.as_ref().map(|s| {
+            let half = self.config.risk.base_position_usd / 2.0;
+            100.0 * paper::swap_costs(s, half).1 / half
+        });
+        let proposal = Proposal {
+            kind,
+            pool,
+            requested_usd: requested,
+            entry_gas_usd: Some(tick.gas_usd(gas_units)),
+            expected_slippage_pct,
+        };
+        let market = MarketView {
+            now_ms: now,
+            gas_gwei: tick.gas_gwei,
+        };
+        let assessment =
+            self.engine
+                .assess(&self.risk, &proposal, &self.state.portfolio(), &market);
+        let mut fills = Vec::new();
+        let mut note = None;
+        let mut executed = None;
+        if assessment.decision.allowed() {
+            let size = assessment.decision.size_usd();
+            let result = match (&intent, &snapshot) {
+                (Intent::Open { .. }, Some(s)) => {
+                    paper::open(&mut self.state, tick, s, size).map(|f| vec![f])
+                }
+                (Intent::Rebalance { from, .. }, Some(s)) => {
+                    paper::close(&mut self.state, tick, from).and_then(|c| {
+                        let o = paper::open(&mut self.state, tick, s, size)?;
+                        Ok(vec![c, o])
+                    })
+                }
+                (Intent::Compound { position }, Some(_))
+                    if matches!(assessment.decision, Decision::Approve { .. }) =>
+                {
+                    paper::compound(&mut self.state, tick, position).map(|f| vec![f])
+                }
+                (Intent::Compound { .. }, Some(_)) => {
+                    Err("compound reduced by the risk engine: rewards left unclaimed".into())
+                }
+                (Intent::Close { position, .. }, _) => {
+                    paper::close(&mut self.state, tick, position).map(|f| vec![f])
+                }
+                (_, None) => Err(format!("pool {pool_id} missing from the market")),
+            };
+            match result {
+                Ok(f) => {
+                    executed = Some(f.iter().map(|e| e.usd).sum());
+                    fills = f;
+                }
+                Err(e) => note = Some(e),
+            }
+        }
+        let record = DecisionRecord {
+            tick: tick.index,
+            at_ms: now,
+            intent,
+            apr_pct: snapshot.as_ref().map_or(0.0, PoolSnapshot::apr_pct),
+            tvl_usd: snapshot.as_ref().map_or(0.0, |s| s.tvl_usd),
+            trading_state: assessment.trading_state,
+            decision: assessment.decision,
+            gas: assessment.gas.action,
+            executed_usd: executed,
+            note,
+        };
+        (record, fills)
+    }
+}
+
+/// Why a tick failed (nothing of it was committed).
+#[derive(Debug)]
+pub enum AgentError {
+    /// The market source failed.
+    Market(String),
+    /// The store failed.
+    Store(StoreError),
+}
+
+impl std::fmt::Display for AgentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Market(m) => write!(f, "market: {m}"),
+            Self::Store(e) => write!(f, "store: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for AgentError {}
+
+impl From<StoreError> for AgentError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}

@@ -1,0 +1,216 @@
+//! The agent's persisted state: the paper book (cash, positions, ledger), the tick it is at,
+//! its observation period, per-pool profiles, and run totals. Everything here is written in
+//! the tick's one store transaction, so a restarted agent continues exactly where it was.
+
+use crate::risk;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+
+/// Key of the agent state record in the `agent_state` table.
+pub const STATE_KEY: &str = "state";
+
+/// A paper position: a constant-product LP share, valued at `entry × sqrt(p0·p1 / p0e·p1e)`
+/// plus the fees it earned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PaperPosition {
+    /// Id.
+    pub id: String,
+    /// Pool.
+    pub pool: String,
+    /// Tokens.
+    pub tokens: [String; 2],
+    /// Stable pool.
+    pub stable: bool,
+    /// Value deposited (after entry costs), USD.
+    pub deposited_usd: f64,
+    /// Token prices at entry.
+    pub entry_prices: [f64; 2],
+    /// Fees earned so far (accrue into the position), USD.
+    pub fees_usd: f64,
+    /// Unclaimed emissions, USD.
+    pub rewards_usd: f64,
+    /// Pool APR at entry, percent.
+    pub entry_apr_pct: f64,
+    /// Opened at.
+    pub opened_ms: u64,
+    /// Value at the last mark, USD.
+    pub value_usd: f64,
+    /// Pool TVL at the last mark.
+    pub pool_tvl_usd: f64,
+    /// Gas and swap costs paid for it so far (entry, compounds), USD.
+    pub costs_usd: f64,
+}
+
+impl PaperPosition {
+    /// Value at `prices`: the LP share's constant-product value plus earned fees.
+    pub fn value_at(&self, prices: [f64; 2]) -> f64 {
+        let ratio = (prices[0] * prices[1]) / (self.entry_prices[0] * self.entry_prices[1]);
+        self.deposited_usd * ratio.max(0.0).sqrt() + self.fees_usd
+    }
+}
+
+/// Statistics of one pool the agent keeps learning (its profile).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PoolProfile {
+    /// Exponentially weighted APR mean (about a day), percent.
+    pub apr_mean: f64,
+    /// Exponentially weighted APR variance.
+    pub apr_var: f64,
+    /// Samples seen.
+    pub samples: u64,
+    /// Recent (ms, TVL) readings within the TVL-drain window.
+    pub recent_tvl: VecDeque<(u64, f64)>,
+    /// Mean APR per UTC hour of day (hourly profile) and samples per hour.
+    pub hourly_apr: Vec<(f64, u32)>,
+    /// Last day's mean APR per day (daily profile, newest last, 30 kept).
+    pub daily_apr: VecDeque<f64>,
+    /// Accumulator of the current day: (sum, count).
+    pub today: (f64, u32),
+    /// Last time an APR anomaly memory was written.
+    pub last_anomaly_ms: u64,
+}
+
+impl PoolProfile {
+    /// APR variance normalised by the mean (coefficient of variation), what the risk
+    /// engine's volatility factor reads; `None` until enough samples exist.
+    pub fn normalised_variance(&self) -> Option<f64> {
+        (self.samples >= 12 && self.apr_mean > 0.0)
+            .then(|| self.apr_var.max(0.0).sqrt() / self.apr_mean)
+    }
+}
+
+/// Run totals, for reports and `athena status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Totals {
+    /// Trades executed (opens, closes, compounds, rebalance legs).
+    pub trades: u64,
+    /// Swap fees paid, USD.
+    pub fees_paid_usd: f64,
+    /// Gas paid, USD.
+    pub gas_paid_usd: f64,
+    /// Realised PnL of closed positions, USD.
+    pub realised_pnl_usd: f64,
+    /// Peak equity so far, USD.
+    pub peak_equity_usd: f64,
+    /// Largest drawdown from a peak so far, percent.
+    pub max_drawdown_pct: f64,
+    /// Proposals rejected by the risk engine, by rule.
+    pub rejections: BTreeMap<String, u64>,
+    /// Decisions made.
+    pub decisions: u64,
+}
+
+/// The agent's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentState {
+    /// Seed of the run (a data directory holds one run).
+    pub seed: u64,
+    /// The next tick to run.
+    pub next_tick: u64,
+    /// Agent time of tick 0.
+    pub started_ms: u64,
+    /// Start of the observation period (persisted: a restart does not restart it).
+    pub observation_start_ms: u64,
+    /// Idle cash, USD.
+    pub cash_usd: f64,
+    /// Open positions.
+    pub positions: Vec<PaperPosition>,
+    /// Next position number.
+    pub next_position: u64,
+    /// Profiles by pool.
+    pub profiles: BTreeMap<String, PoolProfile>,
+    /// Gas by UTC hour of day: (sum, count), for the gas-window pattern.
+    pub gas_by_hour: Vec<(f64, u32)>,
+    /// Totals.
+    pub totals: Totals,
+    /// Time of the last tick run.
+    pub last_tick_ms: u64,
+    /// Id of each pool's high-yield pattern memory (its confidence learns from outcomes).
+    pub pool_patterns: BTreeMap<String, String>,
+}
+
+impl AgentState {
+    /// A fresh agent at `now_ms` with `cash` USD, for the run of `seed`.
+    pub fn new(now_ms: u64, cash: f64, seed: u64) -> Self {
+        Self {
+            seed,
+            next_tick: 0,
+            started_ms: now_ms,
+            observation_start_ms: now_ms,
+            cash_usd: cash,
+            positions: Vec::new(),
+            next_position: 1,
+            profiles: BTreeMap::new(),
+            gas_by_hour: vec![(0.0, 0); 24],
+            totals: Totals {
+                peak_equity_usd: cash,
+                ..Totals::default()
+            },
+            last_tick_ms: 0,
+            pool_patterns: BTreeMap::new(),
+        }
+    }
+
+    /// Cash plus every position's marked value.
+    pub fn equity_usd(&self) -> f64 {
+        self.cash_usd
+            + self
+                .positions
+                .iter()
+                .map(|p| p.value_usd + p.rewards_usd)
+                .sum::<f64>()
+    }
+
+    /// The portfolio as the risk engine sees it.
+    pub fn portfolio(&self) -> risk::Portfolio {
+        risk::Portfolio {
+            positions: self
+                .positions
+                .iter()
+                .map(|p| risk::Position {
+                    id: p.id.clone(),
+                    pool: p.pool.clone(),
+                    tokens: p.tokens.clone(),
+                    stable: p.stable,
+                    value_usd: p.value_usd,
+                    pool_tvl_usd: p.pool_tvl_usd,
+                    apr_variance: self
+                        .profiles
+                        .get(&p.pool)
+                        .and_then(PoolProfile::normalised_variance)
+                        .unwrap_or(1.0),
+                })
+                .collect(),
+            cash_usd: self.cash_usd,
+        }
+    }
+}
+
+/// A ledger entry (the `ledger` table): one fill of the paper executor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// Agent time.
+    pub at_ms: u64,
+    /// Tick.
+    pub tick: u64,
+    /// open, close, compound.
+    pub action: String,
+    /// Position.
+    pub position: String,
+    /// Pool.
+    pub pool: String,
+    /// USD moved (size in, proceeds out, rewards compounded).
+    pub usd: f64,
+    /// Swap fee paid, USD.
+    pub fee_usd: f64,
+    /// Price impact paid, USD.
+    pub slippage_usd: f64,
+    /// Slippage, percent of the swapped amount.
+    pub slippage_pct: f64,
+    /// Gas paid, USD.
+    pub gas_usd: f64,
+    /// Cash after, USD.
+    pub cash_after_usd: f64,
+    /// Realised PnL (closes), USD.
+    pub pnl_usd: Option<f64>,
+}

@@ -1,0 +1,163 @@
+//! The decision rules of SPEC.md §1, every threshold from `[strategy]`: close on a TVL drain,
+//! a depeg or when risk says reduce; compound rewards worth their gas; rebalance out of a pool
+//! whose APR fell when a better one pays for the move; open the best pools while fewer than
+//! the maximum are held. The rules only propose; the risk engine decides.
+
+use crate::agent::paper::swap_costs;
+use crate::agent::state::AgentState;
+use crate::market::MarketTick;
+use crate::market::sim::{GAS_UNITS_CLAIM, GAS_UNITS_ENTRY, GAS_UNITS_EXIT};
+use athena_config::StrategyConfig;
+use serde::{Deserialize, Serialize};
+
+/// What the rules want done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Intent {
+    /// Open a position in `pool`.
+    Open {
+        /// Pool.
+        pool: String,
+    },
+    /// Close `position`.
+    Close {
+        /// Position.
+        position: String,
+        /// Rule that asked.
+        reason: String,
+    },
+    /// Move `from` into `to`.
+    Rebalance {
+        /// Position left.
+        from: String,
+        /// Pool entered.
+        to: String,
+    },
+    /// Claim and reinvest `position`'s rewards.
+    Compound {
+        /// Position.
+        position: String,
+    },
+}
+
+const YEAR_MS: f64 = 365.0 * 86_400_000.0;
+
+/// The proposals of this tick, exits first. `reduce`: risk says reduce (reduce-only state).
+pub fn decide(
+    cfg: &StrategyConfig,
+    state: &AgentState,
+    tick: &MarketTick,
+    reduce: bool,
+) -> Vec<Intent> {
+    let mut out = Vec::new();
+    let mut closing: Vec<&str> = Vec::new();
+    let window = cfg.tvl_drain_window.as_millis() as u64;
+    for p in &state.positions {
+        let Some(pool) = tick.pool(&p.pool) else {
+            continue;
+        };
+        let drained = state.profiles.get(&p.pool).and_then(|prof| {
+            let (_, oldest) = prof
+                .recent_tvl
+                .iter()
+                .find(|(t, _)| tick.at_ms.saturating_sub(*t) <= window)?;
+            (*oldest > 0.0).then(|| 100.0 * (1.0 - pool.tvl_usd / oldest))
+        });
+        let reason = if let Some(d) = drained.filter(|d| *d > cfg.tvl_drain_pct) {
+            Some(format!(
+                "TVL drain {d:.1}% within {}",
+                humantime::format_duration(cfg.tvl_drain_window)
+            ))
+        } else if pool.depeg_pct() > cfg.depeg_pct {
+            Some(format!("depeg {:.2}% of a stable pool", pool.depeg_pct()))
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            closing.push(&p.id);
+            out.push(Intent::Close {
+                position: p.id.clone(),
+                reason,
+            });
+        }
+    }
+    if reduce {
+        // Risk says reduce: close the lowest-yielding position not already closing.
+        let worst = state
+            .positions
+            .iter()
+            .filter(|p| !closing.contains(&p.id.as_str()))
+            .filter_map(|p| tick.pool(&p.pool).map(|pool| (p, pool.apr_pct())))
+            .min_by(|a, b| a.1.total_cmp(&b.1));
+        if let Some((p, _)) = worst {
+            closing.push(&p.id);
+            out.push(Intent::Close {
+                position: p.id.clone(),
+                reason: "risk says reduce".into(),
+            });
+        }
+        return out;
+    }
+    let held: Vec<&str> = state.positions.iter().map(|p| p.pool.as_str()).collect();
+    let mut candidates: Vec<_> = tick
+        .pools
+        .iter()
+        .filter(|p| p.apr_pct() > cfg.min_apr_pct && p.tvl_usd > cfg.min_tvl_usd)
+        .collect();
+    candidates.sort_by(|a, b| {
+        b.apr_pct()
+            .total_cmp(&a.apr_pct())
+            .then(a.pool.cmp(&b.pool))
+    });
+    let mut taken: Vec<&str> = Vec::new();
+    for p in state
+        .positions
+        .iter()
+        .filter(|p| !closing.contains(&p.id.as_str()))
+    {
+        let Some(pool) = tick.pool(&p.pool) else {
+            continue;
+        };
+        if p.rewards_usd > cfg.compound_min_rewards_usd
+            && tick.gas_usd(GAS_UNITS_CLAIM) < cfg.compound_max_gas_fraction * p.rewards_usd
+        {
+            out.push(Intent::Compound {
+                position: p.id.clone(),
+            });
+        }
+        let apr = pool.apr_pct();
+        if apr < cfg.rebalance_apr_drop_ratio * p.entry_apr_pct {
+            let better = candidates.iter().find(|c| {
+                !held.contains(&c.pool.as_str())
+                    && !taken.contains(&c.pool.as_str())
+                    && c.apr_pct() > cfg.rebalance_better_ratio * apr
+            });
+            if let Some(to) = better {
+                let horizon = cfg.holding_horizon.as_millis() as f64 / YEAR_MS;
+                let gain = p.value_usd * (to.apr_pct() - apr) / 100.0 * horizon;
+                let (f1, s1) = swap_costs(pool, p.value_usd / 2.0);
+                let (f2, s2) = swap_costs(to, p.value_usd / 2.0);
+                let cost = tick.gas_usd(GAS_UNITS_EXIT + GAS_UNITS_ENTRY) + f1 + s1 + f2 + s2;
+                if gain > cfg.rebalance_min_gain_over_cost * cost {
+                    taken.push(&to.pool);
+                    out.push(Intent::Rebalance {
+                        from: p.id.clone(),
+                        to: to.pool.clone(),
+                    });
+                }
+            }
+        }
+    }
+    let open_now = state.positions.len() - closing.len();
+    let room = (cfg.max_positions as usize).saturating_sub(open_now + taken.len());
+    candidates
+        .iter()
+        .filter(|c| !held.contains(&c.pool.as_str()) && !taken.contains(&c.pool.as_str()))
+        .take((cfg.open_top_n as usize).min(room))
+        .for_each(|c| {
+            out.push(Intent::Open {
+                pool: c.pool.clone(),
+            })
+        });
+    out
+}

@@ -1,0 +1,195 @@
+//! `athena backtest`: the agent on a simulated clock, as fast as the machine allows, with
+//! durable commits, then a closing report. A backtest's data directory holds its run: started
+//! again (after a kill, say) it continues from the last committed tick and ends exactly as an
+//! uninterrupted run would.
+
+use crate::agent::{Agent, AgentError, TickReport};
+use crate::journal::JournalRecord;
+use crate::market::MarketSource;
+use crate::risk::{RiskEvent, persist};
+use athena_config::{Config, MarketSource as SourceKind};
+use athena_storage::{SeqTable, Store};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Agent time of a backtest's first tick: 2026-01-01T00:00:00Z (fixed, so runs compare).
+pub const BACKTEST_START_MS: u64 = 1_767_225_600_000;
+
+/// The market source `config` asks for, starting at `start_ms`.
+pub fn market(config: &Config, start_ms: u64) -> Result<Box<dyn MarketSource>, String> {
+    let tick_ms = config.agent.tick_interval.as_millis() as u64;
+    match config.market.source {
+        SourceKind::Sim => Ok(Box::new(crate::market::sim::Sim::new(
+            config.agent.seed,
+            start_ms,
+            tick_ms,
+        ))),
+        SourceKind::Replay => Ok(Box::new(crate::market::replay::Replay::open(
+            &config.market.replay_path,
+        )?)),
+        SourceKind::Chain => {
+            Err("market.source = \"chain\" is not built yet; use \"sim\" or \"replay\"".into())
+        }
+    }
+}
+
+/// The closing report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Days simulated.
+    pub days: u64,
+    /// Seed.
+    pub seed: u64,
+    /// Ticks run in this process (the rest were committed by an earlier one).
+    pub ticks_run: u64,
+    /// Wall time of this process's ticks, seconds.
+    pub wall_secs: f64,
+    /// Starting and final equity, USD.
+    pub start_equity_usd: f64,
+    /// Final equity.
+    pub end_equity_usd: f64,
+    /// PnL, USD.
+    pub pnl_usd: f64,
+    /// Realised PnL of closed positions, USD.
+    pub realised_pnl_usd: f64,
+    /// Max drawdown, percent.
+    pub max_drawdown_pct: f64,
+    /// Trades (fills).
+    pub trades: u64,
+    /// Swap fees paid, USD.
+    pub fees_usd: f64,
+    /// Gas paid, USD.
+    pub gas_usd: f64,
+    /// Open positions at the end.
+    pub open_positions: usize,
+    /// Breaker trips with their reasons.
+    pub breaker_trips: BTreeMap<String, Vec<String>>,
+    /// Risk rejections by rule.
+    pub rejections: BTreeMap<String, u64>,
+    /// Decisions journaled.
+    pub decisions: u64,
+    /// Memories by tier.
+    pub memories_by_tier: BTreeMap<String, u64>,
+    /// Store file size, bytes.
+    pub store_bytes: u64,
+    /// Outbox rows written: what the naive path would send as remote writes.
+    pub naive_remote_writes: u64,
+    /// What the sync layer's coalescing makes of them, flushing every `sync.flush_interval`.
+    pub coalesced_remote_writes: u64,
+}
+
+/// Runs (or continues) a backtest of `days` days in `store`; `progress(done, total)` after
+/// each tick.
+pub fn run(
+    config: &Config,
+    store: &Store,
+    days: u64,
+    mut progress: impl FnMut(&TickReport, u64),
+) -> Result<Report, AgentError> {
+    let tick_ms = config.agent.tick_interval.as_millis().max(1) as u64;
+    let total = days * 86_400_000 / tick_ms;
+    let market = market(config, BACKTEST_START_MS).map_err(AgentError::Market)?;
+    let mut agent = Agent::open(store, config, market, BACKTEST_START_MS)?;
+    if agent.state.seed != config.agent.seed {
+        return Err(AgentError::Market(format!(
+            "this data directory holds the run of seed {}, not {}: use another --data-dir",
+            agent.state.seed, config.agent.seed
+        )));
+    }
+    let prune_ms = config.memory.prune_interval.as_millis().max(1) as u64;
+    let started = std::time::Instant::now();
+    let mut ran = 0;
+    while agent.state.next_tick < total {
+        let report = agent.tick(store)?;
+        if report.at_ms % prune_ms < tick_ms {
+            store.prune(report.at_ms)?;
+        }
+        ran += 1;
+        progress(&report, total);
+    }
+    let wall = started.elapsed().as_secs_f64();
+    report(config, store, &agent, days, ran, wall)
+}
+
+fn report(
+    config: &Config,
+    store: &Store,
+    agent: &Agent,
+    days: u64,
+    ran: u64,
+    wall: f64,
+) -> Result<Report, AgentError> {
+    let s = &agent.state;
+    let mut trips: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (_, j) in persist::journal(store)? {
+        if let RiskEvent::Trip {
+            breaker, reason, ..
+        } = j.event
+        {
+            trips
+                .entry(breaker.as_str().to_string())
+                .or_default()
+                .push(reason);
+        }
+    }
+    let stats = store.memory_stats()?;
+    let rows = store.outbox_peek(0, usize::MAX)?;
+    let flush = config.sync.flush_interval.as_millis().max(1) as u64;
+    let mut windows: BTreeMap<u64, Vec<(u64, athena_storage::OutboxRow)>> = BTreeMap::new();
+    let naive = rows.len() as u64;
+    for (seq, row) in rows {
+        windows
+            .entry(row.created_ms / flush)
+            .or_default()
+            .push((seq, row));
+    }
+    let coalesced = windows
+        .into_values()
+        .map(|w| athena_sync::coalesce(w).len() as u64)
+        .sum();
+    let start = config.executor.paper_starting_usd;
+    let end = s.equity_usd();
+    Ok(Report {
+        days,
+        seed: s.seed,
+        ticks_run: ran,
+        wall_secs: wall,
+        start_equity_usd: start,
+        end_equity_usd: end,
+        pnl_usd: end - start,
+        realised_pnl_usd: s.totals.realised_pnl_usd,
+        max_drawdown_pct: s.totals.max_drawdown_pct,
+        trades: s.totals.trades,
+        fees_usd: s.totals.fees_paid_usd,
+        gas_usd: s.totals.gas_paid_usd,
+        open_positions: s.positions.len(),
+        breaker_trips: trips,
+        rejections: s.totals.rejections.clone(),
+        decisions: s.totals.decisions,
+        memories_by_tier: BTreeMap::from([
+            ("hot".to_string(), stats.total.hot),
+            ("warm".to_string(), stats.total.warm),
+            ("cold".to_string(), stats.total.cold),
+        ]),
+        store_bytes: store.file_size(),
+        naive_remote_writes: naive,
+        coalesced_remote_writes: coalesced,
+    })
+}
+
+/// Every decision record of the journal, oldest first.
+pub fn decisions(
+    store: &Store,
+) -> Result<Vec<crate::journal::DecisionRecord>, athena_storage::StoreError> {
+    store.read(|r| {
+        Ok(
+            r.seq_after::<JournalRecord>(SeqTable::Journal, 0, usize::MAX)?
+                .into_iter()
+                .filter_map(|(_, rec)| match rec {
+                    JournalRecord::Decision(d) => Some(d),
+                    JournalRecord::Risk(_) => None,
+                })
+                .collect(),
+        )
+    })
+}

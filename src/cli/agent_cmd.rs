@@ -1,0 +1,243 @@
+//! `athena backtest`, `athena status` and `athena sim record`.
+
+use super::{Exit, now_ms, open_store, open_store_read_only};
+use crate::agent::state::{AgentState, PaperPosition, STATE_KEY};
+use crate::backtest;
+use athena_config::Config;
+use athena_storage::KeyedTable;
+use clap::{Args, Subcommand};
+use std::io::Write;
+use std::path::PathBuf;
+
+/// `athena backtest` arguments.
+#[derive(Debug, Args)]
+pub struct BacktestArgs {
+    /// Days to simulate.
+    #[arg(long)]
+    pub days: u64,
+    /// Seed (overrides agent.seed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `athena sim` commands.
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Write the simulator's ticks to a JSONL file (the `replay` source reads it).
+    Record {
+        /// Days to record.
+        #[arg(long)]
+        days: u64,
+        /// Seed (overrides agent.seed).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn usage(message: String) -> anyhow::Error {
+    Exit {
+        code: 2,
+        message: format!("error: {message}"),
+    }
+    .into()
+}
+
+pub(super) fn backtest(config: &Config, args: &BacktestArgs) -> anyhow::Result<()> {
+    let mut config = config.clone();
+    if let Some(seed) = args.seed {
+        config.agent.seed = seed;
+    }
+    if args.days == 0 {
+        return Err(usage("--days must be at least 1".into()));
+    }
+    let store = open_store(&config)?;
+    let mut last_pct = u64::MAX;
+    let interactive = !args.json;
+    let report = backtest::run(&config, &store, args.days, |t, total| {
+        let pct = (t.tick + 1) * 100 / total.max(1);
+        if interactive && pct != last_pct {
+            last_pct = pct;
+            let bar = "#".repeat((pct / 4) as usize);
+            eprint!(
+                "\r[{bar:<25}] {pct:>3}%  day {:>3}  equity ${:>10.2}  {}",
+                (t.tick * config.agent.tick_interval.as_millis() as u64) / 86_400_000 + 1,
+                t.equity_usd,
+                t.trading_state.as_str()
+            );
+            let _ = std::io::stderr().flush();
+        }
+    })
+    .map_err(|e| anyhow::anyhow!("backtest: {e}"))?;
+    if interactive {
+        eprintln!();
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let r = &report;
+    println!(
+        "backtest: {} days, seed {}, {} ticks in {:.2} s",
+        r.days, r.seed, r.ticks_run, r.wall_secs
+    );
+    println!(
+        "equity: ${:.2} → ${:.2} (PnL ${:+.2}, realised ${:+.2}); max drawdown {:.2}%",
+        r.start_equity_usd, r.end_equity_usd, r.pnl_usd, r.realised_pnl_usd, r.max_drawdown_pct
+    );
+    println!(
+        "trades: {} ({} decisions, {} positions open); fees ${:.2}, gas ${:.4}",
+        r.trades, r.decisions, r.open_positions, r.fees_usd, r.gas_usd
+    );
+    if r.breaker_trips.is_empty() {
+        println!("breaker trips: none");
+    }
+    for (b, reasons) in &r.breaker_trips {
+        println!(
+            "breaker {b}: {} trips; first: {}",
+            reasons.len(),
+            reasons[0]
+        );
+    }
+    let rejections: Vec<String> = r
+        .rejections
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    println!(
+        "risk rejections by rule: {}",
+        if rejections.is_empty() {
+            "none".into()
+        } else {
+            rejections.join(", ")
+        }
+    );
+    let tiers: Vec<String> = r
+        .memories_by_tier
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    println!("memories: {}", tiers.join(", "));
+    println!(
+        "store: {:.1} MB; sync: {} outbox rows (the naive path's remote writes) → {} writes coalesced per {} flush",
+        r.store_bytes as f64 / 1e6,
+        r.naive_remote_writes,
+        r.coalesced_remote_writes,
+        humantime::format_duration(config.sync.flush_interval)
+    );
+    Ok(())
+}
+
+pub(super) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
+    let store = open_store_read_only(config)?;
+    let now = now_ms();
+    let (state, positions): (Option<AgentState>, Vec<(String, PaperPosition)>) =
+        store.read(|r| {
+            Ok((
+                r.get(KeyedTable::Agent, STATE_KEY)?,
+                r.all(KeyedTable::Positions)?,
+            ))
+        })?;
+    let risk = crate::risk::persist::load_or_default(&store)?;
+    let Some(state) = state else {
+        println!("no agent run in {} yet", config.agent.data_dir.display());
+        return Ok(());
+    };
+    // Agent time may run ahead of the wall (accelerated runs, backtests): judge by its own.
+    let at = state.last_tick_ms.max(now.min(state.last_tick_ms));
+    if json {
+        let v = serde_json::json!({
+            "trading_state": risk.computed_state(at).as_str(),
+            "last_tick": state.next_tick.saturating_sub(1),
+            "last_tick_ms": state.last_tick_ms,
+            "equity_usd": state.equity_usd(),
+            "cash_usd": state.cash_usd,
+            "positions": positions.iter().map(|(_, p)| p).collect::<Vec<_>>(),
+            "tripped": risk.breakers.iter().filter(|b| b.is_tripped(at)).map(|b| b.kind.as_str()).collect::<Vec<_>>(),
+            "observing": at < state.observation_start_ms + config.agent.observation_period.as_millis() as u64,
+            "totals": state.totals,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!("trading state: {}", risk.computed_state(at).as_str());
+    println!(
+        "last tick: #{} at agent time {} ({} ago on the wall clock)",
+        state.next_tick.saturating_sub(1),
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(state.last_tick_ms)
+        ),
+        humantime::format_duration(std::time::Duration::from_secs(
+            now.saturating_sub(state.last_tick_ms) / 1000
+        ))
+    );
+    let observation_end =
+        state.observation_start_ms + config.agent.observation_period.as_millis() as u64;
+    if at < observation_end {
+        println!(
+            "observing: {} of agent time left",
+            humantime::format_duration(std::time::Duration::from_secs(
+                (observation_end - at) / 1000
+            ))
+        );
+    }
+    println!(
+        "equity ${:.2}: cash ${:.2} + {} positions",
+        state.equity_usd(),
+        state.cash_usd,
+        positions.len()
+    );
+    for (_, p) in &positions {
+        println!(
+            "  {:<8} {:<11} ${:>10.2}  rewards ${:>7.2}  entry APR {:.1}%",
+            p.id, p.pool, p.value_usd, p.rewards_usd, p.entry_apr_pct
+        );
+    }
+    let tripped: Vec<&str> = risk
+        .breakers
+        .iter()
+        .filter(|b| b.is_tripped(at))
+        .map(|b| b.kind.as_str())
+        .collect();
+    println!(
+        "breakers tripped: {}",
+        if tripped.is_empty() {
+            "none".into()
+        } else {
+            tripped.join(", ")
+        }
+    );
+    println!(
+        "trades {}, fees ${:.2}, gas ${:.4}, realised PnL ${:+.2}, max drawdown {:.2}%",
+        state.totals.trades,
+        state.totals.fees_paid_usd,
+        state.totals.gas_paid_usd,
+        state.totals.realised_pnl_usd,
+        state.totals.max_drawdown_pct
+    );
+    Ok(())
+}
+
+pub(super) fn sim(config: &Config, cmd: &SimCommand) -> anyhow::Result<()> {
+    let SimCommand::Record { days, seed, out } = cmd;
+    let tick_ms = config.agent.tick_interval.as_millis().max(1) as u64;
+    let mut sim = crate::market::sim::Sim::new(
+        seed.unwrap_or(config.agent.seed),
+        backtest::BACKTEST_START_MS,
+        tick_ms,
+    );
+    let ticks = days * 86_400_000 / tick_ms;
+    let bytes =
+        crate::market::replay::record(&mut sim, ticks, out).map_err(|e| anyhow::anyhow!(e))?;
+    println!(
+        "wrote {ticks} ticks ({:.1} MB) to {}",
+        bytes as f64 / 1e6,
+        out.display()
+    );
+    Ok(())
+}
