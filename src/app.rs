@@ -1,8 +1,9 @@
 //! Start-up and ordered shutdown of the long-running agent process (`athena run`).
 //!
-//! Today it opens the store and runs the services that exist: the memory pruning service and the
-//! sync worker. The agent loop and API join this lifecycle as they are built. Shutdown order:
-//! stop the services, let the sync worker drain with a deadline, close the store. Store calls run on
+//! It opens the store (clearing the clean-shutdown marker), then runs the agent loop, the memory
+//! pruning service and the sync worker under one stop signal. SIGINT or SIGTERM stops them in
+//! order: the agent finishes its current tick, the services stop, the sync worker drains with
+//! a deadline, and the clean-shutdown marker is written last. Store calls run on
 //! `spawn_blocking` (no blocking redb call on an async worker thread).
 
 use crate::clock::Clock;
@@ -30,18 +31,30 @@ pub async fn run(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         "store open"
     );
     println!(
-        "athena: store open at {} ({} memories); pruning every {}; Ctrl-C to stop",
+        "athena: store open at {} ({} memories); pruning every {} of agent time; Ctrl-C to stop",
         store.path().display(),
         memories,
         humantime::format_duration(config.memory.prune_interval)
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let deadline = config.recovery.shutdown_deadline;
+    let marker = store.clone();
+    tokio::task::spawn_blocking(move || marker.write(|w| w.set_meta_u64(CLEAN_SHUTDOWN_KEY, 0)))
+        .await??;
+    let pruned = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let agent = tokio::spawn(agent_loop(
+        store.clone(),
+        config.clone(),
+        clock.clone(),
+        stop_rx.clone(),
+        pruned.clone(),
+    ));
     let pruning = tokio::spawn(pruning_service(
         store.clone(),
         clock.clone(),
         config.memory.prune_interval,
         stop_rx.clone(),
+        pruned,
     ));
     let sync = match athena_sync::Sinks::from_config(&config).await {
         Ok(sinks) => {
@@ -74,6 +87,12 @@ pub async fn run(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     shutdown_signal().await;
     println!("athena: stopping");
     stop_tx.send(true).ok();
+    // The agent finishes the tick it is in (a tick is one transaction: it lands or not).
+    match agent.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "the agent loop failed"),
+        Err(e) => tracing::error!(error = %e, "the agent loop panicked"),
+    }
     match tokio::time::timeout(deadline, pruning).await {
         Ok(joined) => joined?,
         Err(_) => tracing::warn!("pruning service did not stop within the shutdown deadline"),
@@ -87,9 +106,118 @@ pub async fn run(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
             }
         }
     }
+    let clock_at_stop = clock.now_ms();
+    let marker = store.clone();
+    tokio::task::spawn_blocking(move || {
+        marker.write(|w| w.set_meta_u64(CLEAN_SHUTDOWN_KEY, clock_at_stop.max(1)))
+    })
+    .await??;
     drop(store);
     println!("athena: stopped cleanly");
     Ok(())
+}
+
+/// Meta key of the clean-shutdown marker: the agent time of the last clean stop, 0 while the
+/// process runs (a 0 found at start means the previous process crashed).
+pub const CLEAN_SHUTDOWN_KEY: &str = "clean_shutdown_ms";
+
+/// Agent hours between two status lines of `athena run`.
+const STATUS_EVERY_MS: u64 = 6 * 3_600_000;
+
+/// Runs the agent: one tick every `agent.tick_interval` of agent time (catching up ticks that
+/// fell due while it was not running), until told to stop; the current tick always finishes.
+async fn agent_loop(
+    store: Arc<Store>,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    mut stop: watch::Receiver<bool>,
+    pruned: Arc<std::sync::atomic::AtomicU64>,
+) -> anyhow::Result<()> {
+    let now = clock.now_ms();
+    let (st, cfg) = (store.clone(), config.clone());
+    let mut agent = tokio::task::spawn_blocking(move || {
+        crate::agent::Agent::open(&st, &cfg, now, |start, seed| {
+            crate::backtest::market(&cfg, start, seed)
+        })
+    })
+    .await??;
+    let tick_ms = config.agent.tick_interval.as_millis().max(1) as u64;
+    let observation_ms = config.agent.observation_period.as_millis() as u64;
+    println!(
+        "athena: agent at tick {}, equity ${:.2}; observing until {} of agent time",
+        agent.state.next_tick,
+        agent.state.equity_usd(),
+        humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH
+                + std::time::Duration::from_millis(
+                    agent.state.observation_start_ms + observation_ms
+                )
+        )
+    );
+    let mut last_status = 0u64;
+    loop {
+        let due = agent.state.started_ms + agent.state.next_tick * tick_ms;
+        let now = clock.now_ms();
+        if now < due {
+            tokio::select! {
+                _ = tokio::time::sleep(clock.wall_duration(std::time::Duration::from_millis(due - now))) => {}
+                _ = stop.changed() => return Ok(()),
+            }
+        }
+        if *stop.borrow() {
+            return Ok(());
+        }
+        let st = store.clone();
+        let (back, result) = tokio::task::spawn_blocking(move || {
+            let r = agent.tick(&st);
+            (agent, r)
+        })
+        .await?;
+        agent = back;
+        let report = match result {
+            Ok(r) => r,
+            Err(e) => {
+                // Nothing of a failed tick was committed; try again one tick later.
+                tracing::error!(error = %e, "tick failed");
+                println!("athena: tick failed: {e}");
+                tokio::select! {
+                    _ = tokio::time::sleep(clock.wall_duration(config.agent.tick_interval)) => {}
+                    _ = stop.changed() => return Ok(()),
+                }
+                continue;
+            }
+        };
+        for j in &report.risk_events {
+            if let crate::risk::RiskEvent::Trip {
+                breaker, reason, ..
+            } = &j.event
+            {
+                println!("athena: breaker {} tripped: {reason}", breaker.as_str());
+            }
+        }
+        if report.fills > 0 || report.at_ms >= last_status + STATUS_EVERY_MS {
+            last_status = report.at_ms;
+            let day = (report.at_ms - agent.state.started_ms) as f64 / 86_400_000.0;
+            let st = store.clone();
+            let (memories, outbox) = tokio::task::spawn_blocking(move || {
+                Ok::<_, athena_storage::StoreError>((
+                    st.read(|r| r.memory_count())?,
+                    st.outbox_len()?,
+                ))
+            })
+            .await??;
+            println!(
+                "athena: day {day:.2} tick {} equity ${:.2} positions {} trades {} {}{} | memories {memories} pruned {} | outbox {outbox}",
+                report.tick,
+                report.equity_usd,
+                agent.state.positions.len(),
+                agent.state.totals.trades,
+                report.trading_state.as_str(),
+                if report.observing { " (observing)" } else { "" },
+                pruned.load(std::sync::atomic::Ordering::Relaxed),
+            );
+        }
+    }
 }
 
 /// Opens the store of `config` read-write, with its store settings applied.
@@ -105,6 +233,7 @@ async fn pruning_service(
     clock: Arc<dyn Clock>,
     interval: std::time::Duration,
     mut stop: watch::Receiver<bool>,
+    pruned: Arc<std::sync::atomic::AtomicU64>,
 ) {
     loop {
         tokio::select! {
@@ -114,15 +243,25 @@ async fn pruning_service(
         let store = store.clone();
         let now = clock.now_ms();
         match tokio::task::spawn_blocking(move || store.prune(now)).await {
-            Ok(Ok(report)) => println!(
-                "athena: pruned: removed {} merged {} compacted {} cold {} evicted {} reclaimed {} B",
-                report.removed_low_confidence,
-                report.merged,
-                report.compacted,
-                report.migrated_cold,
-                report.evicted,
-                report.bytes_reclaimed
-            ),
+            Ok(Ok(report)) => {
+                // The agent's status line shows the running total; the details go to the log.
+                pruned.fetch_add(
+                    (report.removed_low_confidence
+                        + report.merged
+                        + report.migrated_cold
+                        + report.evicted) as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                tracing::info!(
+                    removed = report.removed_low_confidence,
+                    merged = report.merged,
+                    compacted = report.compacted,
+                    cold = report.migrated_cold,
+                    evicted = report.evicted,
+                    reclaimed_bytes = report.bytes_reclaimed,
+                    "pruned"
+                );
+            }
             Ok(Err(e)) => tracing::error!(error = %e, "pruning failed"),
             Err(e) => tracing::error!(error = %e, "pruning task panicked"),
         }

@@ -16,13 +16,11 @@ use std::collections::BTreeMap;
 pub const BACKTEST_START_MS: u64 = 1_767_225_600_000;
 
 /// The market source `config` asks for, starting at `start_ms`.
-pub fn market(config: &Config, start_ms: u64) -> Result<Box<dyn MarketSource>, String> {
+pub fn market(config: &Config, start_ms: u64, seed: u64) -> Result<Box<dyn MarketSource>, String> {
     let tick_ms = config.agent.tick_interval.as_millis() as u64;
     match config.market.source {
         SourceKind::Sim => Ok(Box::new(crate::market::sim::Sim::new(
-            config.agent.seed,
-            start_ms,
-            tick_ms,
+            seed, start_ms, tick_ms,
         ))),
         SourceKind::Replay => Ok(Box::new(crate::market::replay::Replay::open(
             &config.market.replay_path,
@@ -88,8 +86,9 @@ pub fn run(
 ) -> Result<Report, AgentError> {
     let tick_ms = config.agent.tick_interval.as_millis().max(1) as u64;
     let total = days * 86_400_000 / tick_ms;
-    let market = market(config, BACKTEST_START_MS).map_err(AgentError::Market)?;
-    let mut agent = Agent::open(store, config, market, BACKTEST_START_MS)?;
+    let mut agent = Agent::open(store, config, BACKTEST_START_MS, |start, seed| {
+        market(config, start, seed)
+    })?;
     if agent.state.seed != config.agent.seed {
         return Err(AgentError::Market(format!(
             "this data directory holds the run of seed {}, not {}: use another --data-dir",

@@ -46,8 +46,8 @@ impl Default for AgentConfig {
             agent_id: "athena-local".into(),
             data_dir: PathBuf::from("data"),
             tick_interval: Duration::from_secs(300),
-            clock: ClockKind::Real,
-            time_scale: 1.0,
+            clock: ClockKind::Simulated,
+            time_scale: 7200.0,
             seed: 42,
             observation_period: Duration::from_secs(3 * 86_400),
         }

@@ -22,6 +22,24 @@ use athena_storage::{KeyedTable, Memory, OutboxOp, SeqTable, Store, StoreError};
 use state::{AgentState, LedgerEntry, STATE_KEY};
 use strategy::Intent;
 
+/// How often the book (equity, cash, every position's value) is snapshotted for the cloud.
+pub const BOOK_SNAPSHOT_MS: u64 = 3_600_000;
+
+/// The book as the cloud sees it.
+#[derive(Debug, serde::Serialize)]
+pub struct Book<'a> {
+    /// Tick.
+    pub tick: u64,
+    /// Agent time.
+    pub at_ms: u64,
+    /// Equity, USD.
+    pub equity_usd: f64,
+    /// Cash, USD.
+    pub cash_usd: f64,
+    /// Positions.
+    pub positions: &'a [state::PaperPosition],
+}
+
 /// What one tick did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TickReport {
@@ -59,12 +77,13 @@ pub struct Agent {
 
 impl Agent {
     /// Opens the agent on `store`: its persisted state, or a fresh one starting at `start_ms`.
+    /// `market` makes the market source for the run's start time and seed.
     pub fn open(
         store: &Store,
         config: &Config,
-        market: Box<dyn MarketSource>,
         start_ms: u64,
-    ) -> Result<Self, StoreError> {
+        market: impl FnOnce(u64, u64) -> Result<Box<dyn MarketSource>, String>,
+    ) -> Result<Self, AgentError> {
         let engine = RiskEngine::new(config.risk.clone(), config.gas.clone());
         let (state, mut risk, restarted) = store.read(|r| {
             let state: Option<AgentState> = r.get(KeyedTable::Agent, STATE_KEY)?;
@@ -84,6 +103,7 @@ impl Agent {
                 store.write(|w| risk::persist::save(w, &risk, &journal, state.last_tick_ms))?;
             }
         }
+        let market = market(state.started_ms, state.seed).map_err(AgentError::Market)?;
         Ok(Self {
             config: config.clone(),
             engine,
@@ -92,6 +112,17 @@ impl Agent {
             risk,
             tick_ms: config.agent.tick_interval.as_millis() as u64,
         })
+    }
+
+    /// The book now.
+    pub fn book(&self) -> Book<'_> {
+        Book {
+            tick: self.state.next_tick.saturating_sub(1),
+            at_ms: self.state.last_tick_ms,
+            equity_usd: self.state.equity_usd(),
+            cash_usd: self.state.cash_usd,
+            positions: &self.state.positions,
+        }
     }
 
     /// Whether the observation period is still running at `now_ms`.
@@ -230,9 +261,17 @@ impl Agent {
         let equity = self.state.equity_usd();
         store.write(|w| {
             w.put(KeyedTable::Agent, STATE_KEY, &self.state)?;
+            let filled: Vec<&str> = ledger.iter().map(|e| e.position.as_str()).collect();
             for p in &self.state.positions {
                 w.put(KeyedTable::Positions, &p.id, p)?;
-                w.outbox_append(OutboxOp::upsert("positions", &p.id, p)?, now)?;
+                // The cloud gets a position when a fill changes it, and every position in the
+                // hourly book snapshot below: not a write per position per tick.
+                if filled.contains(&p.id.as_str()) {
+                    w.outbox_append(OutboxOp::upsert("positions", &p.id, p)?, now)?;
+                }
+            }
+            if now % BOOK_SNAPSHOT_MS < self.tick_ms {
+                w.outbox_append(OutboxOp::upsert("agent", "book", &self.book())?, now)?;
             }
             for id in &closed {
                 w.remove(KeyedTable::Positions, id)?;

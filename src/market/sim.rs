@@ -69,6 +69,8 @@ pub enum IncidentKind {
     Depeg,
     /// Gas ×40 for a few ticks (manipulation episode).
     GasManipulation,
+    /// AERO loses 45% within an hour (and stays there).
+    Crash,
 }
 
 /// The simulator.
@@ -118,6 +120,12 @@ impl Sim {
                     target: format!("{}/{}", pool.0, pool.1),
                 });
             }
+            incidents.push(Incident {
+                kind: IncidentKind::Crash,
+                start: at(&mut plan, 5),
+                ticks: (3_600_000 / tick_ms).max(1),
+                target: "AERO".into(),
+            });
             let token = ["DAI", "USDbC"][plan.below(2) as usize];
             incidents.push(Incident {
                 kind: IncidentKind::Depeg,
@@ -196,6 +204,16 @@ impl Sim {
             } else {
                 // Stables: a tiny wobble around $1.
                 self.prices[i] = 1.0 + 0.0005 * r.normal();
+            }
+        }
+        let crash_ticks = (3_600_000 / self.tick_ms).max(1) as f64;
+        let crashing: Vec<String> = self
+            .active(index, IncidentKind::Crash)
+            .map(|i| i.target.clone())
+            .collect();
+        for t in crashing {
+            if let Some(i) = TOKENS.iter().position(|(x, _)| *x == t) {
+                self.prices[i] *= 0.55f64.powf(1.0 / crash_ticks);
             }
         }
         let depegged: Vec<String> = self

@@ -29,7 +29,8 @@ pub fn load_or_default(store: &Store) -> Result<RiskState> {
     Ok(store.read(load)?.unwrap_or_default())
 }
 
-/// Writes the state, appends `journal` to the journal, and queues the summary for sync.
+/// Writes the state, appends `journal` to the journal, and queues the summary for sync when
+/// `journal` is not empty.
 pub fn save(
     w: &mut WriteTx<'_>,
     state: &RiskState,
@@ -39,6 +40,11 @@ pub fn save(
     w.put(KeyedTable::Risk, STATE_KEY, state)?;
     for j in journal {
         w.append(SeqTable::Journal, &JournalRecord::Risk(j.clone()))?;
+    }
+    if journal.is_empty() {
+        // The summary only changes with a journaled event (trip, re-arm, reset, state change,
+        // control): an unchanged state costs the cloud nothing.
+        return Ok(());
     }
     let summary = Summary {
         trading_state: state.trading_state.as_str(),
