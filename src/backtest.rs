@@ -98,16 +98,34 @@ pub fn run(
     let prune_ms = config.memory.prune_interval.as_millis().max(1) as u64;
     let started = std::time::Instant::now();
     let mut ran = 0;
+    // Pruning is its own transaction after a tick's: a process killed between the two prunes
+    // at restart, at the same agent time, so the run ends as an uninterrupted one would.
+    let last = agent.state.last_tick_ms;
+    if agent.state.next_tick > 0
+        && last % prune_ms < tick_ms
+        && store.read(|r| r.meta_u64(PRUNED_KEY))? != Some(last)
+    {
+        prune(store, last)?;
+    }
     while agent.state.next_tick < total {
         let report = agent.tick(store)?;
         if report.at_ms % prune_ms < tick_ms {
-            store.prune(report.at_ms)?;
+            prune(store, report.at_ms)?;
         }
         ran += 1;
         progress(&report, total);
     }
     let wall = started.elapsed().as_secs_f64();
     report(config, store, &agent, days, ran, wall)
+}
+
+/// Meta key: agent time of the backtest's last pruning pass.
+const PRUNED_KEY: &str = "backtest/pruned_ms";
+
+fn prune(store: &Store, at_ms: u64) -> Result<(), AgentError> {
+    store.prune(at_ms)?;
+    store.write(|w| w.set_meta_u64(PRUNED_KEY, at_ms))?;
+    Ok(())
 }
 
 fn report(
