@@ -187,6 +187,9 @@ async fn agent_loop(
                 continue;
             }
         };
+        if let Err(e) = agent.status().publish(&config.agent.data_dir) {
+            tracing::warn!(error = %e, "cannot publish the status file");
+        }
         for j in &report.risk_events {
             if let crate::risk::RiskEvent::Trip {
                 breaker, reason, ..

@@ -210,34 +210,98 @@ fn store_verify_finds_flipped_bytes_and_names_the_key() {
 }
 
 #[test]
-fn run_starts_on_the_defaults_and_stops_cleanly_on_sigterm() {
+fn run_starts_on_the_defaults_trades_within_two_minutes_and_stops_cleanly_on_sigterm() {
+    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let child = Command::new(BIN)
+    let mut child = Command::new(BIN)
         .arg("run")
         .current_dir(dir.path())
+        .env_remove("ATHENA_CONFIG")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let store_file = dir.path().join("data/athena.redb");
+    // Read the status lines as they come; stop at the first trade (or after two minutes).
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
     let started = std::time::Instant::now();
-    while !store_file.exists() && started.elapsed().as_secs() < 20 {
-        std::thread::sleep(std::time::Duration::from_millis(50));
+    let mut out = String::new();
+    let mut traded_at = None;
+    while started.elapsed() < std::time::Duration::from_secs(120) {
+        match rx.recv_timeout(std::time::Duration::from_millis(200)) {
+            Ok(line) => {
+                out.push_str(&line);
+                out.push('\n');
+                if line.contains(" trades ") && !line.contains(" trades 0 ") {
+                    traded_at = Some((started.elapsed(), line));
+                    break;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(_) => break,
+        }
     }
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // `athena status` works while the agent holds the store.
+    let live = athena(dir.path(), &["status"]);
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
-    let o = child.wait_with_output().unwrap();
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{out}\n{err}");
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let (live_out, live_err) = text(&live);
+    assert!(live.status.success(), "{live_err}");
+    assert!(live_out.contains("(agent running)"), "{live_out}");
+    assert!(live_out.contains("positions"), "{live_out}");
+    out.extend(rx.try_iter().map(|l| l + "\n"));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    let (elapsed, line) =
+        traded_at.unwrap_or_else(|| panic!("no trade within two minutes:\n{out}\n{err}"));
+    assert!(status.success(), "{out}\n{err}");
     assert!(out.contains("store open at data/athena.redb"), "{out}");
     assert!(
         out.contains("syncing documents to none and objects to local"),
         "{out}"
     );
+    assert!(
+        out.contains("(observing)"),
+        "the observation period comes first: {out}"
+    );
+    assert!(
+        !line.contains("(observing)"),
+        "a trade during observation: {line}"
+    );
     assert!(out.contains("stopped cleanly"), "{out}");
+    eprintln!("first trade after {elapsed:?}: {line}");
+
+    // The clean-shutdown marker is written last; status reads the book after the stop.
+    let store = Store::open(
+        &dir.path().join("data"),
+        &athena_config::MemoryConfig::default(),
+    )
+    .unwrap();
+    assert!(
+        store
+            .read(|r| r.meta_u64(athena::app::CLEAN_SHUTDOWN_KEY))
+            .unwrap()
+            .unwrap_or(0)
+            > 0
+    );
+    drop(store);
+    let o = athena(dir.path(), &["status"]);
+    let (status_out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(status_out.contains("trading state: active"), "{status_out}");
+    assert!(status_out.contains("positions"), "{status_out}");
 }
 
 #[test]

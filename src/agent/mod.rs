@@ -40,6 +40,67 @@ pub struct Book<'a> {
     pub positions: &'a [state::PaperPosition],
 }
 
+/// File in the data directory where a running agent publishes its status each tick, so
+/// `athena status` works while the agent holds the store.
+pub const STATUS_FILE: &str = "status.json";
+
+/// The agent's status: what `athena status` shows.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Status {
+    /// Trading state.
+    pub trading_state: TradingState,
+    /// Last tick run.
+    pub last_tick: u64,
+    /// Its agent time, ms.
+    pub last_tick_ms: u64,
+    /// Observation period end, ms.
+    pub observation_end_ms: u64,
+    /// Equity, USD.
+    pub equity_usd: f64,
+    /// Cash, USD.
+    pub cash_usd: f64,
+    /// Open positions.
+    pub positions: Vec<state::PaperPosition>,
+    /// Breakers tripped.
+    pub tripped: Vec<String>,
+    /// Totals.
+    pub totals: state::Totals,
+}
+
+impl Status {
+    /// The status of `state` and `risk` at the last tick.
+    pub fn of(state: &AgentState, risk: &RiskState, config: &Config) -> Self {
+        let at = state.last_tick_ms;
+        Self {
+            trading_state: risk.computed_state(at),
+            last_tick: state.next_tick.saturating_sub(1),
+            last_tick_ms: at,
+            observation_end_ms: state.observation_start_ms
+                + config.agent.observation_period.as_millis() as u64,
+            equity_usd: state.equity_usd(),
+            cash_usd: state.cash_usd,
+            positions: state.positions.clone(),
+            tripped: risk
+                .breakers
+                .iter()
+                .filter(|b| b.is_tripped(at))
+                .map(|b| b.kind.as_str().to_string())
+                .collect(),
+            totals: state.totals.clone(),
+        }
+    }
+
+    /// Publishes it to `dir/status.json` (written aside, then renamed: readers never see half).
+    pub fn publish(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        let tmp = dir.join(format!("{STATUS_FILE}.tmp"));
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::rename(tmp, dir.join(STATUS_FILE))
+    }
+}
+
 /// What one tick did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TickReport {
@@ -112,6 +173,11 @@ impl Agent {
             risk,
             tick_ms: config.agent.tick_interval.as_millis() as u64,
         })
+    }
+
+    /// The status after the last tick.
+    pub fn status(&self) -> Status {
+        Status::of(&self.state, &self.risk, &self.config)
     }
 
     /// The book now.

@@ -1,7 +1,8 @@
 //! `athena backtest`, `athena status` and `athena sim record`.
 
 use super::{Exit, now_ms, open_store, open_store_read_only};
-use crate::agent::state::{AgentState, PaperPosition, STATE_KEY};
+use crate::agent::state::{AgentState, STATE_KEY};
+use crate::agent::{STATUS_FILE, Status};
 use crate::backtest;
 use athena_config::Config;
 use athena_storage::KeyedTable;
@@ -134,91 +135,90 @@ pub(super) fn backtest(config: &Config, args: &BacktestArgs) -> anyhow::Result<(
 }
 
 pub(super) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
-    let store = open_store_read_only(config)?;
-    let now = now_ms();
-    let (state, positions): (Option<AgentState>, Vec<(String, PaperPosition)>) =
-        store.read(|r| {
-            Ok((
-                r.get(KeyedTable::Agent, STATE_KEY)?,
-                r.all(KeyedTable::Positions)?,
-            ))
-        })?;
-    let risk = crate::risk::persist::load_or_default(&store)?;
-    let Some(state) = state else {
-        println!("no agent run in {} yet", config.agent.data_dir.display());
-        return Ok(());
+    let dir = &config.agent.data_dir;
+    let (status, live) = match athena_storage::Store::open_read_only(dir, &config.memory) {
+        Err(athena_storage::StoreError::Refused { reason, .. })
+            if reason == athena_storage::ALREADY_OPEN =>
+        {
+            // The agent is running and holds the store: read what it publishes each tick.
+            let path = dir.join(STATUS_FILE);
+            let bytes = std::fs::read(&path).map_err(|e| {
+                anyhow::anyhow!(
+                    "the agent is running but {} cannot be read: {e}",
+                    path.display()
+                )
+            })?;
+            (serde_json::from_slice::<Status>(&bytes)?, true)
+        }
+        _ => {
+            let store = open_store_read_only(config)?;
+            let state: Option<AgentState> = store.read(|r| r.get(KeyedTable::Agent, STATE_KEY))?;
+            let Some(state) = state else {
+                println!("no agent run in {} yet", dir.display());
+                return Ok(());
+            };
+            let risk = crate::risk::persist::load_or_default(&store)?;
+            (Status::of(&state, &risk, config), false)
+        }
     };
-    // Agent time may run ahead of the wall (accelerated runs, backtests): judge by its own.
-    let at = state.last_tick_ms.max(now.min(state.last_tick_ms));
     if json {
-        let v = serde_json::json!({
-            "trading_state": risk.computed_state(at).as_str(),
-            "last_tick": state.next_tick.saturating_sub(1),
-            "last_tick_ms": state.last_tick_ms,
-            "equity_usd": state.equity_usd(),
-            "cash_usd": state.cash_usd,
-            "positions": positions.iter().map(|(_, p)| p).collect::<Vec<_>>(),
-            "tripped": risk.breakers.iter().filter(|b| b.is_tripped(at)).map(|b| b.kind.as_str()).collect::<Vec<_>>(),
-            "observing": at < state.observation_start_ms + config.agent.observation_period.as_millis() as u64,
-            "totals": state.totals,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({ "running": live, "status": status })
+            )?
+        );
         return Ok(());
     }
-    println!("trading state: {}", risk.computed_state(at).as_str());
+    let now = now_ms();
+    let s = &status;
+    println!(
+        "trading state: {}{}",
+        s.trading_state.as_str(),
+        if live { " (agent running)" } else { "" }
+    );
     println!(
         "last tick: #{} at agent time {} ({} ago on the wall clock)",
-        state.next_tick.saturating_sub(1),
+        s.last_tick,
         humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(state.last_tick_ms)
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(s.last_tick_ms)
         ),
         humantime::format_duration(std::time::Duration::from_secs(
-            now.saturating_sub(state.last_tick_ms) / 1000
+            now.saturating_sub(s.last_tick_ms) / 1000
         ))
     );
-    let observation_end =
-        state.observation_start_ms + config.agent.observation_period.as_millis() as u64;
-    if at < observation_end {
+    if s.last_tick_ms < s.observation_end_ms {
         println!(
             "observing: {} of agent time left",
             humantime::format_duration(std::time::Duration::from_secs(
-                (observation_end - at) / 1000
+                (s.observation_end_ms - s.last_tick_ms) / 1000
             ))
         );
     }
     println!(
         "equity ${:.2}: cash ${:.2} + {} positions",
-        state.equity_usd(),
-        state.cash_usd,
-        positions.len()
+        s.equity_usd,
+        s.cash_usd,
+        s.positions.len()
     );
-    for (_, p) in &positions {
+    for p in &s.positions {
         println!(
             "  {:<8} {:<11} ${:>10.2}  rewards ${:>7.2}  entry APR {:.1}%",
             p.id, p.pool, p.value_usd, p.rewards_usd, p.entry_apr_pct
         );
     }
-    let tripped: Vec<&str> = risk
-        .breakers
-        .iter()
-        .filter(|b| b.is_tripped(at))
-        .map(|b| b.kind.as_str())
-        .collect();
     println!(
         "breakers tripped: {}",
-        if tripped.is_empty() {
+        if s.tripped.is_empty() {
             "none".into()
         } else {
-            tripped.join(", ")
+            s.tripped.join(", ")
         }
     );
+    let t = &s.totals;
     println!(
         "trades {}, fees ${:.2}, gas ${:.4}, realised PnL ${:+.2}, max drawdown {:.2}%",
-        state.totals.trades,
-        state.totals.fees_paid_usd,
-        state.totals.gas_paid_usd,
-        state.totals.realised_pnl_usd,
-        state.totals.max_drawdown_pct
+        t.trades, t.fees_paid_usd, t.gas_paid_usd, t.realised_pnl_usd, t.max_drawdown_pct
     );
     Ok(())
 }

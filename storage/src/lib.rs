@@ -26,6 +26,8 @@ pub use memory::recall::{RecallQuery, RecallStats};
 pub use memory::stats::{MemoryStats, TierCounts};
 pub use memory::{Category, Memory, MemoryType, Metadata, Source, Tier};
 pub use outbox::{DeadLetter, OutboxOp, OutboxRow};
-pub use store::{NEEDS_REPAIR, OpenReport, ReadTx, STORE_FILE, Store, TableStat, WriteTx};
+pub use store::{
+    ALREADY_OPEN, NEEDS_REPAIR, OpenReport, ReadTx, STORE_FILE, Store, TableStat, WriteTx,
+};
 pub use tables::{KeyedTable, SeqTable};
 pub use verify::{CorruptRecord, VerifyReport};

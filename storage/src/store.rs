@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The refusal reason when another process (a running agent) has the store open.
+pub const ALREADY_OPEN: &str = "another process has the store open (is an athena agent running?)";
+
 /// The refusal reason of a read-only open of a store that was not closed cleanly.
 pub const NEEDS_REPAIR: &str =
     "the store was not closed cleanly and needs repair; a read-write open repairs it";
@@ -109,9 +112,7 @@ impl Store {
             .open_read_only(&path)
             .map_err(|e| match e {
                 redb::DatabaseError::RepairAborted => refused(NEEDS_REPAIR.into()),
-                redb::DatabaseError::DatabaseAlreadyOpen => refused(
-                    "another process has the store open (is an athena agent running?)".into(),
-                ),
+                redb::DatabaseError::DatabaseAlreadyOpen => refused(ALREADY_OPEN.into()),
                 other => StoreError::Storage(other.into()),
             })?;
         Self::finish_open(Db::ReadOnly(db), &path, memory, started, false, false)
@@ -142,9 +143,7 @@ impl Store {
             })
             .create(path)
             .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => refused(
-                    "another process has the store open (is an athena agent running?)".into(),
-                ),
+                redb::DatabaseError::DatabaseAlreadyOpen => refused(ALREADY_OPEN.into()),
                 redb::DatabaseError::UpgradeRequired(v) => refused(format!(
                     "redb file format {v} needs an upgrade this build does not do"
                 )),
