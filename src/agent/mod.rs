@@ -122,6 +122,8 @@ pub struct TickReport {
     pub trading_state: TradingState,
     /// Risk journal entries (trips, re-arms, state changes).
     pub risk_events: Vec<RiskJournal>,
+    /// Time the decision step took (rules, risk gate, paper fills; no store I/O), µs.
+    pub decide_micros: u64,
 }
 
 /// The agent.
@@ -239,6 +241,7 @@ impl Agent {
 
         // Decide, pass the risk gate, execute.
         let observing = self.observing(now);
+        let decide_started = std::time::Instant::now();
         let mut decisions = Vec::new();
         let mut ledger: Vec<LedgerEntry> = Vec::new();
         let mut closed: Vec<String> = Vec::new();
@@ -282,6 +285,7 @@ impl Agent {
             }
         }
 
+        let decide_micros = decide_started.elapsed().as_micros() as u64;
         // Learn from outcomes and entries.
         let mut pattern_updates: Vec<(String, Memory)> = Vec::new();
         let report_memories = memories.len();
@@ -370,6 +374,7 @@ impl Agent {
             equity_usd: equity,
             trading_state: self.risk.computed_state(now),
             risk_events: risk_journal,
+            decide_micros,
         })
     }
 
