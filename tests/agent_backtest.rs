@@ -125,6 +125,49 @@ fn thirty_day_backtest_keeps_every_invariant() {
             ep.start
         );
     }
+    // A held pool hit by a TVL drain, or a held stable pool whose token depegs, is closed
+    // within the incident (plus a tick) by the rule that names it.
+    let mut checked = 0;
+    for inc in sim
+        .incidents()
+        .iter()
+        .filter(|i| i.start < report.ticks_run)
+    {
+        let from = BACKTEST_START_MS + inc.start * tick_ms;
+        let to = BACKTEST_START_MS + (inc.start + inc.ticks + 1) * tick_ms;
+        let rule = match inc.kind {
+            IncidentKind::TvlDrain => "TVL drain",
+            IncidentKind::Depeg => "depeg",
+            _ => continue,
+        };
+        let hit = |pool: &str| match inc.kind {
+            IncidentKind::TvlDrain => pool == inc.target,
+            _ => pool.starts_with("USDC/") && pool.ends_with(inc.target.as_str()),
+        };
+        // Positions held when the incident starts, from the ledger.
+        let mut held: Vec<(&str, &str)> = Vec::new();
+        for e in ledger.iter().filter(|e| e.at_ms < from) {
+            match e.action.as_str() {
+                "open" => held.push((&e.position, &e.pool)),
+                "close" => held.retain(|(p, _)| *p != e.position),
+                _ => {}
+            }
+        }
+        for (position, pool) in held.iter().filter(|(_, pool)| hit(pool)) {
+            checked += 1;
+            let closed = decisions.iter().any(|d| {
+                d.at_ms >= from
+                    && d.at_ms < to
+                    && matches!(&d.intent, Intent::Close { position: p, reason } if p == position && reason.contains(rule))
+            });
+            assert!(
+                closed,
+                "{position} in {pool} not closed on the {:?} at tick {}",
+                inc.kind, inc.start
+            );
+        }
+    }
+    eprintln!("incident closes checked: {checked}");
     // Memory quotas, per type and per category, after the last pruning pass.
     let stats = store.memory_stats().unwrap();
     for (name, quota) in &config.memory.quotas {
