@@ -288,7 +288,6 @@ impl Agent {
         let decide_micros = decide_started.elapsed().as_micros() as u64;
         // Learn from outcomes and entries.
         let mut pattern_updates: Vec<(String, Memory)> = Vec::new();
-        let report_memories = memories.len();
         let outcomes: Vec<(LedgerEntry, Option<Memory>)> = store.read(|r| {
             let mut v = Vec::new();
             for e in ledger.iter().filter(|e| e.action == "close") {
@@ -370,7 +369,7 @@ impl Agent {
             observing,
             decisions: decisions.len(),
             fills: ledger.len(),
-            memories: report_memories + memories.len() - report_memories,
+            memories: memories.len(),
             equity_usd: equity,
             trading_state: self.risk.computed_state(now),
             risk_events: risk_journal,
