@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod app;
 pub mod backtest;
+pub mod checkpoint;
 pub mod cli;
 pub mod clock;
 pub mod journal;

@@ -5,6 +5,7 @@
 //! failed operation or a check that found problems.
 
 mod agent_cmd;
+mod checkpoint_cmd;
 mod config_cmd;
 mod memory_cmd;
 mod risk_cmd;
@@ -58,6 +59,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Consistent snapshots for redundancy and restore.
+    #[command(subcommand)]
+    Checkpoint(checkpoint_cmd::CheckpointCommand),
     /// The market simulator.
     #[command(subcommand)]
     Sim(agent_cmd::SimCommand),
@@ -142,6 +146,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backtest(a) => agent_cmd::backtest(&load_config(&cli)?, a),
         Command::Status { json } => agent_cmd::status(&load_config(&cli)?, *json),
         Command::Sim(c) => agent_cmd::sim(&load_config(&cli)?, c),
+        Command::Checkpoint(c) => checkpoint_cmd::run(&load_config(&cli)?, c),
         Command::Run => {
             let config = load_config(&cli)?;
             let clock = crate::clock::from_config(&config.agent);

@@ -1,0 +1,246 @@
+//! Checkpoints (SPEC.md §4): a consistent snapshot of everything the agent needs to resume,
+//! taken from one read transaction, versioned, compressed, with a SHA-256 digest.
+//!
+//! A checkpoint is stored three ways: a file under `DATA_DIR/checkpoints/` (written aside,
+//! synced, renamed) with a store entry, an object in the object store (through the outbox),
+//! and a metadata document in Firestore (through the outbox). The file is
+//! `MAGIC | SHA-256(payload) | payload`, the payload zstd-compressed msgpack, so a file can be
+//! verified on its own and a flipped byte is found.
+
+use crate::agent::state::{AgentState, LedgerEntry, STATE_KEY};
+use crate::risk::RiskState;
+use athena_storage::{KeyedTable, OutboxOp, SeqTable, Store, StoreError};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// First bytes of every checkpoint file.
+pub const MAGIC: &[u8; 8] = b"ATHCKPT1";
+/// Version of the checkpoint contents.
+pub const FORMAT_VERSION: u32 = 1;
+/// Directory of checkpoint files inside the data directory.
+pub const DIR: &str = "checkpoints";
+
+/// What a checkpoint holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contents {
+    /// Contents version.
+    pub format_version: u32,
+    /// Id.
+    pub id: String,
+    /// Agent time taken.
+    pub created_ms: u64,
+    /// The agent: book, positions, observation start, profiles (strategy state), totals.
+    pub agent: Option<AgentState>,
+    /// Breakers, trading state, gas budget.
+    pub risk: Option<RiskState>,
+    /// The ledger, by sequence number.
+    pub ledger: Vec<(u64, LedgerEntry)>,
+    /// Pending intents (raw records).
+    pub intents: Vec<(String, serde_json::Value)>,
+    /// Memory index summary: per category, the count and a SHA-256 over the sorted ids.
+    pub memories: BTreeMap<String, (u64, String)>,
+    /// Outbox watermark: the next sequence number (never reused).
+    pub outbox_next_seq: u64,
+    /// SHA-256 of the configuration in force.
+    pub config_digest: String,
+}
+
+/// The store entry of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Id.
+    pub id: String,
+    /// Agent time taken.
+    pub created_ms: u64,
+    /// Tick the agent was at.
+    pub tick: u64,
+    /// File size, bytes.
+    pub bytes: u64,
+    /// SHA-256 of the payload, hex.
+    pub digest: String,
+    /// File name inside the checkpoint directory.
+    pub file: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Why a checkpoint cannot be made or used.
+#[derive(Debug)]
+pub enum CheckpointError {
+    /// The store failed.
+    Store(StoreError),
+    /// Reading or writing the file failed.
+    Io(PathBuf, std::io::Error),
+    /// The file is not a valid checkpoint (bad magic, digest mismatch, undecodable, version).
+    Invalid(String),
+}
+
+impl std::fmt::Display for CheckpointError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Store(e) => write!(f, "store: {e}"),
+            Self::Io(p, e) => write!(f, "{}: {e}", p.display()),
+            Self::Invalid(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for CheckpointError {}
+
+impl From<StoreError> for CheckpointError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// Takes a checkpoint of `store` at agent time `now_ms`: the file, the store entry, and the
+/// object and metadata document queued in the outbox, in one transaction after the file.
+pub fn create(
+    store: &Store,
+    data_dir: &Path,
+    config: &athena_config::Config,
+    now_ms: u64,
+) -> Result<Entry, CheckpointError> {
+    let config_digest = hex(&Sha256::digest(
+        serde_json::to_vec(config).map_err(|e| CheckpointError::Invalid(e.to_string()))?,
+    ));
+    let mut contents = store.read(|r| {
+        let agent: Option<AgentState> = r.get(KeyedTable::Agent, STATE_KEY)?;
+        let risk = crate::risk::persist::load(r)?;
+        let ledger = r.seq_after::<LedgerEntry>(SeqTable::Ledger, 0, usize::MAX)?;
+        let intents = r.all::<serde_json::Value>(KeyedTable::Intents)?;
+        let mut ids: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for m in r.all_memories()? {
+            ids.entry(m.category.as_str().to_string())
+                .or_default()
+                .push(m.id.to_string());
+        }
+        let memories = ids
+            .into_iter()
+            .map(|(c, mut v)| {
+                v.sort();
+                let digest = hex(&Sha256::digest(v.join("\n").as_bytes()));
+                (c, (v.len() as u64, digest))
+            })
+            .collect();
+        let outbox_next_seq = r.meta_u64(SeqTable::Outbox.counter_key())?.unwrap_or(1);
+        Ok(Contents {
+            format_version: FORMAT_VERSION,
+            id: String::new(),
+            created_ms: now_ms,
+            agent,
+            risk,
+            ledger,
+            intents,
+            memories,
+            outbox_next_seq,
+            config_digest: config_digest.clone(),
+        })
+    })?;
+    let tick = contents.agent.as_ref().map_or(0, |a| a.next_tick);
+    contents.id = format!("ckpt-{now_ms}-{tick}");
+    let bytes = encode(&contents)?;
+    let dir = data_dir.join(DIR);
+    std::fs::create_dir_all(&dir).map_err(|e| CheckpointError::Io(dir.clone(), e))?;
+    let file = format!("{}.ckpt", contents.id);
+    let path = dir.join(&file);
+    write_synced(&path, &bytes)?;
+    let entry = Entry {
+        id: contents.id.clone(),
+        created_ms: now_ms,
+        tick,
+        bytes: bytes.len() as u64,
+        digest: hex(&bytes[8..40]),
+        file,
+    };
+    store.write(|w| {
+        w.put(KeyedTable::Checkpoints, &entry.id, &entry)?;
+        w.outbox_append(
+            OutboxOp::PutBlob {
+                path: format!("{DIR}/{}", entry.file),
+                bytes: bytes.clone(),
+            },
+            now_ms,
+        )?;
+        w.outbox_append(OutboxOp::upsert("checkpoints", &entry.id, &entry)?, now_ms)?;
+        Ok(())
+    })?;
+    Ok(entry)
+}
+
+fn encode(contents: &Contents) -> Result<Vec<u8>, CheckpointError> {
+    let packed = rmp_serde::to_vec_named(contents)
+        .map_err(|e| CheckpointError::Invalid(format!("encode: {e}")))?;
+    let payload = zstd::encode_all(packed.as_slice(), 3)
+        .map_err(|e| CheckpointError::Invalid(format!("compress: {e}")))?;
+    let mut out = Vec::with_capacity(40 + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&Sha256::digest(&payload));
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
+    use std::io::Write;
+    let io = |e| CheckpointError::Io(path.to_path_buf(), e);
+    let tmp = path.with_extension("ckpt.tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Decodes and verifies checkpoint bytes: magic, digest, contents, version.
+pub fn decode(bytes: &[u8]) -> Result<Contents, CheckpointError> {
+    if bytes.len() < 40 || &bytes[..8] != MAGIC {
+        return Err(CheckpointError::Invalid(
+            "not an Athena checkpoint (bad magic)".into(),
+        ));
+    }
+    let (digest, payload) = (&bytes[8..40], &bytes[40..]);
+    if Sha256::digest(payload).as_slice() != digest {
+        return Err(CheckpointError::Invalid(format!(
+            "digest mismatch: the file says {}, its payload hashes to {}",
+            hex(digest),
+            hex(&Sha256::digest(payload))
+        )));
+    }
+    let packed = zstd::decode_all(payload)
+        .map_err(|e| CheckpointError::Invalid(format!("decompress: {e}")))?;
+    let c: Contents = rmp_serde::from_slice(&packed)
+        .map_err(|e| CheckpointError::Invalid(format!("decode: {e}")))?;
+    if c.format_version != FORMAT_VERSION {
+        return Err(CheckpointError::Invalid(format!(
+            "format version {} (this build reads {FORMAT_VERSION})",
+            c.format_version
+        )));
+    }
+    Ok(c)
+}
+
+/// Reads and verifies the checkpoint file at `path`.
+pub fn verify_file(path: &Path) -> Result<Contents, CheckpointError> {
+    let bytes = std::fs::read(path).map_err(|e| CheckpointError::Io(path.to_path_buf(), e))?;
+    decode(&bytes)
+}
+
+/// Every checkpoint entry of the store, oldest first.
+pub fn list(store: &Store) -> Result<Vec<Entry>, StoreError> {
+    let mut v: Vec<Entry> = store
+        .read(|r| r.all(KeyedTable::Checkpoints))?
+        .into_iter()
+        .map(|(_, e)| e)
+        .collect();
+    v.sort_by_key(|e| (e.created_ms, e.id.clone()));
+    Ok(v)
+}

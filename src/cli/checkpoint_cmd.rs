@@ -1,0 +1,97 @@
+//! `athena checkpoint create|list|verify`.
+
+use super::{Exit, now_ms, open_store, open_store_read_only};
+use crate::agent::state::{AgentState, STATE_KEY};
+use crate::checkpoint;
+use athena_config::Config;
+use athena_storage::KeyedTable;
+use clap::Subcommand;
+
+/// Checkpoint commands.
+#[derive(Debug, Subcommand)]
+pub enum CheckpointCommand {
+    /// Take a checkpoint now (with the agent stopped): file, store entry, and the object and
+    /// Firestore document queued for sync.
+    Create,
+    /// The checkpoints the store knows, oldest first.
+    List,
+    /// Verify a checkpoint file's digest and contents (ID, or `latest`); exit 1 if invalid.
+    Verify {
+        /// Checkpoint id or `latest`.
+        #[arg(default_value = "latest")]
+        id: String,
+    },
+}
+
+pub(super) fn run(config: &Config, cmd: &CheckpointCommand) -> anyhow::Result<()> {
+    let dir = &config.agent.data_dir;
+    match cmd {
+        CheckpointCommand::Create => {
+            let store = open_store(config)?;
+            // Agent time: the last tick's, so checkpoints line up with the journal.
+            let state: Option<AgentState> = store.read(|r| r.get(KeyedTable::Agent, STATE_KEY))?;
+            let at = state.map_or_else(now_ms, |s| s.last_tick_ms.max(1));
+            let e = checkpoint::create(&store, dir, config, at)?;
+            println!(
+                "created {} (tick {}, {} bytes, sha256 {})",
+                e.id, e.tick, e.bytes, e.digest
+            );
+        }
+        CheckpointCommand::List => {
+            let store = open_store_read_only(config)?;
+            for e in checkpoint::list(&store)? {
+                println!(
+                    "{}  tick {:>7}  {:>10} bytes  sha256 {}",
+                    e.id, e.tick, e.bytes, e.digest
+                );
+            }
+        }
+        CheckpointCommand::Verify { id } => {
+            let store = open_store_read_only(config)?;
+            let all = checkpoint::list(&store)?;
+            let entry = if id == "latest" {
+                all.last()
+            } else {
+                all.iter().find(|e| &e.id == id)
+            };
+            let Some(entry) = entry else {
+                return Err(Exit {
+                    code: 1,
+                    message: format!("error: no checkpoint {id} in {}", dir.display()),
+                }
+                .into());
+            };
+            let path = dir.join(checkpoint::DIR).join(&entry.file);
+            match checkpoint::verify_file(&path) {
+                Ok(c) if c.id == entry.id => println!(
+                    "{}: valid (format {}, {} ledger entries, {} memory categories, outbox next seq {})",
+                    entry.id,
+                    c.format_version,
+                    c.ledger.len(),
+                    c.memories.len(),
+                    c.outbox_next_seq
+                ),
+                Ok(c) => {
+                    return Err(Exit {
+                        code: 1,
+                        message: format!(
+                            "{}: holds checkpoint {}, not {}",
+                            path.display(),
+                            c.id,
+                            entry.id
+                        ),
+                    }
+                    .into());
+                }
+                Err(e) => {
+                    return Err(Exit {
+                        code: 1,
+                        message: format!("{}: invalid: {e}", path.display()),
+                    }
+                    .into());
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! Checkpoints of a real agent run: consistent contents, verified by digest, stored as a file,
+//! a store entry, and an object and a document queued for the cloud; a flipped byte or a
+//! truncated file is rejected, by the library and by `athena checkpoint verify`.
+
+use athena::backtest;
+use athena::checkpoint::{self, CheckpointError, DIR};
+use athena_storage::{OutboxOp, Store};
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_athena");
+
+#[test]
+fn a_checkpoint_holds_the_run_and_a_flipped_byte_is_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = athena_config::Config::default();
+    config.agent.data_dir = dir.path().to_path_buf();
+    config.agent.seed = 5;
+    let store = Store::open(dir.path(), &config.memory).unwrap();
+    backtest::run(&config, &store, 4, |_, _| {}).unwrap();
+    let state = athena::agent::state::AgentState::clone(
+        &store
+            .read(|r| {
+                r.get::<athena::agent::state::AgentState>(
+                    athena_storage::KeyedTable::Agent,
+                    "state",
+                )
+            })
+            .unwrap()
+            .unwrap(),
+    );
+    let outbox_before = store.outbox_len().unwrap();
+    let entry = checkpoint::create(&store, dir.path(), &config, state.last_tick_ms).unwrap();
+
+    // The contents are the run's state, consistent with each other.
+    let path = dir.path().join(DIR).join(&entry.file);
+    let c = checkpoint::verify_file(&path).unwrap();
+    assert_eq!(c.id, entry.id);
+    assert_eq!(c.agent.as_ref().unwrap(), &state);
+    assert!(
+        state.totals.trades > 0 && c.ledger.len() as u64 == state.totals.trades,
+        "{} ledger entries, {} trades",
+        c.ledger.len(),
+        state.totals.trades
+    );
+    assert!(c.risk.is_some() && !c.memories.is_empty());
+    assert_eq!(checkpoint::list(&store).unwrap(), vec![entry.clone()]);
+    // The object and the metadata document are queued for the cloud in the same transaction.
+    let rows = store.outbox_peek(0, usize::MAX).unwrap();
+    assert_eq!(store.outbox_len().unwrap(), outbox_before + 2);
+    assert!(rows.iter().any(
+        |(_, r)| matches!(&r.op, OutboxOp::PutBlob { path, .. } if path.ends_with(&entry.file))
+    ));
+    assert!(rows.iter().any(|(_, r)| matches!(&r.op, OutboxOp::Upsert { collection, doc, .. } if collection == "checkpoints" && doc == &entry.id)));
+    drop(store);
+
+    let cli = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env_remove("ATHENA_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let o = cli(&["checkpoint", "verify"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("valid"));
+
+    // One flipped byte in the payload.
+    let good = std::fs::read(&path).unwrap();
+    let mut bad = good.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x40;
+    std::fs::write(&path, &bad).unwrap();
+    match checkpoint::verify_file(&path) {
+        Err(CheckpointError::Invalid(m)) => assert!(m.contains("digest mismatch"), "{m}"),
+        other => panic!("a flipped byte was accepted: {:?}", other.map(|c| c.id)),
+    }
+    let o = cli(&["checkpoint", "verify", &entry.id]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("digest mismatch"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // Truncated, and not a checkpoint at all.
+    std::fs::write(&path, &good[..good.len() - 10]).unwrap();
+    assert!(checkpoint::verify_file(&path).is_err());
+    std::fs::write(&path, b"hello").unwrap();
+    assert!(
+        matches!(checkpoint::verify_file(&path), Err(CheckpointError::Invalid(m)) if m.contains("bad magic"))
+    );
+}
