@@ -3,7 +3,9 @@
 //! It opens the store (clearing the clean-shutdown marker), then runs the agent loop, the memory
 //! pruning service and the sync worker under one stop signal. SIGINT or SIGTERM stops them in
 //! order: the agent finishes its current tick, the services stop, the sync worker drains with
-//! a deadline, and the clean-shutdown marker is written last. Store calls run on
+//! a deadline, a final checkpoint is taken, and the clean-shutdown marker is written last. The
+//! agent loop also takes a checkpoint every `recovery.checkpoint_interval` of agent time and
+//! thins those older than `recovery.checkpoint_hourly_retention` to one a day. Store calls run on
 //! `spawn_blocking` (no blocking redb call on an async worker thread).
 
 use crate::clock::Clock;
@@ -107,6 +109,8 @@ pub async fn run(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
         }
     }
     let clock_at_stop = clock.now_ms();
+    // Shutdown hook: a final checkpoint, then the clean-shutdown marker, last.
+    checkpoint(&store, &config, clock_at_stop).await;
     let marker = store.clone();
     tokio::task::spawn_blocking(move || {
         marker.write(|w| w.set_meta_u64(CLEAN_SHUTDOWN_KEY, clock_at_stop.max(1)))
@@ -115,6 +119,28 @@ pub async fn run(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     drop(store);
     println!("athena: stopped cleanly");
     Ok(())
+}
+
+/// Takes a checkpoint at agent time `at_ms` and thins the old ones; a failure is logged (the
+/// store stays the source of truth), never fatal.
+async fn checkpoint(store: &Arc<Store>, config: &Config, at_ms: u64) {
+    let (st, cfg) = (store.clone(), config.clone());
+    let result = tokio::task::spawn_blocking(move || {
+        let dir = &cfg.agent.data_dir;
+        let entry = crate::checkpoint::create(&st, dir, &cfg, at_ms)?;
+        let keep = cfg.recovery.checkpoint_hourly_retention.as_millis() as u64;
+        crate::checkpoint::thin(&st, dir, keep, at_ms)?;
+        Ok::<_, crate::checkpoint::CheckpointError>(entry)
+    })
+    .await;
+    match result {
+        Ok(Ok(e)) => tracing::info!(id = %e.id, bytes = e.bytes, "checkpoint"),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "checkpoint failed");
+            println!("athena: checkpoint failed: {e}");
+        }
+        Err(e) => tracing::error!(error = %e, "checkpoint task panicked"),
+    }
 }
 
 /// Meta key of the clean-shutdown marker: the agent time of the last clean stop, 0 while the
@@ -187,6 +213,10 @@ async fn agent_loop(
                 continue;
             }
         };
+        let checkpoint_ms = config.recovery.checkpoint_interval.as_millis().max(1) as u64;
+        if report.at_ms % checkpoint_ms < tick_ms {
+            checkpoint(&store, &config, report.at_ms).await;
+        }
         if let Err(e) = agent.status().publish(&config.agent.data_dir) {
             tracing::warn!(error = %e, "cannot publish the status file");
         }

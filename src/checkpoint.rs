@@ -244,3 +244,94 @@ pub fn list(store: &Store) -> Result<Vec<Entry>, StoreError> {
     v.sort_by_key(|e| (e.created_ms, e.id.clone()));
     Ok(v)
 }
+
+/// Retention: every checkpoint of the last `hourly_for_ms`, then the first of each UTC day.
+/// Thinned checkpoints lose their file, their store entry, their object and their document
+/// (the deletes go through the outbox in one transaction). Returns the ids removed.
+pub fn thin(
+    store: &Store,
+    data_dir: &Path,
+    hourly_for_ms: u64,
+    now_ms: u64,
+) -> Result<Vec<String>, CheckpointError> {
+    let mut kept_days = std::collections::BTreeSet::new();
+    let mut remove = Vec::new();
+    for e in list(store)? {
+        if now_ms.saturating_sub(e.created_ms) <= hourly_for_ms {
+            continue;
+        }
+        if !kept_days.insert(e.created_ms / 86_400_000) {
+            remove.push(e);
+        }
+    }
+    if remove.is_empty() {
+        return Ok(Vec::new());
+    }
+    store.write(|w| {
+        for e in &remove {
+            w.remove(KeyedTable::Checkpoints, &e.id)?;
+            w.outbox_append(
+                OutboxOp::DeleteBlob {
+                    path: format!("{DIR}/{}", e.file),
+                },
+                now_ms,
+            )?;
+            w.outbox_append(
+                OutboxOp::Delete {
+                    collection: "checkpoints".into(),
+                    doc: e.id.clone(),
+                },
+                now_ms,
+            )?;
+        }
+        Ok(())
+    })?;
+    for e in &remove {
+        let path = data_dir.join(DIR).join(&e.file);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => return Err(CheckpointError::Io(path, err)),
+        }
+    }
+    Ok(remove.into_iter().map(|e| e.id).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thinning_keeps_a_week_of_hourlies_then_one_a_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &athena_config::MemoryConfig::default()).unwrap();
+        let config = athena_config::Config::default();
+        const H: u64 = 3_600_000;
+        let start = 1_767_225_600_000; // a UTC midnight
+        for h in 0..(10 * 24) {
+            create(&store, dir.path(), &config, start + h * H).unwrap();
+        }
+        let now = start + 10 * 24 * H;
+        let removed = thin(&store, dir.path(), 7 * 24 * H, now).unwrap();
+        let left = list(&store).unwrap();
+        // Older than 7 days: days 0, 1 and 2 (hours up to 72, the 72nd is exactly 7 days old).
+        assert_eq!(
+            left.iter()
+                .filter(|e| now - e.created_ms > 7 * 24 * H)
+                .count(),
+            3
+        );
+        assert_eq!(removed.len() + left.len(), 240);
+        for e in &left {
+            assert!(dir.path().join(DIR).join(&e.file).exists());
+        }
+        let files = std::fs::read_dir(dir.path().join(DIR)).unwrap().count();
+        assert_eq!(files, left.len(), "thinned files are deleted");
+        assert!(
+            thin(&store, dir.path(), 7 * 24 * H, now)
+                .unwrap()
+                .is_empty(),
+            "idempotent"
+        );
+    }
+}

@@ -297,6 +297,16 @@ fn run_starts_on_the_defaults_trades_within_two_minutes_and_stops_cleanly_on_sig
             > 0
     );
     drop(store);
+    // Hourly checkpoints on the agent clock and a final one at shutdown, all valid.
+    let o = athena(dir.path(), &["checkpoint", "list"]);
+    let (list, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        list.lines().count() >= 24,
+        "a checkpoint per agent hour: {list}"
+    );
+    let o = athena(dir.path(), &["checkpoint", "verify", "latest"]);
+    assert!(o.status.success(), "{:?}", text(&o));
     let o = athena(dir.path(), &["status"]);
     let (status_out, err) = text(&o);
     assert!(o.status.success(), "{err}");
