@@ -8,7 +8,7 @@ use crate::journal::JournalRecord;
 use crate::market::MarketSource;
 use crate::risk::{RiskEvent, persist};
 use athena_config::{Config, MarketSource as SourceKind};
-use athena_storage::{SeqTable, Store};
+use athena_storage::Store;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -198,15 +198,11 @@ fn report(
 pub fn decisions(
     store: &Store,
 ) -> Result<Vec<crate::journal::DecisionRecord>, athena_storage::StoreError> {
-    store.read(|r| {
-        Ok(
-            r.seq_after::<JournalRecord>(SeqTable::Journal, 0, usize::MAX)?
-                .into_iter()
-                .filter_map(|(_, rec)| match rec {
-                    JournalRecord::Decision(d) => Some(d),
-                    JournalRecord::Risk(_) => None,
-                })
-                .collect(),
-        )
-    })
+    Ok(crate::journal::read_all(store)?
+        .into_iter()
+        .filter_map(|(_, rec)| match rec {
+            JournalRecord::Decision(d) => Some(d),
+            JournalRecord::Risk(_) => None,
+        })
+        .collect())
 }

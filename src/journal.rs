@@ -41,3 +41,10 @@ pub struct DecisionRecord {
     /// Why an allowed decision was not executed.
     pub note: Option<String>,
 }
+
+/// Every journal record, oldest first, with its sequence number.
+pub fn read_all(
+    store: &athena_storage::Store,
+) -> athena_storage::Result<Vec<(u64, JournalRecord)>> {
+    store.read(|r| r.seq_after(athena_storage::SeqTable::Journal, 0, usize::MAX))
+}

@@ -322,12 +322,7 @@ proptest! {
         let e = engine();
         let (cfg, _) = e.config();
         for (n, seed) in steps.into_iter().enumerate() {
-            // A proposal generated against the portfolio as it is now.
-            let mut runner = proptest::test_runner::TestRunner::new_with_rng(
-                ProptestConfig::default(),
-                proptest::test_runner::TestRng::from_seed(proptest::test_runner::RngAlgorithm::ChaCha, &seed_bytes(seed)),
-            );
-            let prop = proposal(&p, n).new_tree(&mut runner).unwrap().current();
+            let prop = proposal_from_seed(&p, n, seed);
             let a = e.assess(&s, &prop, &p, &m);
             if prop.kind.is_exit() {
                 prop_assert!(a.decision.allowed(), "{a:?}");
@@ -352,11 +347,7 @@ proptest! {
         let e = engine();
         let blocked = s.entry_blockers(T).next().is_some() || !s.computed_state(T).allows_entries();
         for (n, (_, _, seed)) in picks.into_iter().enumerate() {
-            let mut runner = proptest::test_runner::TestRunner::new_with_rng(
-                ProptestConfig::default(),
-                proptest::test_runner::TestRng::from_seed(proptest::test_runner::RngAlgorithm::ChaCha, &seed_bytes(seed)),
-            );
-            let prop = proposal(&p, n).new_tree(&mut runner).unwrap().current();
+            let prop = proposal_from_seed(&p, n, seed);
             let a = e.assess(&s, &prop, &p, &m);
             if prop.kind.is_exit() {
                 prop_assert!(a.decision.allowed(), "an exit was blocked: {a:?}");
@@ -493,8 +484,16 @@ proptest! {
     }
 }
 
-fn seed_bytes(seed: u64) -> [u8; 32] {
-    let mut b = [0u8; 32];
-    b[..8].copy_from_slice(&seed.to_le_bytes());
-    b
+/// A proposal generated from `seed` against the portfolio as it is now (a sequence step).
+fn proposal_from_seed(p: &Portfolio, n: usize, seed: u64) -> Proposal {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&seed.to_le_bytes());
+    let mut runner = proptest::test_runner::TestRunner::new_with_rng(
+        ProptestConfig::default(),
+        proptest::test_runner::TestRng::from_seed(
+            proptest::test_runner::RngAlgorithm::ChaCha,
+            &bytes,
+        ),
+    );
+    proposal(p, n).new_tree(&mut runner).unwrap().current()
 }

@@ -288,22 +288,28 @@ impl Agent {
         let decide_micros = decide_started.elapsed().as_micros() as u64;
         // Learn from outcomes and entries.
         let mut pattern_updates: Vec<(String, Memory)> = Vec::new();
-        let outcomes: Vec<(LedgerEntry, Option<Memory>)> = store.read(|r| {
-            let mut v = Vec::new();
-            for e in ledger.iter().filter(|e| e.action == "close") {
-                let pattern = match self
-                    .state
-                    .pool_patterns
-                    .get(&e.pool)
-                    .and_then(|id| id.parse::<ulid::Ulid>().ok())
-                {
-                    Some(id) => r.get_memory(id)?,
-                    None => None,
-                };
-                v.push((e.clone(), pattern));
-            }
-            Ok(v)
-        })?;
+        // Most ticks close nothing: read the pattern memories only when one does.
+        let any_close = ledger.iter().any(|e| e.action == "close");
+        let outcomes: Vec<(LedgerEntry, Option<Memory>)> = if !any_close {
+            Vec::new()
+        } else {
+            store.read(|r| {
+                let mut v = Vec::new();
+                for e in ledger.iter().filter(|e| e.action == "close") {
+                    let pattern = match self
+                        .state
+                        .pool_patterns
+                        .get(&e.pool)
+                        .and_then(|id| id.parse::<ulid::Ulid>().ok())
+                    {
+                        Some(id) => r.get_memory(id)?,
+                        None => None,
+                    };
+                    v.push((e.clone(), pattern));
+                }
+                Ok(v)
+            })?
+        };
         for (close, pattern) in outcomes {
             let (outcome, pattern) = learn::outcome(&close, pattern, seed);
             memories.push(outcome);

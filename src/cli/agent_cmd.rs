@@ -41,21 +41,13 @@ pub enum SimCommand {
     },
 }
 
-fn usage(message: String) -> anyhow::Error {
-    Exit {
-        code: 2,
-        message: format!("error: {message}"),
-    }
-    .into()
-}
-
 pub(super) fn backtest(config: &Config, args: &BacktestArgs) -> anyhow::Result<()> {
     let mut config = config.clone();
     if let Some(seed) = args.seed {
         config.agent.seed = seed;
     }
     if args.days == 0 {
-        return Err(usage("--days must be at least 1".into()));
+        return Err(Exit::usage("--days must be at least 1").into());
     }
     let store = open_store(&config)?;
     let mut last_pct = u64::MAX;

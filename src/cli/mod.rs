@@ -87,6 +87,16 @@ impl std::fmt::Display for Exit {
 
 impl std::error::Error for Exit {}
 
+impl Exit {
+    /// Bad input from the operator: `error: message` and exit code 2.
+    pub fn usage(message: impl std::fmt::Display) -> Self {
+        Self {
+            code: 2,
+            message: format!("error: {message}"),
+        }
+    }
+}
+
 /// Parses `std::env::args` and runs the command.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

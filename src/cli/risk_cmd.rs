@@ -60,10 +60,7 @@ fn engine(config: &Config) -> RiskEngine {
 
 pub(super) fn run(config: &Config, cmd: &RiskCommand) -> anyhow::Result<()> {
     let now = now_ms();
-    let refused = |e: crate::risk::controls::Refused| Exit {
-        code: 2,
-        message: format!("error: {e}"),
-    };
+    let refused = |e: crate::risk::controls::Refused| Exit::usage(e);
     let control = |f: &dyn Fn(&RiskEngine, &mut RiskState) -> anyhow::Result<Vec<RiskJournal>>| -> anyhow::Result<()> {
         let store = open_store(config)?;
         let e = engine(config);
@@ -91,10 +88,7 @@ pub(super) fn run(config: &Config, cmd: &RiskCommand) -> anyhow::Result<()> {
             Ok(())
         }
         RiskCommand::Reset { breaker, reason } => {
-            let kind = BreakerKind::parse(breaker).map_err(|m| Exit {
-                code: 2,
-                message: format!("error: {m}"),
-            })?;
+            let kind = BreakerKind::parse(breaker).map_err(Exit::usage)?;
             control(&|e, s| Ok(e.reset(s, kind, reason, now).map_err(refused)?))
         }
         RiskCommand::Stop { reason } => {
@@ -117,10 +111,7 @@ pub(super) fn run(config: &Config, cmd: &RiskCommand) -> anyhow::Result<()> {
             for_,
             reason,
         } => {
-            let limit = Limit::parse(limit).map_err(|m| Exit {
-                code: 2,
-                message: format!("error: {m}"),
-            })?;
+            let limit = Limit::parse(limit).map_err(Exit::usage)?;
             let for_ms = for_.as_millis() as u64;
             control(&|e, s| {
                 Ok(e.override_limit(s, limit, *value, for_ms, reason, now)

@@ -45,9 +45,7 @@ impl RiskEngine {
             at_ms: now_ms,
             reason: reason.clone(),
         });
-        let mut out = vec![entry(now_ms, RiskEvent::Stop { reason })];
-        self.update_state(state, now_ms, "operator stop", &mut out);
-        Ok(out)
+        Ok(self.journaled(state, now_ms, RiskEvent::Stop { reason }, "operator stop"))
     }
 
     /// Resume: lift an operator stop and a restart hold. Breakers still tripped keep their
@@ -61,9 +59,12 @@ impl RiskEngine {
         let reason = need_reason(reason)?;
         state.operator_stop = None;
         state.restart_hold = None;
-        let mut out = vec![entry(now_ms, RiskEvent::Resume { reason })];
-        self.update_state(state, now_ms, "operator resume", &mut out);
-        Ok(out)
+        Ok(self.journaled(
+            state,
+            now_ms,
+            RiskEvent::Resume { reason },
+            "operator resume",
+        ))
     }
 
     /// Operator reset of one breaker (the only way to clear a latched one).
@@ -76,21 +77,26 @@ impl RiskEngine {
     ) -> Result<Vec<RiskJournal>, Refused> {
         let reason = need_reason(reason)?;
         let was_tripped = state.breaker_mut(breaker).reset(now_ms);
-        let mut out = vec![entry(
-            now_ms,
-            RiskEvent::Reset {
-                breaker,
-                reason,
-                was_tripped,
-            },
-        )];
-        self.update_state(
-            state,
-            now_ms,
-            &format!("{} reset by an operator", breaker.as_str()),
-            &mut out,
-        );
-        Ok(out)
+        let event = RiskEvent::Reset {
+            breaker,
+            reason,
+            was_tripped,
+        };
+        let cause = format!("{} reset by an operator", breaker.as_str());
+        Ok(self.journaled(state, now_ms, event, &cause))
+    }
+
+    /// The journal entry of a control, followed by the state change it causes, if any.
+    fn journaled(
+        &self,
+        state: &mut RiskState,
+        now_ms: u64,
+        event: RiskEvent,
+        cause: &str,
+    ) -> Vec<RiskJournal> {
+        let mut out = vec![entry(now_ms, event)];
+        self.update_state(state, now_ms, cause, &mut out);
+        out
     }
 
     /// Changes one limit for `for_ms` (at most [`MAX_OVERRIDE_MS`]); it expires by itself.

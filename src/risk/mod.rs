@@ -246,41 +246,18 @@ impl RiskEngine {
                 }
             }
             Observation::ApiFailure { source, .. } => {
-                state.api_failures.push_back(at);
-                bound(&mut state.api_failures, EVENTS_KEPT);
-                let s = self.settings(BreakerKind::ApiFailures);
-                let n = self.count_since(
-                    &state.api_failures,
-                    state,
-                    BreakerKind::ApiFailures,
-                    at,
-                    s.window_ms,
-                );
-                if n as f64 >= s.threshold {
+                if let Some((n, window_s)) = self.count_event(state, BreakerKind::ApiFailures, at) {
                     trips.push((
                         BreakerKind::ApiFailures,
-                        format!(
-                            "{n} failures in {} s (latest: {source})",
-                            s.window_ms / 1000
-                        ),
+                        format!("{n} failures in {window_s} s (latest: {source})"),
                     ));
                 }
             }
             Observation::LlmTimeout { .. } => {
-                state.llm_timeouts.push_back(at);
-                bound(&mut state.llm_timeouts, EVENTS_KEPT);
-                let s = self.settings(BreakerKind::LlmTimeout);
-                let n = self.count_since(
-                    &state.llm_timeouts,
-                    state,
-                    BreakerKind::LlmTimeout,
-                    at,
-                    s.window_ms,
-                );
-                if n as f64 >= s.threshold {
+                if let Some((n, window_s)) = self.count_event(state, BreakerKind::LlmTimeout, at) {
                     trips.push((
                         BreakerKind::LlmTimeout,
-                        format!("{n} LLM timeouts in {} s", s.window_ms / 1000),
+                        format!("{n} LLM timeouts in {window_s} s"),
                     ));
                 }
             }
@@ -379,19 +356,28 @@ impl RiskEngine {
         out
     }
 
-    /// Events of `series` in the breaker's window and since it was last armed.
-    fn count_since(
+    /// Records an event of a counting breaker (api_failures or llm_timeout) and, when the
+    /// events in its window since it was last armed reach its threshold, returns their count
+    /// and the window in seconds.
+    fn count_event(
         &self,
-        series: &std::collections::VecDeque<u64>,
-        state: &RiskState,
+        state: &mut RiskState,
         kind: BreakerKind,
         at: u64,
-        window_ms: u64,
-    ) -> usize {
+    ) -> Option<(usize, u64)> {
+        let s = self.settings(kind);
         let from = at
-            .saturating_sub(window_ms)
+            .saturating_sub(s.window_ms)
             .max(state.breaker(kind).armed_since_ms);
-        series.iter().filter(|t| **t >= from && **t <= at).count()
+        let series = if kind == BreakerKind::ApiFailures {
+            &mut state.api_failures
+        } else {
+            &mut state.llm_timeouts
+        };
+        series.push_back(at);
+        bound(series, EVENTS_KEPT);
+        let n = series.iter().filter(|t| **t >= from && **t <= at).count();
+        (n as f64 >= s.threshold).then_some((n, s.window_ms / 1000))
     }
 
     /// rapid_loss (PnL over its window against the value at the window's start) and

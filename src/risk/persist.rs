@@ -67,15 +67,11 @@ pub fn save(
 
 /// The risk journal entries, oldest first.
 pub fn journal(store: &Store) -> Result<Vec<(u64, RiskJournal)>> {
-    store.read(|r| {
-        Ok(
-            r.seq_after::<JournalRecord>(SeqTable::Journal, 0, usize::MAX)?
-                .into_iter()
-                .filter_map(|(seq, rec)| match rec {
-                    JournalRecord::Risk(j) => Some((seq, j)),
-                    JournalRecord::Decision(_) => None,
-                })
-                .collect(),
-        )
-    })
+    Ok(crate::journal::read_all(store)?
+        .into_iter()
+        .filter_map(|(seq, rec)| match rec {
+            JournalRecord::Risk(j) => Some((seq, j)),
+            JournalRecord::Decision(_) => None,
+        })
+        .collect())
 }
