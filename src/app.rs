@@ -9,22 +9,33 @@
 //! `spawn_blocking` (no blocking redb call on an async worker thread).
 
 use crate::clock::Clock;
-use anyhow::Context;
 use athena_config::Config;
 use athena_storage::Store;
 use std::sync::Arc;
 use tokio::sync::{Notify, watch};
 
 /// Runs until SIGINT or SIGTERM, then shuts down in order: stop services, close the store.
-pub async fn run(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
-    let for_open = config.clone();
-    let (store, memories) = tokio::task::spawn_blocking(move || {
-        let store = open_store(&for_open)?;
-        let memories = store.read(|r| r.memory_count())?;
-        Ok::<_, athena_storage::StoreError>((store, memories))
-    })
-    .await?
-    .with_context(|| format!("opening the store in {}", config.agent.data_dir.display()))?;
+/// The start is the recovery ladder ([`crate::recovery::start`]); with `restore_from` it starts
+/// on an empty data directory from that source.
+pub async fn run(
+    config: Config,
+    restore_from: Option<crate::recovery::sources::Source>,
+) -> anyhow::Result<()> {
+    let (store, recovery) =
+        crate::recovery::start(&config, restore_from, crate::clock::SystemClock.now_ms()).await?;
+    if let Some(r) = &recovery {
+        print_recovery(r);
+    }
+    let resume_at = store
+        .read(|r| {
+            r.get::<crate::agent::state::AgentState>(
+                athena_storage::KeyedTable::Agent,
+                crate::agent::state::STATE_KEY,
+            )
+        })?
+        .map_or(0, |a| a.last_tick_ms);
+    let clock = crate::clock::from_config(&config.agent, resume_at);
+    let memories = store.read(|r| r.memory_count())?;
     let store = Arc::new(store);
     tracing::info!(
         path = %store.path().display(),
@@ -44,12 +55,22 @@ pub async fn run(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || marker.write(|w| w.set_meta_u64(CLEAN_SHUTDOWN_KEY, 0)))
         .await??;
     let pruned = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let (findings_tx, findings) = tokio::sync::mpsc::unbounded_channel();
+    let scrub_stats = Arc::new(crate::recovery::scrub::ScrubStats::default());
+    let scrubber = tokio::spawn(crate::recovery::scrub::run(
+        store.clone(),
+        u64::from(config.recovery.scrub_records_per_sec),
+        findings_tx,
+        scrub_stats,
+        stop_rx.clone(),
+    ));
     let agent = tokio::spawn(agent_loop(
         store.clone(),
         config.clone(),
         clock.clone(),
         stop_rx.clone(),
         pruned.clone(),
+        findings,
     ));
     let pruning = tokio::spawn(pruning_service(
         store.clone(),
@@ -98,6 +119,10 @@ pub async fn run(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<()> {
     match tokio::time::timeout(deadline, pruning).await {
         Ok(joined) => joined?,
         Err(_) => tracing::warn!("pruning service did not stop within the shutdown deadline"),
+    }
+    match tokio::time::timeout(deadline, scrubber).await {
+        Ok(joined) => joined?,
+        Err(_) => tracing::warn!("scrubber did not stop within the shutdown deadline"),
     }
     if let Some(sync) = sync {
         // The worker drains for at most `deadline` itself; allow it that plus a margin.
@@ -158,6 +183,7 @@ async fn agent_loop(
     clock: Arc<dyn Clock>,
     mut stop: watch::Receiver<bool>,
     pruned: Arc<std::sync::atomic::AtomicU64>,
+    mut findings: tokio::sync::mpsc::UnboundedReceiver<athena_storage::CorruptRecord>,
 ) -> anyhow::Result<()> {
     let now = clock.now_ms();
     let (st, cfg) = (store.clone(), config.clone());
@@ -167,6 +193,8 @@ async fn agent_loop(
         })
     })
     .await??;
+    let st = store.clone();
+    let last_recovery = tokio::task::spawn_blocking(move || crate::recovery::last(&st)).await??;
     let tick_ms = config.agent.tick_interval.as_millis().max(1) as u64;
     let observation_ms = config.agent.observation_period.as_millis() as u64;
     println!(
@@ -188,6 +216,10 @@ async fn agent_loop(
             tokio::select! {
                 _ = tokio::time::sleep(clock.wall_duration(std::time::Duration::from_millis(due - now))) => {}
                 _ = stop.changed() => return Ok(()),
+                Some(bad) = findings.recv() => {
+                    agent = report_corruption(agent, &store, bad).await?;
+                    continue;
+                }
             }
         }
         if *stop.borrow() {
@@ -217,7 +249,9 @@ async fn agent_loop(
         if report.at_ms % checkpoint_ms < tick_ms {
             checkpoint(&store, &config, report.at_ms).await;
         }
-        if let Err(e) = agent.status().publish(&config.agent.data_dir) {
+        let mut status = agent.status();
+        status.last_recovery = last_recovery.clone();
+        if let Err(e) = status.publish(&config.agent.data_dir) {
             tracing::warn!(error = %e, "cannot publish the status file");
         }
         for j in &report.risk_events {
@@ -251,6 +285,44 @@ async fn agent_loop(
             );
         }
     }
+}
+
+/// Trips memory_corruption for a record the scrubber found corrupt, naming it.
+async fn report_corruption(
+    mut agent: crate::agent::Agent,
+    store: &Arc<Store>,
+    bad: athena_storage::CorruptRecord,
+) -> anyhow::Result<crate::agent::Agent> {
+    let what = format!("{} key {}: {}", bad.table, bad.key, bad.reason);
+    println!("athena: scrubber found a corrupt record: {what}");
+    let st = store.clone();
+    let at = agent.state.last_tick_ms;
+    let (agent, journal) = tokio::task::spawn_blocking(move || {
+        let j = agent.observe(
+            &st,
+            crate::risk::Observation::IntegrityFailure { at_ms: at, what },
+        );
+        (agent, j)
+    })
+    .await?;
+    for j in journal? {
+        if let crate::risk::RiskEvent::Trip {
+            breaker, reason, ..
+        } = &j.event
+        {
+            println!("athena: breaker {} tripped: {reason}", breaker.as_str());
+        }
+    }
+    Ok(agent)
+}
+
+/// Prints a recovery: its cause, each step with its time, and the total.
+fn print_recovery(r: &crate::recovery::Recovery) {
+    println!("athena: recovery: {}", r.cause);
+    for s in &r.steps {
+        println!("athena:   {:<28} {:>9.1} ms  {}", s.name, s.ms, s.detail);
+    }
+    println!("athena: recovered in {:.1} ms", r.total_ms);
 }
 
 /// Opens the store of `config` read-write, with its store settings applied.

@@ -43,6 +43,9 @@ pub struct Contents {
     pub memories: BTreeMap<String, (u64, String)>,
     /// Outbox watermark: the next sequence number (never reused).
     pub outbox_next_seq: u64,
+    /// The journal's next sequence number: entries below it belong to this checkpoint.
+    #[serde(default)]
+    pub journal_next_seq: u64,
     /// SHA-256 of the configuration in force.
     pub config_digest: String,
 }
@@ -128,6 +131,7 @@ pub fn create(
             })
             .collect();
         let outbox_next_seq = r.meta_u64(SeqTable::Outbox.counter_key())?.unwrap_or(1);
+        let journal_next_seq = r.meta_u64(SeqTable::Journal.counter_key())?.unwrap_or(1);
         Ok(Contents {
             format_version: FORMAT_VERSION,
             id: String::new(),
@@ -138,6 +142,7 @@ pub fn create(
             intents,
             memories,
             outbox_next_seq,
+            journal_next_seq,
             config_digest: config_digest.clone(),
         })
     })?;

@@ -80,13 +80,17 @@ impl Clock for ManualClock {
     }
 }
 
-/// The clock the configuration asks for.
-pub fn from_config(agent: &athena_config::AgentConfig) -> Arc<dyn Clock> {
+/// The clock the configuration asks for; a simulated one starts at `resume_at_ms` when that is
+/// later than the wall (the agent time the last run reached).
+pub fn from_config(agent: &athena_config::AgentConfig, resume_at_ms: u64) -> Arc<dyn Clock> {
     match agent.clock {
         athena_config::ClockKind::Real => Arc::new(SystemClock),
-        athena_config::ClockKind::Simulated => {
-            Arc::new(ScaledClock::new(SystemClock.now_ms(), agent.time_scale))
-        }
+        // An accelerated run resumes from where its agent time stopped, not from the wall:
+        // otherwise a restart would wait out all the agent time the previous run covered.
+        athena_config::ClockKind::Simulated => Arc::new(ScaledClock::new(
+            SystemClock.now_ms().max(resume_at_ms),
+            agent.time_scale,
+        )),
     }
 }
 

@@ -38,6 +38,16 @@ pub struct Book<'a> {
     pub cash_usd: f64,
     /// Positions.
     pub positions: &'a [state::PaperPosition],
+    /// Seed of the run.
+    pub seed: u64,
+    /// Agent time of tick 0.
+    pub started_ms: u64,
+    /// Start of the observation period.
+    pub observation_start_ms: u64,
+    /// Next position number.
+    pub next_position: u64,
+    /// Run totals.
+    pub totals: &'a state::Totals,
 }
 
 /// File in the data directory where a running agent publishes its status each tick, so
@@ -65,6 +75,9 @@ pub struct Status {
     pub tripped: Vec<String>,
     /// Totals.
     pub totals: state::Totals,
+    /// The last recovery (crash restart or restore), with its step timings.
+    #[serde(default)]
+    pub last_recovery: Option<crate::recovery::Recovery>,
 }
 
 impl Status {
@@ -87,6 +100,7 @@ impl Status {
                 .map(|b| b.kind.as_str().to_string())
                 .collect(),
             totals: state.totals.clone(),
+            last_recovery: None,
         }
     }
 
@@ -190,6 +204,11 @@ impl Agent {
             equity_usd: self.state.equity_usd(),
             cash_usd: self.state.cash_usd,
             positions: &self.state.positions,
+            seed: self.state.seed,
+            started_ms: self.state.started_ms,
+            observation_start_ms: self.state.observation_start_ms,
+            next_position: self.state.next_position,
+            totals: &self.state.totals,
         }
     }
 
@@ -198,6 +217,19 @@ impl Agent {
         now_ms
             < self.state.observation_start_ms
                 + self.config.agent.observation_period.as_millis() as u64
+    }
+
+    /// Reports something observed outside a tick (the scrubber's corrupt record) to the risk
+    /// engine and persists what it changed; returns the journal entries (a trip, if any).
+    pub fn observe(
+        &mut self,
+        store: &Store,
+        observation: Observation,
+    ) -> Result<Vec<RiskJournal>, AgentError> {
+        let journal = self.engine.record(&mut self.risk, observation);
+        let at = self.state.last_tick_ms;
+        store.write(|w| risk::persist::save(w, &self.risk, &journal, at))?;
+        Ok(journal)
     }
 
     /// Runs the next tick and commits it.

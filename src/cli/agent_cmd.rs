@@ -150,7 +150,9 @@ pub(super) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
                 return Ok(());
             };
             let risk = crate::risk::persist::load_or_default(&store)?;
-            (Status::of(&state, &risk, config), false)
+            let mut status = Status::of(&state, &risk, config);
+            status.last_recovery = crate::recovery::last(&store)?;
+            (status, false)
         }
     };
     if json {
@@ -212,6 +214,22 @@ pub(super) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
         "trades {}, fees ${:.2}, gas ${:.4}, realised PnL ${:+.2}, max drawdown {:.2}%",
         t.trades, t.fees_paid_usd, t.gas_paid_usd, t.realised_pnl_usd, t.max_drawdown_pct
     );
+    match &s.last_recovery {
+        None => println!("last recovery: none"),
+        Some(r) => {
+            println!(
+                "last recovery: {} ago, {:.1} ms: {}",
+                humantime::format_duration(std::time::Duration::from_secs(
+                    now.saturating_sub(r.wall_ms) / 1000
+                )),
+                r.total_ms,
+                r.cause
+            );
+            for step in &r.steps {
+                println!("  {:<28} {:>9.1} ms  {}", step.name, step.ms, step.detail);
+            }
+        }
+    }
     Ok(())
 }
 

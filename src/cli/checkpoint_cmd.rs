@@ -1,4 +1,4 @@
-//! `athena checkpoint create|list|verify`.
+//! `athena checkpoint create|list|verify|restore`.
 
 use super::{Exit, now_ms, open_store, open_store_read_only};
 use crate::agent::state::{AgentState, STATE_KEY};
@@ -21,11 +21,25 @@ pub enum CheckpointCommand {
         #[arg(default_value = "latest")]
         id: String,
     },
+    /// Restore a checkpoint (ID, or `latest`) into the data directory, with the agent stopped:
+    /// the current store is quarantined (renamed, never deleted), a new one is built from the
+    /// checkpoint plus the memories salvaged from the old store or held by the cloud, then
+    /// reconciled.
+    Restore {
+        /// Checkpoint id or `latest`.
+        #[arg(default_value = "latest")]
+        id: String,
+        /// Where the checkpoint comes from: local, gcs (the object store) or firestore (a
+        /// rebuild from the documents; `latest` only).
+        #[arg(long, default_value = "local")]
+        from: crate::recovery::sources::Source,
+    },
 }
 
 pub(super) fn run(config: &Config, cmd: &CheckpointCommand) -> anyhow::Result<()> {
     let dir = &config.agent.data_dir;
     match cmd {
+        CheckpointCommand::Restore { id, from } => restore(config, id, *from)?,
         CheckpointCommand::Create => {
             let store = open_store(config)?;
             // Agent time: the last tick's, so checkpoints line up with the journal.
@@ -93,5 +107,47 @@ pub(super) fn run(config: &Config, cmd: &CheckpointCommand) -> anyhow::Result<()
             }
         }
     }
+    Ok(())
+}
+
+fn restore(
+    config: &Config,
+    id: &str,
+    from: crate::recovery::sources::Source,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let wanted = (id != "latest").then_some(id);
+    let progress = |done: u64, total: u64| {
+        if let Some(pct) = (done * 100).checked_div(total) {
+            let bar = "#".repeat((pct / 4) as usize);
+            eprint!("\r[{bar:<25}] {pct:>3}%  {done}/{total} memories");
+            let _ = std::io::stderr().flush();
+        }
+    };
+    let runtime = super::runtime()?;
+    let rec = runtime
+        .block_on(crate::recovery::restore_command(
+            config, from, wanted, &progress,
+        ))
+        .map_err(|e| Exit {
+            code: 1,
+            message: format!("error: restore failed: {e}"),
+        })?;
+    eprintln!();
+    if let Some(q) = &rec.quarantined {
+        println!("quarantined the previous store at {q}");
+    }
+    for s in &rec.skipped {
+        println!("skipped {s}");
+    }
+    for s in &rec.steps {
+        println!("  {:<28} {:>9.1} ms  {}", s.name, s.ms, s.detail);
+    }
+    println!(
+        "restored {} from {} in {:.1} ms",
+        rec.checkpoint.as_deref().unwrap_or("?"),
+        from,
+        rec.total_ms
+    );
     Ok(())
 }

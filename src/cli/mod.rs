@@ -36,8 +36,8 @@ pub struct Cli {
 /// Top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the agent process on the configuration (today: the store and the pruning service).
-    Run,
+    /// Run the agent: the recovery ladder, then the agent loop, pruning, the scrubber and sync.
+    Run(RunArgs),
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(config_cmd::ConfigCommand),
@@ -68,6 +68,25 @@ pub enum Command {
     /// Risk engine state and the operator's emergency controls.
     #[command(subcommand)]
     Risk(risk_cmd::RiskCommand),
+}
+
+/// `athena run` options.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Start on an empty data directory from the cloud: the newest valid checkpoint in the
+    /// object store (`gcs`) or a rebuild from the Firestore documents (`firestore`).
+    #[arg(long, value_name = "SOURCE", value_parser = parse_cloud_source)]
+    pub restore_from: Option<crate::recovery::sources::Source>,
+}
+
+fn parse_cloud_source(s: &str) -> Result<crate::recovery::sources::Source, String> {
+    match s.parse()? {
+        crate::recovery::sources::Source::Local => Err(
+            "local is not a cloud source: a start with a store restores from local checkpoints by itself"
+                .into(),
+        ),
+        other => Ok(other),
+    }
 }
 
 /// An error that ends the command with a given exit code after printing its message.
@@ -157,11 +176,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status { json } => agent_cmd::status(&load_config(&cli)?, *json),
         Command::Sim(c) => agent_cmd::sim(&load_config(&cli)?, c),
         Command::Checkpoint(c) => checkpoint_cmd::run(&load_config(&cli)?, c),
-        Command::Run => {
+        Command::Run(args) => {
             let config = load_config(&cli)?;
-            let clock = crate::clock::from_config(&config.agent);
             let runtime = runtime()?;
-            runtime.block_on(crate::app::run(config, clock))
+            runtime.block_on(crate::app::run(config, args.restore_from))
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod dictionary;
 mod error;
 pub mod memory;
 pub mod outbox;
+pub mod scrub;
 mod store;
 pub mod tables;
 mod verify;
@@ -26,6 +27,7 @@ pub use memory::recall::{RecallQuery, RecallStats};
 pub use memory::stats::{MemoryStats, TierCounts};
 pub use memory::{Category, Memory, MemoryType, Metadata, Source, Tier};
 pub use outbox::{DeadLetter, OutboxOp, OutboxRow};
+pub use scrub::{ScrubCursor, ScrubSlice};
 pub use store::{
     ALREADY_OPEN, NEEDS_REPAIR, OpenReport, ReadTx, STORE_FILE, Store, TableStat, WriteTx,
 };

@@ -101,7 +101,13 @@ impl Store {
     /// Opens an existing store in `data_dir` without ever writing to it. A store that needs
     /// crash repair is refused (`StoreError::Refused`, reason mentions repair).
     pub fn open_read_only(data_dir: &Path, memory: &MemoryConfig) -> Result<Self> {
-        let path = data_dir.join(STORE_FILE);
+        Self::open_file_read_only(&data_dir.join(STORE_FILE), memory)
+    }
+
+    /// Opens the existing store file at `path` without ever writing to it (see
+    /// [`Store::open_read_only`]).
+    pub fn open_file_read_only(path: &Path, memory: &MemoryConfig) -> Result<Self> {
+        let path = path.to_path_buf();
         let started = Instant::now();
         let refused = |reason: String| StoreError::Refused {
             path: path.clone(),

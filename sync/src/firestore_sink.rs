@@ -121,6 +121,43 @@ impl FirestoreSink {
         Ok(self.read(collection, doc).await?.map(|(map, _)| map))
     }
 
+    /// Every document of `collection` under the agent, as (document id, fields), the sync
+    /// watermark included (a restore reads the highest sequence the cloud has seen from it).
+    pub async fn list(
+        &self,
+        collection: &str,
+    ) -> Result<Vec<(String, Map<String, Value>)>, SinkError> {
+        use futures::TryStreamExt;
+        let stream = self
+            .db
+            .fluent()
+            .list()
+            .from(collection)
+            .parent(&self.parent)
+            .page_size(1000)
+            .stream_all_with_errors()
+            .await
+            .map_err(classify)?;
+        let docs: Vec<firestore::gcloud_sdk::google::firestore::v1::Document> =
+            stream.try_collect().await.map_err(classify)?;
+        self.requests
+            .reads
+            .fetch_add(docs.len() as u64, Ordering::Relaxed);
+        docs.iter()
+            .map(|d| {
+                let id = d.name.rsplit('/').next().unwrap_or_default().to_string();
+                match FirestoreDb::deserialize_doc_to::<Value>(d) {
+                    Ok(Value::Object(m)) => Ok((id, m)),
+                    Ok(_) => Ok((id, Map::new())),
+                    Err(e) => Err(SinkError::new(
+                        ErrorKind::Invalid,
+                        format!("reading {collection}/{}: {e}", d.name),
+                    )),
+                }
+            })
+            .collect()
+    }
+
     /// Read-cache (hits, misses).
     pub fn cache_counters(&self) -> (u64, u64) {
         self.cache.counters()

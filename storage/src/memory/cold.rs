@@ -380,6 +380,79 @@ impl WriteTx<'_> {
     }
 }
 
+impl WriteTx<'_> {
+    /// Restores a cold segment fetched from the object store at `path`: its local info and an
+    /// index entry for each memory in it (only those in `live` when the cloud's cold index is
+    /// known), without outbox rows. Returns the entries indexed.
+    pub fn import_cold_segment(
+        &mut self,
+        path: &str,
+        bytes: &[u8],
+        live: Option<&std::collections::HashSet<Ulid>>,
+    ) -> Result<usize> {
+        let segment: Segment = self
+            .codec
+            .decode(bytes)
+            .map_err(|r| corrupt("cold_segments", path, r))?;
+        let kept: Vec<&Memory> = segment
+            .memories
+            .iter()
+            .filter(|m| live.is_none_or(|l| l.contains(&m.id)))
+            .collect();
+        let mut bloom = BloomFilter::with_capacity(segment.memories.len());
+        for m in &segment.memories {
+            if let Some(k) = &m.metadata.pattern_key {
+                bloom.insert(k);
+            }
+        }
+        let info = SegmentInfo {
+            id: segment.id.clone(),
+            path: path.to_string(),
+            min_ms: segment
+                .memories
+                .iter()
+                .map(|m| m.created_ms)
+                .min()
+                .unwrap_or(0),
+            max_ms: segment
+                .memories
+                .iter()
+                .map(|m| m.created_ms)
+                .max()
+                .unwrap_or(0),
+            records: segment.memories.len() as u32,
+            live: kept.len() as u32,
+            archived: 0,
+            bytes: bytes.len() as u64,
+            bloom,
+        };
+        let info_bytes = self
+            .codec
+            .encode(RecordKind::Segment, Compression::Zstd, &info)?;
+        self.tx
+            .open_table(COLD_SEGMENTS)?
+            .insert(segment.id.as_str(), info_bytes.as_slice())?;
+        let mut index = self.tx.open_table(COLD_INDEX)?;
+        for m in &kept {
+            let entry = ColdEntry {
+                id: m.id,
+                kind: m.kind,
+                category: m.category,
+                pattern_key: m.metadata.pattern_key.clone(),
+                pool: m.metadata.pool.clone(),
+                confidence: m.confidence,
+                created_ms: m.created_ms,
+                segment: segment.id.clone(),
+            };
+            let e = self
+                .codec
+                .encode(RecordKind::ColdEntry, Compression::None, &entry)?;
+            index.insert(u128::from(m.id), e.as_slice())?;
+        }
+        Ok(kept.len())
+    }
+}
+
 impl crate::store::ReadTx<'_> {
     /// Every cold index entry, in id order.
     pub fn cold_entries(&self) -> Result<Vec<ColdEntry>> {

@@ -145,6 +145,17 @@ impl WriteTx<'_> {
         self.set_meta_u64(counter, seq)
     }
 
+    /// Stores memories restored from elsewhere (a quarantined store, the cloud) with their
+    /// indexes and no outbox rows: where they came from already has them.
+    pub fn import_memories(&mut self, ms: &[Memory]) -> Result<()> {
+        let mut tables = MemoryTables::open(&self.tx)?;
+        for m in ms {
+            tables.put(self.codec, m)?;
+        }
+        self.touched |= tables.touched;
+        Ok(())
+    }
+
     /// Stores the record and its indexes, without an outbox row; returns the encoded size.
     pub(crate) fn put_memory_record(&mut self, m: &Memory) -> Result<usize> {
         let mut tables = MemoryTables::open(&self.tx)?;
@@ -201,6 +212,21 @@ impl ReadTx<'_> {
             );
         }
         Ok(out)
+    }
+
+    /// Every local memory that still decodes, and the keys of those that do not: what can be
+    /// salvaged from a store that failed verification.
+    pub fn salvage_memories(&self) -> Result<(Vec<Memory>, Vec<String>)> {
+        let t = self.tx.open_table(MEMORIES)?;
+        let (mut good, mut bad) = (Vec::new(), Vec::new());
+        for row in t.iter()? {
+            let (k, v) = row?;
+            match self.codec.decode::<Memory>(v.value()) {
+                Ok(m) if u128::from(m.id) == k.value() => good.push(m),
+                _ => bad.push(Ulid(k.value()).to_string()),
+            }
+        }
+        Ok((good, bad))
     }
 
     /// Number of local memories.

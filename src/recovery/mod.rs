@@ -1,0 +1,684 @@
+//! Crash recovery (SPEC.md §4): the start-up ladder, restores, reconciliation and the scrubber.
+//!
+//! The ladder, run by `athena run` before the agent starts:
+//! 1. open the store (redb repairs a file that was not closed cleanly);
+//! 2. the clean-shutdown marker tells a clean start from a crash; a clean start ends here;
+//! 3. after a crash, verify the records the agent resumes from (agent, risk, positions,
+//!    intents, checkpoints, ledger); a store that does not open or does not verify is
+//!    quarantined (renamed, never deleted) and a new one restored from the newest valid
+//!    checkpoint: local files, else the object store, else rebuilt from the Firestore
+//!    documents, with the memories, journal and outbox rows salvaged from the quarantined file
+//!    (or the memories the cloud holds) replayed on top;
+//! 4. resolve pending intents, reconcile the book with its source of truth (never trading to
+//!    fix a difference), apply the recovery factor for 24 h, and record the recovery with its
+//!    cause and the time of each step (`athena status` shows it).
+//!
+//! `athena run --restore-from gcs|firestore` and `athena checkpoint restore` run step 3's
+//! restore on request.
+
+pub mod reconcile;
+pub mod restore;
+pub mod scrub;
+pub mod sources;
+
+use crate::agent::state::{AgentState, STATE_KEY};
+use crate::app::CLEAN_SHUTDOWN_KEY;
+use crate::risk::{Observation, RiskEngine};
+use anyhow::Context;
+use athena_config::{Config, DocumentSink};
+use athena_storage::{KeyedTable, STORE_FILE, SeqTable, Store, StoreError};
+use athena_sync::{FirestoreSink, ObjectStoreSink};
+use restore::{Restoration, Written};
+use serde::{Deserialize, Serialize};
+use sources::Source;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Key of the last recovery record in the `agent_state` table.
+pub const LAST_RECOVERY_KEY: &str = "last_recovery";
+
+/// One step of a recovery and how long it took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// What it did.
+    pub name: String,
+    /// Wall time, ms.
+    pub ms: f64,
+    /// What it found.
+    pub detail: String,
+}
+
+/// A recovery: why it happened, each step with its time, and what it restored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Recovery {
+    /// Wall-clock time it started, Unix ms.
+    pub wall_ms: u64,
+    /// Agent time it resumed at.
+    pub agent_ms: u64,
+    /// Why: a crash, a store that did not open or verify, or a requested restore.
+    pub cause: String,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+    /// Where the state came from when it was restored (`local`, `gcs`, `firestore`).
+    pub restored_from: Option<Source>,
+    /// The checkpoint restored (id and location).
+    pub checkpoint: Option<String>,
+    /// Newer checkpoints found invalid and skipped, each with why.
+    pub skipped: Vec<String>,
+    /// Where the store that failed was moved.
+    pub quarantined: Option<String>,
+    /// What the restore wrote.
+    pub written: Option<Written>,
+    /// Reconciliation of the book with its source of truth.
+    pub reconciliation: Option<reconcile::Report>,
+    /// Pending intents resolved.
+    pub intents_resolved: u64,
+    /// Total wall time, ms.
+    pub total_ms: f64,
+}
+
+/// Why a restore could not be made.
+#[derive(Debug)]
+pub enum RecoveryError {
+    /// The store failed.
+    Store(StoreError),
+    /// No source held a usable checkpoint (each source's reason listed).
+    NothingToRestore(String),
+    /// Bad input (an unknown checkpoint, a source that is not configured).
+    Invalid(String),
+}
+
+impl std::fmt::Display for RecoveryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Store(e) => write!(f, "store: {e}"),
+            Self::NothingToRestore(why) => write!(f, "nothing to restore from: {why}"),
+            Self::Invalid(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for RecoveryError {}
+
+impl From<StoreError> for RecoveryError {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+/// Times the steps of a recovery.
+struct Steps {
+    started: Instant,
+    at: Instant,
+    steps: Vec<Step>,
+}
+
+impl Steps {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            at: Instant::now(),
+            steps: Vec::new(),
+        }
+    }
+
+    /// Records a step that ended now (it began when the previous one ended).
+    fn done(&mut self, name: &str, detail: impl Into<String>) {
+        let now = Instant::now();
+        self.steps.push(Step {
+            name: name.to_string(),
+            ms: now.duration_since(self.at).as_secs_f64() * 1000.0,
+            detail: detail.into(),
+        });
+        self.at = now;
+    }
+
+    fn total_ms(&self) -> f64 {
+        self.started.elapsed().as_secs_f64() * 1000.0
+    }
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Runs the start-up ladder for `config` at agent time `now_ms`; with `restore_from`, starts
+/// from that source on an empty data directory. Returns the open store and the recovery, if
+/// this start was one.
+pub async fn start(
+    config: &Config,
+    restore_from: Option<Source>,
+    now_ms: u64,
+) -> anyhow::Result<(Store, Option<Recovery>)> {
+    let mut steps = Steps::new();
+    let mut rec = Recovery {
+        wall_ms: wall_ms(),
+        ..Recovery::default()
+    };
+    let dir = config.agent.data_dir.clone();
+    let mut kept: Option<Store> = None;
+    if let Some(source) = restore_from {
+        let path = dir.join(STORE_FILE);
+        if path.exists() {
+            anyhow::bail!(
+                "--restore-from {source}: {} already exists; a restore starts on an empty data \
+                 directory (move the store aside, or run without --restore-from)",
+                path.display()
+            );
+        }
+        rec.cause = format!("restore requested from {source}");
+        restore_into(
+            config,
+            &[source],
+            None,
+            None,
+            &mut rec,
+            &mut steps,
+            &|_, _| {},
+        )
+        .await?;
+    } else {
+        let cfg = config.clone();
+        let opened = tokio::task::spawn_blocking(move || crate::app::open_store(&cfg)).await?;
+        match opened {
+            Ok(store) => {
+                let report = store.open_report;
+                steps.done(
+                    "open store",
+                    if report.repaired {
+                        "redb repaired the file"
+                    } else {
+                        "opened"
+                    },
+                );
+                let marker = store.read(|r| r.meta_u64(CLEAN_SHUTDOWN_KEY))?;
+                if marker != Some(0) {
+                    // A new store, a clean stop, or a store no `athena run` has used.
+                    return Ok((store, None));
+                }
+                rec.cause = "crash: the previous process did not shut down cleanly (no \
+                             clean-shutdown marker)"
+                    .into();
+                let bad = verify_resume_records(&store)?;
+                if bad.is_empty() {
+                    steps.done(
+                        "verify",
+                        "agent, risk, positions, intents, checkpoints, ledger: ok",
+                    );
+                    kept = Some(store);
+                } else {
+                    steps.done("verify", format!("corrupt: {}", bad.join("; ")));
+                    rec.cause = format!("{}; the store failed verification", rec.cause);
+                    drop(store);
+                    recover_corrupt(config, &mut rec, &mut steps).await?;
+                }
+            }
+            Err(e @ StoreError::Refused { .. }) => {
+                // Not an Athena store, another schema, or held by another process: an operator
+                // decides; nothing is moved.
+                return Err(e).with_context(|| format!("opening the store in {}", dir.display()));
+            }
+            Err(e) => {
+                steps.done("open store", format!("failed: {e}"));
+                rec.cause = format!("the store does not open: {e}");
+                recover_corrupt(config, &mut rec, &mut steps).await?;
+            }
+        }
+    }
+    let cfg = config.clone();
+    let (store, rec) = tokio::task::spawn_blocking(move || {
+        let store = match kept {
+            Some(s) => s,
+            None => crate::app::open_store(&cfg).with_context(|| {
+                format!(
+                    "opening the restored store in {}",
+                    cfg.agent.data_dir.display()
+                )
+            })?,
+        };
+        let rec = finish(&store, &cfg, rec, steps, now_ms)?;
+        Ok::<_, anyhow::Error>((store, rec))
+    })
+    .await??;
+    Ok((store, Some(rec)))
+}
+
+/// Reads every record the agent resumes from; returns the ones that fail, named.
+fn verify_resume_records(store: &Store) -> Result<Vec<String>, StoreError> {
+    let mut bad = Vec::new();
+    store.read(|r| {
+        let mut check = |what: &str, res: Result<(), StoreError>| match res {
+            Ok(()) => Ok(()),
+            Err(e @ StoreError::Corrupt { .. }) => {
+                bad.push(format!("{what}: {e}"));
+                Ok(())
+            }
+            Err(e) => Err(e),
+        };
+        check(
+            "agent state",
+            r.get::<AgentState>(KeyedTable::Agent, STATE_KEY)
+                .map(|_| ()),
+        )?;
+        check("risk state", crate::risk::persist::load(r).map(|_| ()))?;
+        for t in [
+            KeyedTable::Positions,
+            KeyedTable::Intents,
+            KeyedTable::Checkpoints,
+        ] {
+            check(t.name(), r.all::<serde_json::Value>(t).map(|_| ()))?;
+        }
+        check(
+            "ledger",
+            r.seq_after::<serde_json::Value>(SeqTable::Ledger, 0, usize::MAX)
+                .map(|_| ()),
+        )?;
+        Ok(())
+    })?;
+    Ok(bad)
+}
+
+/// Moves the store file aside (`athena.redb.quarantined-{unix ms}`), never deleting it.
+fn quarantine(dir: &Path) -> Result<Option<PathBuf>, RecoveryError> {
+    let from = dir.join(STORE_FILE);
+    if !from.exists() {
+        return Ok(None);
+    }
+    let to = dir.join(format!("{STORE_FILE}.quarantined-{}", wall_ms()));
+    std::fs::rename(&from, &to)
+        .and_then(|()| std::fs::File::open(dir)?.sync_all())
+        .map_err(|e| {
+            RecoveryError::Invalid(format!("cannot quarantine {}: {e}", from.display()))
+        })?;
+    Ok(Some(to))
+}
+
+/// The corrupt-store rung: quarantine, salvage what decodes, restore local → object store →
+/// Firestore.
+async fn recover_corrupt(
+    config: &Config,
+    rec: &mut Recovery,
+    steps: &mut Steps,
+) -> Result<(), RecoveryError> {
+    let moved = quarantine(&config.agent.data_dir)?;
+    steps.done(
+        "quarantine",
+        moved.as_ref().map_or("no store file".into(), |p| {
+            format!("moved to {}", p.display())
+        }),
+    );
+    rec.quarantined = moved.as_ref().map(|p| p.display().to_string());
+    let salvage =
+        match &moved {
+            Some(path) => {
+                let (path, memory) = (path.clone(), config.memory.clone());
+                match tokio::task::spawn_blocking(move || sources::salvage(&path, &memory)).await {
+                    Ok(Ok(s)) => {
+                        steps.done(
+                        "salvage",
+                        format!(
+                            "{}: {} memories ({} corrupt: {}), {} journal entries, {} outbox rows",
+                            s.note,
+                            s.memories.len(),
+                            s.bad_memories.len(),
+                            s.bad_memories.iter().take(5).cloned().collect::<Vec<_>>().join(", "),
+                            s.journal.len(),
+                            s.outbox.len()
+                        ),
+                    );
+                        Some(s)
+                    }
+                    Ok(Err(e)) => {
+                        steps.done("salvage", format!("nothing: {e}"));
+                        None
+                    }
+                    Err(e) => {
+                        steps.done("salvage", format!("nothing: {e}"));
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+    restore_into(
+        config,
+        &[Source::Local, Source::Gcs, Source::Firestore],
+        salvage,
+        None,
+        rec,
+        steps,
+        &|_, _| {},
+    )
+    .await
+}
+
+/// The object store of `config`, when one is configured.
+fn object_store(config: &Config) -> Result<Option<ObjectStoreSink>, String> {
+    let s = &config.sync;
+    if s.object_store_url.is_empty() {
+        return Ok(None);
+    }
+    ObjectStoreSink::from_url(
+        &s.object_store_url,
+        &config.agent.data_dir,
+        &config.agent.agent_id,
+    )
+    .map(Some)
+    .map_err(|e| e.to_string())
+}
+
+/// The Firestore mirror of `config`, when documents go to Firestore.
+async fn firestore(config: &Config) -> Result<Option<FirestoreSink>, String> {
+    let s = &config.sync;
+    if s.documents != DocumentSink::Firestore {
+        return Ok(None);
+    }
+    FirestoreSink::connect(
+        &s.firestore_project,
+        &s.firestore_database,
+        &config.agent.agent_id,
+    )
+    .await
+    .map(Some)
+    .map_err(|e| e.to_string())
+}
+
+/// Restores a new store from the first of `order` that holds a valid checkpoint (`wanted`, or
+/// the newest), replaying `salvage` (or the cloud's memories) on top.
+async fn restore_into(
+    config: &Config,
+    order: &[Source],
+    salvage: Option<sources::Salvage>,
+    wanted: Option<&str>,
+    rec: &mut Recovery,
+    steps: &mut Steps,
+    progress: &dyn Fn(u64, u64),
+) -> Result<(), RecoveryError> {
+    let objects = object_store(config).map_err(RecoveryError::Invalid)?;
+    let fs = match firestore(config).await {
+        Ok(f) => f,
+        Err(e) => {
+            steps.done("connect firestore", format!("unavailable: {e}"));
+            None
+        }
+    };
+    let mut reasons = Vec::new();
+    let mut chosen: Option<(Source, crate::checkpoint::Contents, String)> = None;
+    let mut cloud_max_seq = 0u64;
+    for &source in order {
+        let lookup = match source {
+            Source::Local => sources::local(&config.agent.data_dir, wanted),
+            Source::Gcs => match &objects {
+                Some(o) => sources::object_store(o, wanted).await,
+                None => Err("no object store is configured (sync.object_store_url)".into()),
+            },
+            Source::Firestore => match (&fs, wanted) {
+                (_, Some(w)) => Err(format!(
+                    "Firestore holds no checkpoint contents; {w} cannot be restored from it"
+                )),
+                (Some(f), None) => sources::firestore_rebuild(f).await.map(|(c, max)| {
+                    cloud_max_seq = cloud_max_seq.max(max);
+                    let location = format!("firestore:{}", c.id);
+                    sources::Lookup {
+                        found: Some(sources::Found {
+                            contents: c,
+                            location,
+                        }),
+                        skipped: Vec::new(),
+                    }
+                }),
+                (None, None) => Err("documents do not go to Firestore (sync.documents)".into()),
+            },
+        };
+        match lookup {
+            Ok(l) => {
+                rec.skipped.extend(l.skipped.iter().cloned());
+                match l.found {
+                    Some(f) => {
+                        steps.done(
+                            &format!("find checkpoint ({source})"),
+                            format!("{} at {}", f.contents.id, f.location),
+                        );
+                        chosen = Some((source, f.contents, f.location));
+                        break;
+                    }
+                    None => {
+                        let why = if l.skipped.is_empty() {
+                            "none found".to_string()
+                        } else {
+                            format!("none valid ({})", l.skipped.join("; "))
+                        };
+                        steps.done(&format!("find checkpoint ({source})"), why.clone());
+                        reasons.push(format!("{source}: {why}"));
+                    }
+                }
+            }
+            Err(e) => {
+                steps.done(
+                    &format!("find checkpoint ({source})"),
+                    format!("unavailable: {e}"),
+                );
+                reasons.push(format!("{source}: {e}"));
+            }
+        }
+    }
+    let Some((source, contents, location)) = chosen else {
+        return Err(RecoveryError::NothingToRestore(reasons.join("; ")));
+    };
+    let mut r = Restoration {
+        min_outbox_next_seq: contents.outbox_next_seq,
+        ..Restoration::default()
+    };
+    // Memories: what the quarantined store still holds, else what the cloud mirror holds.
+    match salvage {
+        Some(s) => {
+            r.memories = s.memories;
+            r.journal = s
+                .journal
+                .into_iter()
+                .filter(|(seq, _)| *seq < contents.journal_next_seq)
+                .collect();
+            r.outbox = s.outbox;
+            r.dead_letters = s.dead_letters;
+            r.min_outbox_next_seq = r.min_outbox_next_seq.max(s.outbox_next_seq);
+            steps.done("memories", format!("{} salvaged locally", r.memories.len()));
+        }
+        None => match &fs {
+            Some(f) => match sources::firestore_memories(f).await {
+                Ok(m) => {
+                    cloud_max_seq = cloud_max_seq.max(m.max_seq);
+                    r.memories = m.memories;
+                    r.cold_live = Some(m.cold_live);
+                    steps.done("memories", format!("{} from Firestore", r.memories.len()));
+                }
+                Err(e) => steps.done("memories", format!("none: Firestore unreadable: {e}")),
+            },
+            None => steps.done(
+                "memories",
+                "none recoverable: no local copy and documents do not go to Firestore",
+            ),
+        },
+    }
+    if let Some(o) = &objects {
+        match sources::cold_segments(o).await {
+            Ok(segs) => {
+                steps.done(
+                    "cold segments",
+                    format!("{} from the object store", segs.len()),
+                );
+                r.cold_segments = segs;
+            }
+            Err(e) => steps.done("cold segments", format!("none: {e}")),
+        }
+    }
+    r.min_outbox_next_seq = r.min_outbox_next_seq.max(cloud_max_seq + 1);
+    let id = contents.id.clone();
+    r.contents = Some(contents);
+    // A restore is the only thing running at this point of a start (or of the CLI command),
+    // so it blocks this task rather than move the restoration to another thread.
+    let written = restore::write(config, &r, progress)?;
+    steps.done(
+        "write store",
+        format!(
+            "{} memories, {} cold, {} ledger, {} journal, {} outbox rows; outbox counter {}",
+            written.memories,
+            written.cold,
+            written.ledger,
+            written.journal,
+            written.outbox,
+            written.outbox_next_seq
+        ),
+    );
+    rec.restored_from = Some(source);
+    rec.checkpoint = Some(format!("{id} ({location})"));
+    rec.written = Some(written);
+    Ok(())
+}
+
+/// The steps after the store is sound: resolve intents, reconcile, apply the recovery factor
+/// (and hold trading after a Firestore rebuild, whose breaker history is lost), record.
+fn finish(
+    store: &Store,
+    config: &Config,
+    mut rec: Recovery,
+    mut steps: Steps,
+    now_ms: u64,
+) -> anyhow::Result<Recovery> {
+    let engine = RiskEngine::new(config.risk.clone(), config.gas.clone());
+    let truth = reconcile::PaperLedger {
+        starting_usd: config.executor.paper_starting_usd,
+    };
+    let (agent, mut risk, intents, holdings) = store.read(|r| {
+        let agent: Option<AgentState> = r.get(KeyedTable::Agent, STATE_KEY)?;
+        let risk = crate::risk::persist::load(r)?.unwrap_or_default();
+        let intents = r.all::<serde_json::Value>(KeyedTable::Intents)?;
+        let holdings = reconcile::TruthSource::holdings(&truth, r)?;
+        Ok((agent, risk, intents, holdings))
+    })?;
+    // The paper executor never broadcasts: a pending intent was never sent, so it is dropped.
+    // The chain executor resolves them against the chain instead.
+    rec.intents_resolved = intents.len() as u64;
+    steps.done(
+        "resolve intents",
+        format!(
+            "{} pending, resolved as not sent (paper executor)",
+            intents.len()
+        ),
+    );
+    let at = agent.as_ref().map_or(now_ms, |a| a.last_tick_ms.max(1));
+    let mut journal = Vec::new();
+    if let (Some(a), Some(h)) = (&agent, &holdings) {
+        let report = reconcile::compare(
+            a,
+            h,
+            reconcile::TruthSource::name(&truth),
+            config.recovery.reconcile_tolerance_usd,
+        );
+        journal.extend(engine.record(
+            &mut risk,
+            Observation::Reconciliation {
+                at_ms: at,
+                difference_usd: report.difference_usd,
+            },
+        ));
+        steps.done(
+            "reconcile",
+            format!(
+                "difference ${:.2} against the {} ({}); never traded to fix",
+                report.difference_usd,
+                report.source,
+                if report.within_tolerance {
+                    "within tolerance"
+                } else {
+                    "above tolerance"
+                }
+            ),
+        );
+        rec.reconciliation = Some(report);
+    } else {
+        steps.done("reconcile", "no book yet: nothing to compare");
+    }
+    if rec.restored_from == Some(Source::Firestore) {
+        journal.extend(
+            engine
+                .stop(
+                    &mut risk,
+                    "rebuilt from Firestore: the breaker history is lost; review, then athena                      risk resume",
+                    at,
+                )
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
+    }
+    journal.extend(engine.record(&mut risk, Observation::Recovered { at_ms: at }));
+    rec.agent_ms = at;
+    steps.done("recovery factor", "sizes ramp back to full over 24 h");
+    rec.total_ms = steps.total_ms();
+    rec.steps = steps.steps;
+    store.write(|w| {
+        for (id, _) in &intents {
+            w.remove(KeyedTable::Intents, id)?;
+        }
+        crate::risk::persist::save(w, &risk, &journal, at)?;
+        w.put(KeyedTable::Agent, LAST_RECOVERY_KEY, &rec)?;
+        Ok(())
+    })?;
+    Ok(rec)
+}
+
+/// The last recovery recorded in `store`.
+pub fn last(store: &Store) -> Result<Option<Recovery>, StoreError> {
+    store.read(|r| r.get(KeyedTable::Agent, LAST_RECOVERY_KEY))
+}
+
+/// `athena checkpoint restore`: quarantines the store of `config` (if any) and restores
+/// checkpoint `wanted` (or the newest) from `source`. The agent must be stopped.
+pub async fn restore_command(
+    config: &Config,
+    source: Source,
+    wanted: Option<&str>,
+    progress: &dyn Fn(u64, u64),
+) -> Result<Recovery, RecoveryError> {
+    let mut steps = Steps::new();
+    let mut rec = Recovery {
+        wall_ms: wall_ms(),
+        cause: format!("operator restore from {source}"),
+        ..Recovery::default()
+    };
+    // Refuse while an agent holds the store: opening it read-write tells.
+    let path = config.agent.data_dir.join(STORE_FILE);
+    let mut salvage = None;
+    if path.exists() {
+        match Store::open_file_read_only(&path, &config.memory) {
+            Err(StoreError::Refused { reason, .. }) if reason == athena_storage::ALREADY_OPEN => {
+                return Err(RecoveryError::Invalid(format!(
+                    "{}: {reason}; stop the agent first",
+                    path.display()
+                )));
+            }
+            _ => {}
+        }
+        let moved = quarantine(&config.agent.data_dir)?;
+        rec.quarantined = moved.as_ref().map(|p| p.display().to_string());
+        steps.done("quarantine", rec.quarantined.clone().unwrap_or_default());
+        if let Some(p) = moved {
+            salvage = sources::salvage(&p, &config.memory).ok();
+        }
+    }
+    restore_into(
+        config,
+        &[source],
+        salvage,
+        wanted,
+        &mut rec,
+        &mut steps,
+        progress,
+    )
+    .await?;
+    let store = crate::app::open_store(config)?;
+    let now = store
+        .read(|r| r.get::<AgentState>(KeyedTable::Agent, STATE_KEY))?
+        .map_or(0, |a| a.last_tick_ms);
+    finish(&store, config, rec, steps, now).map_err(|e| RecoveryError::Invalid(e.to_string()))
+}
