@@ -1,11 +1,14 @@
 //! Start-up and ordered shutdown of the long-running agent process (`athena run`).
 //!
-//! It opens the store (clearing the clean-shutdown marker), then runs the agent loop, the memory
-//! pruning service and the sync worker under one stop signal. SIGINT or SIGTERM stops them in
-//! order: the agent finishes its current tick, the services stop, the sync worker drains with
-//! a deadline, a final checkpoint is taken, and the clean-shutdown marker is written last. The
-//! agent loop also takes a checkpoint every `recovery.checkpoint_interval` of agent time and
-//! thins those older than `recovery.checkpoint_hourly_retention` to one a day. Store calls run on
+//! The start is the recovery ladder ([`crate::recovery::start`]): a clean start opens the
+//! store, a start after a crash verifies it, restores it if it is corrupt, reconciles and
+//! records the recovery. Then the agent loop, the memory pruning service, the scrubber and the
+//! sync worker run until SIGINT or SIGTERM, which stops them in order: the agent finishes its
+//! current tick, pruning and the scrubber stop, a final checkpoint is taken, the sync worker
+//! drains (sending that checkpoint) with a deadline, and the clean-shutdown marker is written
+//! last. The agent loop also takes a checkpoint every `recovery.checkpoint_interval` of agent
+//! time and thins those older than `recovery.checkpoint_hourly_retention` to one a day; it
+//! trips memory_corruption for every corrupt record the scrubber reports. Store calls run on
 //! `spawn_blocking` (no blocking redb call on an async worker thread).
 
 use crate::clock::Clock;
@@ -50,6 +53,8 @@ pub async fn run(
         humantime::format_duration(config.memory.prune_interval)
     );
     let (stop_tx, stop_rx) = watch::channel(false);
+    // The sync worker stops last, after the final checkpoint, so its drain sends it.
+    let (sync_stop_tx, sync_stop_rx) = watch::channel(false);
     let deadline = config.recovery.shutdown_deadline;
     let marker = store.clone();
     tokio::task::spawn_blocking(move || marker.write(|w| w.set_meta_u64(CLEAN_SHUTDOWN_KEY, 0)))
@@ -96,7 +101,7 @@ pub async fn run(
                 Arc::new(move || now.now_ms()),
             );
             Some(tokio::spawn(worker.run(
-                stop_rx,
+                sync_stop_rx,
                 Arc::new(Notify::new()),
                 deadline,
             )))
@@ -124,6 +129,11 @@ pub async fn run(
         Ok(joined) => joined?,
         Err(_) => tracing::warn!("scrubber did not stop within the shutdown deadline"),
     }
+    // Shutdown hook: a final checkpoint, then the sync drain (which sends it), then the
+    // clean-shutdown marker, last.
+    let clock_at_stop = clock.now_ms();
+    checkpoint(&store, &config, clock_at_stop).await;
+    sync_stop_tx.send(true).ok();
     if let Some(sync) = sync {
         // The worker drains for at most `deadline` itself; allow it that plus a margin.
         match tokio::time::timeout(deadline + std::time::Duration::from_secs(5), sync).await {
@@ -133,9 +143,6 @@ pub async fn run(
             }
         }
     }
-    let clock_at_stop = clock.now_ms();
-    // Shutdown hook: a final checkpoint, then the clean-shutdown marker, last.
-    checkpoint(&store, &config, clock_at_stop).await;
     let marker = store.clone();
     tokio::task::spawn_blocking(move || {
         marker.write(|w| w.set_meta_u64(CLEAN_SHUTDOWN_KEY, clock_at_stop.max(1)))
@@ -224,6 +231,10 @@ async fn agent_loop(
         }
         if *stop.borrow() {
             return Ok(());
+        }
+        // Catching up leaves no time to sleep: take the scrubber's findings between ticks too.
+        while let Ok(bad) = findings.try_recv() {
+            agent = report_corruption(agent, &store, bad).await?;
         }
         let st = store.clone();
         let (back, result) = tokio::task::spawn_blocking(move || {

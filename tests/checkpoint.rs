@@ -91,3 +91,72 @@ fn a_checkpoint_holds_the_run_and_a_flipped_byte_is_rejected() {
         matches!(checkpoint::verify_file(&path), Err(CheckpointError::Invalid(m)) if m.contains("bad magic"))
     );
 }
+
+#[test]
+fn checkpoint_restore_quarantines_the_store_and_restores_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = athena_config::Config::default();
+    config.agent.data_dir = dir.path().to_path_buf();
+    let (state, memories) = {
+        let store = Store::open(dir.path(), &config.memory).unwrap();
+        backtest::run(&config, &store, 4, |_, _| {}).unwrap();
+        let state: athena::agent::state::AgentState = store
+            .read(|r| r.get(athena_storage::KeyedTable::Agent, "state"))
+            .unwrap()
+            .unwrap();
+        checkpoint::create(&store, dir.path(), &config, state.last_tick_ms).unwrap();
+        (state, store.read(|r| r.memory_count()).unwrap())
+    };
+    let cli = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env_remove("ATHENA_CONFIG")
+            .output()
+            .unwrap()
+    };
+    let o = cli(&["checkpoint", "restore", "latest", "--from", "nowhere"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("expected local, gcs or firestore"));
+    let o = cli(&["checkpoint", "restore", "ckpt-1-1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("nothing to restore from"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        dir.path().join(athena_storage::STORE_FILE).exists(),
+        "a failed restore leaves the store where it was"
+    );
+    let o = cli(&["checkpoint", "restore", "latest", "--from", "local"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("quarantined the previous store"), "{out}");
+    let quarantined = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains(".quarantined-")
+        })
+        .count();
+    assert_eq!(
+        quarantined, 1,
+        "the failed restore left the store in place; the good one quarantined it"
+    );
+    let store = Store::open(dir.path(), &config.memory).unwrap();
+    let restored: athena::agent::state::AgentState = store
+        .read(|r| r.get(athena_storage::KeyedTable::Agent, "state"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(restored, state);
+    assert_eq!(store.read(|r| r.memory_count()).unwrap(), memories);
+}

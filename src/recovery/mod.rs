@@ -169,16 +169,13 @@ pub async fn start(
             );
         }
         rec.cause = format!("restore requested from {source}");
-        restore_into(
-            config,
-            &[source],
-            None,
-            None,
-            &mut rec,
-            &mut steps,
-            &|_, _| {},
-        )
-        .await?;
+        let plan = Plan {
+            order: &[source],
+            salvage: None,
+            wanted: None,
+            replace: false,
+        };
+        restore_into(config, plan, &mut rec, &mut steps, &|_, _| {}).await?;
     } else {
         let cfg = config.clone();
         let opened = tokio::task::spawn_blocking(move || crate::app::open_store(&cfg)).await?;
@@ -280,19 +277,8 @@ fn verify_resume_records(store: &Store) -> Result<Vec<String>, StoreError> {
     Ok(bad)
 }
 
-/// Moves the store file aside (`athena.redb.quarantined-{unix ms}`), never deleting it.
 fn quarantine(dir: &Path) -> Result<Option<PathBuf>, RecoveryError> {
-    let from = dir.join(STORE_FILE);
-    if !from.exists() {
-        return Ok(None);
-    }
-    let to = dir.join(format!("{STORE_FILE}.quarantined-{}", wall_ms()));
-    std::fs::rename(&from, &to)
-        .and_then(|()| std::fs::File::open(dir)?.sync_all())
-        .map_err(|e| {
-            RecoveryError::Invalid(format!("cannot quarantine {}: {e}", from.display()))
-        })?;
-    Ok(Some(to))
+    restore::quarantine(dir).map_err(RecoveryError::Invalid)
 }
 
 /// The corrupt-store rung: quarantine, salvage what decodes, restore local → object store →
@@ -342,16 +328,13 @@ async fn recover_corrupt(
             }
             None => None,
         };
-    restore_into(
-        config,
-        &[Source::Local, Source::Gcs, Source::Firestore],
+    let plan = Plan {
+        order: &[Source::Local, Source::Gcs, Source::Firestore],
         salvage,
-        None,
-        rec,
-        steps,
-        &|_, _| {},
-    )
-    .await
+        wanted: None,
+        replace: false,
+    };
+    restore_into(config, plan, rec, steps, &|_, _| {}).await
 }
 
 /// The object store of `config`, when one is configured.
@@ -385,17 +368,33 @@ async fn firestore(config: &Config) -> Result<Option<FirestoreSink>, String> {
     .map_err(|e| e.to_string())
 }
 
-/// Restores a new store from the first of `order` that holds a valid checkpoint (`wanted`, or
-/// the newest), replaying `salvage` (or the cloud's memories) on top.
+/// What a restore does: where it looks, what it replays, whether it replaces a store.
+struct Plan<'a> {
+    /// Sources tried in order; the first with a valid checkpoint wins.
+    order: &'a [Source],
+    /// What the old store still held (replayed on top of the checkpoint).
+    salvage: Option<sources::Salvage>,
+    /// A checkpoint id, or the newest when `None`.
+    wanted: Option<&'a str>,
+    /// Quarantine an existing store once the new one is built (else refuse it).
+    replace: bool,
+}
+
+/// Restores a new store from the first source of the plan that holds a valid checkpoint,
+/// replaying the salvage (or the cloud's memories) on top.
 async fn restore_into(
     config: &Config,
-    order: &[Source],
-    salvage: Option<sources::Salvage>,
-    wanted: Option<&str>,
+    plan: Plan<'_>,
     rec: &mut Recovery,
     steps: &mut Steps,
     progress: &dyn Fn(u64, u64),
 ) -> Result<(), RecoveryError> {
+    let Plan {
+        order,
+        salvage,
+        wanted,
+        replace,
+    } = plan;
     let objects = object_store(config).map_err(RecoveryError::Invalid)?;
     let fs = match firestore(config).await {
         Ok(f) => f,
@@ -518,7 +517,10 @@ async fn restore_into(
     r.contents = Some(contents);
     // A restore is the only thing running at this point of a start (or of the CLI command),
     // so it blocks this task rather than move the restoration to another thread.
-    let written = restore::write(config, &r, progress)?;
+    let written = restore::write(config, &r, progress, replace)?;
+    if let Some(q) = &written.replaced {
+        rec.quarantined = Some(q.clone());
+    }
     steps.done(
         "write store",
         format!(
@@ -646,36 +648,35 @@ pub async fn restore_command(
         cause: format!("operator restore from {source}"),
         ..Recovery::default()
     };
-    // Refuse while an agent holds the store: opening it read-write tells.
+    // Refuse while an agent holds the store; salvage what it holds (it is quarantined only
+    // once the new store is built: a restore that fails leaves it in place).
     let path = config.agent.data_dir.join(STORE_FILE);
     let mut salvage = None;
     if path.exists() {
-        match Store::open_file_read_only(&path, &config.memory) {
-            Err(StoreError::Refused { reason, .. }) if reason == athena_storage::ALREADY_OPEN => {
-                return Err(RecoveryError::Invalid(format!(
-                    "{}: {reason}; stop the agent first",
-                    path.display()
-                )));
-            }
-            _ => {}
+        if let Err(StoreError::Refused { reason, .. }) =
+            Store::open_file_read_only(&path, &config.memory)
+            && reason == athena_storage::ALREADY_OPEN
+        {
+            return Err(RecoveryError::Invalid(format!(
+                "{}: {reason}; stop the agent first",
+                path.display()
+            )));
         }
-        let moved = quarantine(&config.agent.data_dir)?;
-        rec.quarantined = moved.as_ref().map(|p| p.display().to_string());
-        steps.done("quarantine", rec.quarantined.clone().unwrap_or_default());
-        if let Some(p) = moved {
-            salvage = sources::salvage(&p, &config.memory).ok();
-        }
+        salvage = sources::salvage(&path, &config.memory).ok();
+        steps.done(
+            "salvage",
+            salvage.as_ref().map_or("nothing readable".into(), |s| {
+                format!("{} memories from the current store", s.memories.len())
+            }),
+        );
     }
-    restore_into(
-        config,
-        &[source],
+    let plan = Plan {
+        order: &[source],
         salvage,
         wanted,
-        &mut rec,
-        &mut steps,
-        progress,
-    )
-    .await?;
+        replace: true,
+    };
+    restore_into(config, plan, &mut rec, &mut steps, progress).await?;
     let store = crate::app::open_store(config)?;
     let now = store
         .read(|r| r.get::<AgentState>(KeyedTable::Agent, STATE_KEY))?

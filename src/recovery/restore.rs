@@ -15,6 +15,7 @@ use athena_storage::{
     DeadLetter, KeyedTable, Memory, OutboxRow, STORE_FILE, SeqTable, Store, StoreError,
 };
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 /// Memories imported per write transaction (one progress step).
 const MEMORY_CHUNK: usize = 20_000;
@@ -57,45 +58,73 @@ pub struct Written {
     pub outbox: u64,
     /// The new outbox counter.
     pub outbox_next_seq: u64,
+    /// Where the store it replaced was quarantined.
+    pub replaced: Option<String>,
 }
 
 /// Builds the store of `config`'s data directory from `r`. `progress` gets (done, total) memory
-/// counts. Fails if the data directory already holds a store: the caller quarantines it first.
+/// counts. An existing store is quarantined just before the new one takes its place when
+/// `replace` is set (a restore that fails leaves it where it was), else refused.
 pub fn write(
     config: &Config,
     r: &Restoration,
     progress: &dyn Fn(u64, u64),
+    replace: bool,
 ) -> Result<Written, StoreError> {
     let dir = &config.agent.data_dir;
     let target = dir.join(STORE_FILE);
-    if target.exists() {
+    let refused = |path: &Path, reason: String| StoreError::Refused {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if target.exists() && !replace {
         return Err(StoreError::Invalid(format!(
             "{} exists: a restore builds a new store and never overwrites one (move it aside)",
             target.display()
         )));
     }
-    std::fs::create_dir_all(dir).map_err(|e| StoreError::Refused {
-        path: dir.clone(),
-        reason: format!("cannot create the data directory: {e}"),
-    })?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| refused(dir, format!("cannot create the data directory: {e}")))?;
     let aside = dir.join(format!("{STORE_FILE}.restoring"));
     if aside.exists() {
-        std::fs::remove_file(&aside).map_err(|e| StoreError::Refused {
-            path: aside.clone(),
-            reason: format!("cannot remove an unfinished restore: {e}"),
-        })?;
+        std::fs::remove_file(&aside)
+            .map_err(|e| refused(&aside, format!("cannot remove an unfinished restore: {e}")))?;
     }
-    let written = {
+    let mut written = {
         let store = Store::open_file(&aside, &config.memory)?;
         fill(&store, r, progress)?
     };
+    if replace {
+        written.replaced = quarantine(dir)
+            .map_err(|e| refused(&target, e))?
+            .map(|p| p.display().to_string());
+    }
     std::fs::rename(&aside, &target)
         .and_then(|()| std::fs::File::open(dir)?.sync_all())
-        .map_err(|e| StoreError::Refused {
-            path: target.clone(),
-            reason: format!("cannot move the restored store into place: {e}"),
+        .map_err(|e| {
+            refused(
+                &target,
+                format!("cannot move the restored store into place: {e}"),
+            )
         })?;
     Ok(written)
+}
+
+/// Moves the store file of `dir` aside (`athena.redb.quarantined-{unix ms}`), never deleting
+/// it; `None` when there is none.
+pub fn quarantine(dir: &Path) -> Result<Option<PathBuf>, String> {
+    let from = dir.join(STORE_FILE);
+    if !from.exists() {
+        return Ok(None);
+    }
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let to = dir.join(format!("{STORE_FILE}.quarantined-{stamp}"));
+    std::fs::rename(&from, &to)
+        .and_then(|()| std::fs::File::open(dir)?.sync_all())
+        .map_err(|e| format!("cannot quarantine {}: {e}", from.display()))?;
+    Ok(Some(to))
 }
 
 fn fill(
