@@ -24,6 +24,7 @@ pub async fn run(
     config: Config,
     restore_from: Option<crate::recovery::sources::Source>,
 ) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
     let (store, recovery) =
         crate::recovery::start(&config, restore_from, crate::clock::SystemClock.now_ms()).await?;
     if let Some(r) = &recovery {
@@ -76,6 +77,7 @@ pub async fn run(
         stop_rx.clone(),
         pruned.clone(),
         findings,
+        started,
     ));
     let pruning = tokio::spawn(pruning_service(
         store.clone(),
@@ -191,6 +193,7 @@ async fn agent_loop(
     mut stop: watch::Receiver<bool>,
     pruned: Arc<std::sync::atomic::AtomicU64>,
     mut findings: tokio::sync::mpsc::UnboundedReceiver<athena_storage::CorruptRecord>,
+    started: std::time::Instant,
 ) -> anyhow::Result<()> {
     let now = clock.now_ms();
     let (st, cfg) = (store.clone(), config.clone());
@@ -216,6 +219,7 @@ async fn agent_loop(
         )
     );
     let mut last_status = 0u64;
+    let mut first_tick = true;
     loop {
         let due = agent.state.started_ms + agent.state.next_tick * tick_ms;
         let now = clock.now_ms();
@@ -244,6 +248,15 @@ async fn agent_loop(
         .await?;
         agent = back;
         let report = match result {
+            Ok(r) if first_tick => {
+                first_tick = false;
+                println!(
+                    "athena: first tick #{} committed {:.0} ms after start",
+                    r.tick,
+                    started.elapsed().as_secs_f64() * 1000.0
+                );
+                r
+            }
             Ok(r) => r,
             Err(e) => {
                 // Nothing of a failed tick was committed; try again one tick later.

@@ -117,10 +117,10 @@ pub fn create(
         let ledger = r.seq_after::<LedgerEntry>(SeqTable::Ledger, 0, usize::MAX)?;
         let intents = r.all::<serde_json::Value>(KeyedTable::Intents)?;
         let mut ids: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for m in r.all_memories()? {
-            ids.entry(m.category.as_str().to_string())
+        for (category, id) in r.memory_ids_by_category()? {
+            ids.entry(category.as_str().to_string())
                 .or_default()
-                .push(m.id.to_string());
+                .push(id.to_string());
         }
         let memories = ids
             .into_iter()

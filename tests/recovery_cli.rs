@@ -47,17 +47,45 @@ fn athena(config: &Path) -> Command {
 }
 
 /// Starts `athena run` with its output going to `log`.
-fn spawn_run(config: &Path, log: &Path, extra: &[&str], env: &[(&str, &str)]) -> Child {
+/// A running `athena` child, killed with SIGKILL if the test panics before it is waited for
+/// (no agent outlives its test).
+struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn spawn_run(config: &Path, log: &Path, extra: &[&str], env: &[(&str, &str)]) -> Running {
     let out = std::fs::File::create(log).unwrap();
     let mut c = athena(config);
     c.arg("run").args(extra);
     for (k, v) in env {
         c.env(k, v);
     }
-    c.stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap()
+    Running(
+        c.stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap(),
+    )
 }
 
 fn signal(child: &Child, sig: &str) {
@@ -103,7 +131,7 @@ fn wait_for_line(
 }
 
 /// SIGTERM, then waits for a clean stop.
-fn stop_cleanly(mut child: Child, log: &Path) {
+fn stop_cleanly(mut child: Running, log: &Path) {
     signal(&child, "-TERM");
     let status = child.wait().unwrap();
     let out = std::fs::read_to_string(log).unwrap();
@@ -382,13 +410,15 @@ fn the_scrubber_of_a_running_agent_trips_memory_corruption_naming_the_key() {
         tx.commit().unwrap();
     }
     let log = dir.path().join("run.log");
-    let mut child = Command::new(BIN)
-        .args(["run", "--data-dir"])
-        .arg(&data)
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::File::create(dir.path().join("err.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let mut child = Running(
+        Command::new(BIN)
+            .args(["run", "--data-dir"])
+            .arg(&data)
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("err.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let found = wait_for(
         &log,
         "scrubber found a corrupt record",

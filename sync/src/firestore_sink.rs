@@ -128,14 +128,15 @@ impl FirestoreSink {
         collection: &str,
     ) -> Result<Vec<(String, Map<String, Value>)>, SinkError> {
         use futures::TryStreamExt;
+        // One streamed query (RunQuery), not paged listing: a page token makes the server (the
+        // emulator at least) skip all earlier documents again, quadratic at 100k documents.
         let stream = self
             .db
             .fluent()
-            .list()
+            .select()
             .from(collection)
             .parent(&self.parent)
-            .page_size(1000)
-            .stream_all_with_errors()
+            .stream_query_with_errors()
             .await
             .map_err(classify)?;
         let docs: Vec<firestore::gcloud_sdk::google::firestore::v1::Document> =
