@@ -198,7 +198,8 @@ pub async fn start(
                 rec.cause = "crash: the previous process did not shut down cleanly (no \
                              clean-shutdown marker)"
                     .into();
-                let bad = verify_resume_records(&store)?;
+                let bad = verify_resume_records(&store)
+                    .unwrap_or_else(|e| vec![format!("the store cannot be read: {e}")]);
                 if bad.is_empty() {
                     steps.done(
                         "verify",
@@ -242,17 +243,19 @@ pub async fn start(
     Ok((store, Some(rec)))
 }
 
-/// Reads every record the agent resumes from; returns the ones that fail, named.
+/// Reads every record the agent resumes from; returns the ones that fail, named (an `Err` only
+/// when no read transaction can be started).
 fn verify_resume_records(store: &Store) -> Result<Vec<String>, StoreError> {
     let mut bad = Vec::new();
     store.read(|r| {
         let mut check = |what: &str, res: Result<(), StoreError>| match res {
             Ok(()) => Ok(()),
-            Err(e @ StoreError::Corrupt { .. }) => {
+            // A record that fails its checksum, or a page redb cannot read: either way the
+            // agent cannot resume from this store.
+            Err(e) => {
                 bad.push(format!("{what}: {e}"));
-                Ok(())
+                Ok::<(), StoreError>(())
             }
-            Err(e) => Err(e),
         };
         check(
             "agent state",
