@@ -72,15 +72,10 @@ fn build_store(config: &Config, n: u64, ack: bool) {
     let store = Store::open(&config.agent.data_dir, &config.memory).unwrap();
     athena::backtest::run(config, &store, 4, |_, _| {}).unwrap();
     for chunk in memories(n, 30 * DAY_MS, 21).chunks(20_000) {
-        store.insert_memories(chunk, T0).unwrap();
         if ack {
-            let seqs: Vec<u64> = store
-                .outbox_peek(0, usize::MAX)
-                .unwrap()
-                .into_iter()
-                .map(|(s, _)| s)
-                .collect();
-            store.outbox_ack(&seqs).unwrap();
+            insert_acknowledged(&store, chunk);
+        } else {
+            store.insert_memories(chunk, T0).unwrap();
         }
     }
     let size = std::fs::metadata(store.path()).unwrap().len();

@@ -32,14 +32,7 @@ fn main() {
     {
         let store = Store::open(dir.path(), &MemoryConfig::default()).unwrap();
         for chunk in memories(n, 30 * DAY_MS, 21).chunks(10_000) {
-            store.insert_memories(chunk, T0).unwrap();
-            let seqs: Vec<u64> = store
-                .outbox_peek(0, usize::MAX)
-                .unwrap()
-                .into_iter()
-                .map(|(s, _)| s)
-                .collect();
-            store.outbox_ack(&seqs).unwrap();
+            insert_acknowledged(&store, chunk);
         }
     }
     let size = std::fs::metadata(dir.path().join(athena_storage::STORE_FILE))

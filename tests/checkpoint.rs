@@ -9,6 +9,17 @@ use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_athena");
 
+/// Runs `athena ARGS --data-dir DIR` on the embedded defaults.
+fn athena_cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .env_remove("ATHENA_CONFIG")
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn a_checkpoint_holds_the_run_and_a_flipped_byte_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
@@ -53,15 +64,7 @@ fn a_checkpoint_holds_the_run_and_a_flipped_byte_is_rejected() {
     assert!(rows.iter().any(|(_, r)| matches!(&r.op, OutboxOp::Upsert { collection, doc, .. } if collection == "checkpoints" && doc == &entry.id)));
     drop(store);
 
-    let cli = |args: &[&str]| {
-        Command::new(BIN)
-            .args(args)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env_remove("ATHENA_CONFIG")
-            .output()
-            .unwrap()
-    };
+    let cli = |args: &[&str]| athena_cli(dir.path(), args);
     let o = cli(&["checkpoint", "verify"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("valid"));
@@ -107,15 +110,7 @@ fn checkpoint_restore_quarantines_the_store_and_restores_the_checkpoint() {
         checkpoint::create(&store, dir.path(), &config, state.last_tick_ms).unwrap();
         (state, store.read(|r| r.memory_count()).unwrap())
     };
-    let cli = |args: &[&str]| {
-        Command::new(BIN)
-            .args(args)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env_remove("ATHENA_CONFIG")
-            .output()
-            .unwrap()
-    };
+    let cli = |args: &[&str]| athena_cli(dir.path(), args);
     let o = cli(&["checkpoint", "restore", "latest", "--from", "nowhere"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("expected local, gcs or firestore"));

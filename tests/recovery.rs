@@ -74,6 +74,14 @@ fn corrupt_agent_record(dir: &Path) {
     tx.commit().unwrap();
 }
 
+/// The next outbox sequence number the store hands out.
+fn outbox_counter(store: &Store) -> u64 {
+    store
+        .read(|r| r.meta_u64(SeqTable::Outbox.counter_key()))
+        .unwrap()
+        .unwrap()
+}
+
 async fn start(config: &Config) -> (Store, recovery::Recovery) {
     let (store, rec) = recovery::start(config, None, 0).await.unwrap();
     (store, rec.expect("this start is a recovery"))
@@ -128,13 +136,7 @@ async fn a_corrupt_store_is_quarantined_and_the_newest_local_checkpoint_restored
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), false);
     let (id, before, memories) = crashed_run(&config, false);
-    let watermark = {
-        let store = Store::open(dir.path(), &config.memory).unwrap();
-        store
-            .read(|r| r.meta_u64(SeqTable::Outbox.counter_key()))
-            .unwrap()
-            .unwrap()
-    };
+    let watermark = outbox_counter(&Store::open(dir.path(), &config.memory).unwrap());
     corrupt_agent_record(dir.path());
     let (store, rec) = start(&config).await;
     assert!(rec.cause.contains("failed verification"), "{}", rec.cause);
@@ -153,10 +155,7 @@ async fn a_corrupt_store_is_quarantined_and_the_newest_local_checkpoint_restored
     // outbox counter not below what the old store had handed out.
     assert_eq!(agent_state(&store), before);
     assert_eq!(store.read(|r| r.memory_count()).unwrap(), memories);
-    let counter = store
-        .read(|r| r.meta_u64(SeqTable::Outbox.counter_key()))
-        .unwrap()
-        .unwrap();
+    let counter = outbox_counter(&store);
     assert!(counter >= watermark, "{counter} < {watermark}");
     assert!(store.verify_records().unwrap().is_clean());
     let r = rec.reconciliation.unwrap();
@@ -247,13 +246,7 @@ async fn without_any_checkpoint_the_firestore_documents_rebuild_the_agent() {
     let mut config = config(dir.path(), true);
     let (_, before, memories) = crashed_run(&config, false);
     drain(&config).await;
-    let watermark = {
-        let store = Store::open(dir.path(), &config.memory).unwrap();
-        store
-            .read(|r| r.meta_u64(SeqTable::Outbox.counter_key()))
-            .unwrap()
-            .unwrap()
-    };
+    let watermark = outbox_counter(&Store::open(dir.path(), &config.memory).unwrap());
     std::fs::remove_dir_all(dir.path().join(checkpoint::DIR)).unwrap();
     // The object store is gone too (here: no longer configured).
     config.sync.object_store_url = String::new();
@@ -289,10 +282,7 @@ async fn without_any_checkpoint_the_firestore_documents_rebuild_the_agent() {
     // The ledger up to the snapshot agrees with the book.
     assert!(rec.reconciliation.unwrap().within_tolerance);
     // The outbox counter is above every sequence the cloud has seen.
-    let counter = store
-        .read(|r| r.meta_u64(SeqTable::Outbox.counter_key()))
-        .unwrap()
-        .unwrap();
+    let counter = outbox_counter(&store);
     assert!(counter >= watermark, "{counter} < {watermark}");
 }
 

@@ -19,6 +19,19 @@ pub const POOLS: [&str; 6] = [
     "USDC/USDbC",
 ];
 
+/// Stores `ms` and acknowledges every outbox row, as if the sync worker had sent them (a bench
+/// that measures the store, not sync, starts from an empty outbox).
+pub fn insert_acknowledged(store: &athena_storage::Store, ms: &[Memory]) {
+    store.insert_memories(ms, T0).unwrap();
+    let seqs: Vec<u64> = store
+        .outbox_peek(0, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(s, _)| s)
+        .collect();
+    store.outbox_ack(&seqs).unwrap();
+}
+
 /// A small deterministic RNG (xorshift64*), so both sides get the same data.
 pub struct Rng(pub u64);
 

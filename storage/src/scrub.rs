@@ -6,7 +6,7 @@
 use crate::error::Result;
 use crate::store::Store;
 use crate::tables::{self, KeyedTable, SeqTable};
-use crate::verify::CorruptRecord;
+use crate::verify::{CorruptRecord, hex, record_intact};
 use redb::{Key, ReadableTable, TableDefinition};
 use std::ops::Bound;
 
@@ -32,7 +32,7 @@ pub struct ScrubSlice {
 }
 
 /// Number of record tables in the scrub order.
-const TABLES: usize = 4 + KeyedTable::ALL.len() + 4;
+const TABLES: usize = 4 + KeyedTable::ALL.len() + SeqTable::ALL.len();
 
 impl Store {
     /// Verifies up to `budget` records from `cursor`, moving it forward; a slice stops at the
@@ -40,13 +40,7 @@ impl Store {
     pub fn scrub(&self, cursor: &mut ScrubCursor, budget: usize) -> Result<ScrubSlice> {
         let read = self.db.begin_read()?;
         let codec = &*self.codec;
-        let check = |raw: &[u8]| -> std::result::Result<(), String> {
-            let (header, _) = codec.decode_bytes(raw)?;
-            if header.dictionary != 0 && !codec.has_dictionary(header.dictionary) {
-                return Err(format!("dictionary {} is missing", header.dictionary));
-            }
-            Ok(())
-        };
+        let check = |raw: &[u8]| record_intact(codec, raw);
         let mut slice = ScrubSlice::default();
         let mut left = budget.max(1);
         for _ in 0..TABLES {
@@ -96,12 +90,7 @@ impl Store {
                     walk(&read, t.def(), text, cursor, left, &check, &mut slice)?
                 }
                 i => {
-                    let t = [
-                        SeqTable::Ledger,
-                        SeqTable::Journal,
-                        SeqTable::DeadLetters,
-                        SeqTable::Outbox,
-                    ][i - 4 - KeyedTable::ALL.len()];
+                    let t = SeqTable::ALL[i - 4 - KeyedTable::ALL.len()];
                     walk(&read, t.def(), seq, cursor, left, &check, &mut slice)?
                 }
             };
@@ -176,8 +165,4 @@ fn seq(bytes: &[u8]) -> String {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

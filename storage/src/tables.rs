@@ -120,6 +120,9 @@ pub enum SeqTable {
 }
 
 impl SeqTable {
+    /// Every sequence table.
+    pub const ALL: [Self; 4] = [Self::Ledger, Self::Journal, Self::DeadLetters, Self::Outbox];
+
     pub(crate) fn def(self) -> TableDefinition<'static, u64, &'static [u8]> {
         match self {
             Self::Ledger => LEDGER,

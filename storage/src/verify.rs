@@ -50,13 +50,7 @@ impl Store {
         let read = self.db.begin_read()?;
         let mut report = VerifyReport::default();
         let codec = &*self.codec;
-        let decodes = |raw: &[u8]| -> std::result::Result<(), String> {
-            let (header, _) = codec.decode_bytes(raw)?;
-            if header.dictionary != 0 && !codec.has_dictionary(header.dictionary) {
-                return Err(format!("dictionary {} is missing", header.dictionary));
-            }
-            Ok(())
-        };
+        let decodes = |raw: &[u8]| record_intact(codec, raw);
         let mut memories: Vec<Memory> = Vec::new();
         {
             let t = read.open_table(tables::MEMORIES)?;
@@ -93,12 +87,7 @@ impl Store {
         for t in KeyedTable::ALL {
             scan(&read, t.def(), |k| k.to_string(), &decodes, &mut report)?;
         }
-        for t in [
-            SeqTable::Ledger,
-            SeqTable::Journal,
-            SeqTable::DeadLetters,
-            SeqTable::Outbox,
-        ] {
+        for t in SeqTable::ALL {
             scan(&read, t.def(), |k| k.to_string(), &decodes, &mut report)?;
         }
         scan(&read, tables::LLM_CACHE, hex, &decodes, &mut report)?;
@@ -129,7 +118,18 @@ fn bad(table: &str, key: impl std::fmt::Display, reason: String) -> CorruptRecor
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Whether a stored record's header, checksum and dictionary are sound (its content is not
+/// decoded into a type).
+pub(crate) fn record_intact(codec: &Codec, raw: &[u8]) -> std::result::Result<(), String> {
+    let (header, _) = codec.decode_bytes(raw)?;
+    if header.dictionary != 0 && !codec.has_dictionary(header.dictionary) {
+        return Err(format!("dictionary {} is missing", header.dictionary));
+    }
+    Ok(())
+}
+
+/// Bytes as lowercase hex (keys of the LLM cache).
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

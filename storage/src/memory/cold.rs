@@ -215,44 +215,14 @@ impl WriteTx<'_> {
             let bytes = self
                 .codec
                 .encode(RecordKind::Segment, Compression::Zstd, &segment)?;
-            let mut bloom = BloomFilter::with_capacity(chunk.len());
-            for m in chunk {
-                if let Some(k) = &m.metadata.pattern_key {
-                    bloom.insert(k);
-                }
-            }
-            let info = SegmentInfo {
-                id: id.clone(),
-                path: path.clone(),
-                min_ms: chunk.iter().map(|m| m.created_ms).min().unwrap_or(0),
-                max_ms: chunk.iter().map(|m| m.created_ms).max().unwrap_or(0),
-                records: chunk.len() as u32,
-                live: chunk.len() as u32,
-                archived: 0,
-                bytes: bytes.len() as u64,
-                bloom,
-            };
-            let info_bytes = self
-                .codec
-                .encode(RecordKind::Segment, Compression::Zstd, &info)?;
-            self.tx
-                .open_table(COLD_SEGMENTS)?
-                .insert(id.as_str(), info_bytes.as_slice())?;
+            let info = SegmentInfo::of(&id, &path, chunk, chunk.len(), bytes.len());
+            self.put_segment_info(&info)?;
             self.outbox_append(OutboxOp::PutBlob { path, bytes }, now_ms)?;
             for m in chunk {
                 if let Some((_, size)) = self.remove_memory_record(m.id)? {
                     freed += size as u64;
                 }
-                let entry = ColdEntry {
-                    id: m.id,
-                    kind: m.kind,
-                    category: m.category,
-                    pattern_key: m.metadata.pattern_key.clone(),
-                    pool: m.metadata.pool.clone(),
-                    confidence: m.confidence,
-                    created_ms: m.created_ms,
-                    segment: id.clone(),
-                };
+                let entry = ColdEntry::of(m, &id);
                 let e = self
                     .codec
                     .encode(RecordKind::ColdEntry, Compression::None, &entry)?;
@@ -380,7 +350,57 @@ impl WriteTx<'_> {
     }
 }
 
+impl ColdEntry {
+    /// The local entry of memory `m`, held in segment `segment`.
+    pub fn of(m: &Memory, segment: &str) -> Self {
+        Self {
+            id: m.id,
+            kind: m.kind,
+            category: m.category,
+            pattern_key: m.metadata.pattern_key.clone(),
+            pool: m.metadata.pool.clone(),
+            confidence: m.confidence,
+            created_ms: m.created_ms,
+            segment: segment.to_string(),
+        }
+    }
+}
+
+impl SegmentInfo {
+    /// The info of segment `id` at `path` holding `memories` (`live` of them still indexed),
+    /// `bytes` long: time range and a Bloom filter over their pattern keys.
+    pub fn of(id: &str, path: &str, memories: &[Memory], live: usize, bytes: usize) -> Self {
+        let mut bloom = BloomFilter::with_capacity(memories.len());
+        for m in memories {
+            if let Some(k) = &m.metadata.pattern_key {
+                bloom.insert(k);
+            }
+        }
+        Self {
+            id: id.to_string(),
+            path: path.to_string(),
+            min_ms: memories.iter().map(|m| m.created_ms).min().unwrap_or(0),
+            max_ms: memories.iter().map(|m| m.created_ms).max().unwrap_or(0),
+            records: memories.len() as u32,
+            live: live as u32,
+            archived: 0,
+            bytes: bytes as u64,
+            bloom,
+        }
+    }
+}
+
 impl WriteTx<'_> {
+    fn put_segment_info(&mut self, info: &SegmentInfo) -> Result<()> {
+        let bytes = self
+            .codec
+            .encode(RecordKind::Segment, Compression::Zstd, info)?;
+        self.tx
+            .open_table(COLD_SEGMENTS)?
+            .insert(info.id.as_str(), bytes.as_slice())?;
+        Ok(())
+    }
+
     /// Restores a cold segment fetched from the object store at `path`: its local info and an
     /// index entry for each memory in it (only those in `live` when the cloud's cold index is
     /// known), without outbox rows. Returns the entries indexed.
@@ -399,51 +419,17 @@ impl WriteTx<'_> {
             .iter()
             .filter(|m| live.is_none_or(|l| l.contains(&m.id)))
             .collect();
-        let mut bloom = BloomFilter::with_capacity(segment.memories.len());
-        for m in &segment.memories {
-            if let Some(k) = &m.metadata.pattern_key {
-                bloom.insert(k);
-            }
-        }
-        let info = SegmentInfo {
-            id: segment.id.clone(),
-            path: path.to_string(),
-            min_ms: segment
-                .memories
-                .iter()
-                .map(|m| m.created_ms)
-                .min()
-                .unwrap_or(0),
-            max_ms: segment
-                .memories
-                .iter()
-                .map(|m| m.created_ms)
-                .max()
-                .unwrap_or(0),
-            records: segment.memories.len() as u32,
-            live: kept.len() as u32,
-            archived: 0,
-            bytes: bytes.len() as u64,
-            bloom,
-        };
-        let info_bytes = self
-            .codec
-            .encode(RecordKind::Segment, Compression::Zstd, &info)?;
-        self.tx
-            .open_table(COLD_SEGMENTS)?
-            .insert(segment.id.as_str(), info_bytes.as_slice())?;
+        let info = SegmentInfo::of(
+            &segment.id,
+            path,
+            &segment.memories,
+            kept.len(),
+            bytes.len(),
+        );
+        self.put_segment_info(&info)?;
         let mut index = self.tx.open_table(COLD_INDEX)?;
         for m in &kept {
-            let entry = ColdEntry {
-                id: m.id,
-                kind: m.kind,
-                category: m.category,
-                pattern_key: m.metadata.pattern_key.clone(),
-                pool: m.metadata.pool.clone(),
-                confidence: m.confidence,
-                created_ms: m.created_ms,
-                segment: segment.id.clone(),
-            };
+            let entry = ColdEntry::of(m, &segment.id);
             let e = self
                 .codec
                 .encode(RecordKind::ColdEntry, Compression::None, &entry)?;
