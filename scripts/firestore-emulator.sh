@@ -2,6 +2,8 @@
 # Starts or stops Google's Firestore emulator for the tests, on 127.0.0.1.
 #   scripts/firestore-emulator.sh start RUN_DIR   -> writes RUN_DIR/firestore.pid and RUN_DIR/firestore.addr
 #   scripts/firestore-emulator.sh stop RUN_DIR
+# FIRESTORE_EMULATOR_PORT picks the port (a test that starts the emulator after the agent);
+# otherwise a free one is taken.
 # The emulator is Debian's google-cloud-cli-firestore-emulator (Java 17), preinstalled on these
 # machines; java runs the jar directly so that the PID we keep is the emulator's own.
 set -euo pipefail
@@ -20,7 +22,8 @@ start)
     echo "firestore-emulator: $JAR not found (install the Debian package google-cloud-cli-firestore-emulator)" >&2
     exit 1
   fi
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  port=${FIRESTORE_EMULATOR_PORT:-}
+  [ -n "$port" ] || port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   java -cp "$JAR" com.google.cloud.datastore.emulator.firestore.CloudFirestore \
     start --host=127.0.0.1 --port="$port" >"$run/firestore.log" 2>&1 &
   echo $! >"$run/firestore.pid"

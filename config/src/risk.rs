@@ -186,6 +186,11 @@ pub struct RecoveryConfig {
     /// How long an ordered shutdown may take before it gives up waiting.
     #[serde(with = "humantime_serde")]
     pub shutdown_deadline: Duration,
+    /// How long `athena run` keeps reopening a store it cannot write (disk full, I/O error,
+    /// read-only file system) before it exits non-zero for its supervisor; wall time.
+    /// Default 10 min.
+    #[serde(with = "humantime_serde")]
+    pub store_retry_deadline: Duration,
 }
 
 impl Default for RecoveryConfig {
@@ -197,6 +202,7 @@ impl Default for RecoveryConfig {
             scrub_records_per_sec: 1000,
             quick_repair: true,
             shutdown_deadline: Duration::from_secs(30),
+            store_retry_deadline: Duration::from_secs(600),
         }
     }
 }

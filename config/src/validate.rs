@@ -345,6 +345,7 @@ fn services(c: &Config, k: &mut Checker) {
         1,
     );
     k.nonzero("recovery.shutdown_deadline", rc.shutdown_deadline);
+    k.nonzero("recovery.store_retry_deadline", rc.store_retry_deadline);
 
     let l = &c.llm;
     if l.enabled && l.model.is_empty() {

@@ -78,6 +78,12 @@ pub struct Status {
     /// The last recovery (crash restart or restore), with its step timings.
     #[serde(default)]
     pub last_recovery: Option<crate::recovery::Recovery>,
+    /// When a running agent published it, wall ms (0: read from the store).
+    #[serde(default)]
+    pub published_wall_ms: u64,
+    /// A running agent publishes again before this wall time; past it the file is stale.
+    #[serde(default)]
+    pub stale_after_wall_ms: u64,
 }
 
 impl Status {
@@ -101,6 +107,8 @@ impl Status {
                 .collect(),
             totals: state.totals.clone(),
             last_recovery: None,
+            published_wall_ms: 0,
+            stale_after_wall_ms: 0,
         }
     }
 

@@ -136,7 +136,8 @@ pub(super) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
             let path = dir.join(STATUS_FILE);
             let bytes = std::fs::read(&path).map_err(|e| {
                 anyhow::anyhow!(
-                    "the agent is running but {} cannot be read: {e}",
+                    "the agent is running but publishes no status ({}: {e}); its store may be \
+                     unwritable: see its output",
                     path.display()
                 )
             })?;
@@ -155,21 +156,33 @@ pub(super) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
             (status, false)
         }
     };
+    let now = now_ms();
+    // A running agent republishes every tick: a file past its due time is not live data.
+    let stale = live && status.stale_after_wall_ms > 0 && now > status.stale_after_wall_ms;
     if json {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({ "running": live, "status": status })
+                &serde_json::json!({ "running": live, "stale": stale, "status": status })
             )?
         );
         return Ok(());
     }
-    let now = now_ms();
     let s = &status;
     println!(
         "trading state: {}{}",
         s.trading_state.as_str(),
-        if live { " (agent running)" } else { "" }
+        match (live, stale) {
+            (true, false) => " (agent running)".to_string(),
+            (true, true) => format!(
+                " (STALE: the running agent last published its status {} ago and is overdue; \
+                 see its output)",
+                humantime::format_duration(std::time::Duration::from_secs(
+                    now.saturating_sub(s.published_wall_ms) / 1000
+                ))
+            ),
+            (false, _) => String::new(),
+        }
     );
     println!(
         "last tick: #{} at agent time {} ({} ago on the wall clock)",

@@ -179,7 +179,11 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => {
             let config = load_config(&cli)?;
             let runtime = runtime()?;
-            runtime.block_on(crate::app::run(config, args.restore_from))
+            runtime.block_on(async {
+                // First, before the recovery ladder: a signal during start-up is a clean stop.
+                let stop = crate::app::signals::install().context("installing signal handlers")?;
+                crate::app::run(config, args.restore_from, stop).await
+            })
         }
     }
 }

@@ -48,6 +48,26 @@ pub(super) fn run(config: &Config, cmd: &SyncCommand) -> anyhow::Result<()> {
                 );
             }
             println!("dead letters: {}", s.dead_letters);
+            let at = |ms: u64| {
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+                )
+            };
+            let h = &s.health;
+            if h.consecutive_failures > 0 {
+                println!(
+                    "failing: {} passes in a row since {} (agent time); last error: {}",
+                    h.consecutive_failures,
+                    at(h.failing_since_ms),
+                    h.last_error
+                );
+            } else if !h.last_error.is_empty() {
+                println!(
+                    "delivering; last error at {} (agent time): {}",
+                    at(h.last_error_ms),
+                    h.last_error
+                );
+            }
             println!(
                 "delivered {} rows with {} document writes and {} object writes ({} rows coalesced away, {} folded while offline); estimated cost ${:.4}",
                 s.rows_delivered,

@@ -152,6 +152,26 @@ pub async fn start(
     restore_from: Option<Source>,
     now_ms: u64,
 ) -> anyhow::Result<(Store, Option<Recovery>)> {
+    ladder(config, restore_from, now_ms, None).await
+}
+
+/// The ladder again, inside a running process, after the store could not be written and was
+/// closed (`cause` says why and for how long): the store is opened, verified like after a
+/// crash, reconciled, and the recovery recorded with that cause.
+pub async fn reopen(
+    config: &Config,
+    cause: String,
+    now_ms: u64,
+) -> anyhow::Result<(Store, Option<Recovery>)> {
+    ladder(config, None, now_ms, Some(cause)).await
+}
+
+async fn ladder(
+    config: &Config,
+    restore_from: Option<Source>,
+    now_ms: u64,
+    reopen_cause: Option<String>,
+) -> anyhow::Result<(Store, Option<Recovery>)> {
     let mut steps = Steps::new();
     let mut rec = Recovery {
         wall_ms: wall_ms(),
@@ -195,11 +215,19 @@ pub async fn start(
                     // A new store, a clean stop, or a store no `athena run` has used.
                     return Ok((store, None));
                 }
-                rec.cause = "crash: the previous process did not shut down cleanly (no \
-                             clean-shutdown marker)"
-                    .into();
-                let bad = verify_resume_records(&store)
-                    .unwrap_or_else(|e| vec![format!("the store cannot be read: {e}")]);
+                rec.cause = reopen_cause.clone().unwrap_or_else(|| {
+                    "crash: the previous process did not shut down cleanly (no clean-shutdown \
+                     marker)"
+                        .into()
+                });
+                let bad = match verify_resume_records(&store) {
+                    Ok(bad) => bad,
+                    // An I/O failure says nothing about the records: retry, never quarantine.
+                    Err(e) if e.needs_reopen() => {
+                        return Err(e).context("verifying the store");
+                    }
+                    Err(e) => vec![format!("the store cannot be read: {e}")],
+                };
                 if bad.is_empty() {
                     steps.done(
                         "verify",
@@ -216,6 +244,11 @@ pub async fn start(
             Err(e @ StoreError::Refused { .. }) => {
                 // Not an Athena store, another schema, or held by another process: an operator
                 // decides; nothing is moved.
+                return Err(e).with_context(|| format!("opening the store in {}", dir.display()));
+            }
+            Err(e) if e.needs_reopen() => {
+                // Disk full, an I/O error, a read-only file system: the file is not at fault,
+                // so it is never quarantined; the caller retries the open.
                 return Err(e).with_context(|| format!("opening the store in {}", dir.display()));
             }
             Err(e) => {
@@ -250,6 +283,7 @@ fn verify_resume_records(store: &Store) -> Result<Vec<String>, StoreError> {
     store.read(|r| {
         let mut check = |what: &str, res: Result<(), StoreError>| match res {
             Ok(()) => Ok(()),
+            Err(e) if e.needs_reopen() => Err(e),
             // A record that fails its checksum, or a page redb cannot read: either way the
             // agent cannot resume from this store.
             Err(e) => {

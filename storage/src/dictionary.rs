@@ -97,15 +97,15 @@ fn samples(store: &Store, kind: RecordKind) -> Result<Vec<Vec<u8>>> {
     fn newest<K: redb::Key + 'static>(
         codec: &Codec,
         table: &impl ReadableTable<K, &'static [u8]>,
-        name: &'static str,
         kind: RecordKind,
     ) -> Result<Vec<Vec<u8>>> {
         let mut out = Vec::new();
-        for (i, row) in table.iter()?.rev().enumerate() {
+        for row in table.iter()?.rev() {
             let (_, v) = row?;
-            let (header, raw) = codec
-                .decode_bytes(v.value())
-                .map_err(|e| corrupt(name, format!("row {i} from the end"), e))?;
+            // A corrupt record is no sample; the scrubber and pruning report it by key.
+            let Ok((header, raw)) = codec.decode_bytes(v.value()) else {
+                continue;
+            };
             if header.kind == kind {
                 out.push(raw);
                 if out.len() >= MAX_TRAINING_SAMPLES {
@@ -119,39 +119,14 @@ fn samples(store: &Store, kind: RecordKind) -> Result<Vec<Vec<u8>>> {
     store.read(|r| {
         let c = r.codec;
         match kind {
-            RecordKind::MemoryWarm => newest(c, &r.tx.open_table(MEMORIES)?, "memories", kind),
-            RecordKind::Journal => newest(
-                c,
-                &r.tx.open_table(S::Journal.def())?,
-                S::Journal.name(),
-                kind,
-            ),
-            RecordKind::Ledger => newest(
-                c,
-                &r.tx.open_table(S::Ledger.def())?,
-                S::Ledger.name(),
-                kind,
-            ),
-            RecordKind::Position => newest(
-                c,
-                &r.tx.open_table(K::Positions.def())?,
-                K::Positions.name(),
-                kind,
-            ),
-            RecordKind::Intent => newest(
-                c,
-                &r.tx.open_table(K::Intents.def())?,
-                K::Intents.name(),
-                kind,
-            ),
-            RecordKind::Risk => newest(c, &r.tx.open_table(K::Risk.def())?, K::Risk.name(), kind),
-            RecordKind::Checkpoint => newest(
-                c,
-                &r.tx.open_table(K::Checkpoints.def())?,
-                K::Checkpoints.name(),
-                kind,
-            ),
-            RecordKind::LlmCache => newest(c, &r.tx.open_table(LLM_CACHE)?, "llm_cache", kind),
+            RecordKind::MemoryWarm => newest(c, &r.tx.open_table(MEMORIES)?, kind),
+            RecordKind::Journal => newest(c, &r.tx.open_table(S::Journal.def())?, kind),
+            RecordKind::Ledger => newest(c, &r.tx.open_table(S::Ledger.def())?, kind),
+            RecordKind::Position => newest(c, &r.tx.open_table(K::Positions.def())?, kind),
+            RecordKind::Intent => newest(c, &r.tx.open_table(K::Intents.def())?, kind),
+            RecordKind::Risk => newest(c, &r.tx.open_table(K::Risk.def())?, kind),
+            RecordKind::Checkpoint => newest(c, &r.tx.open_table(K::Checkpoints.def())?, kind),
+            RecordKind::LlmCache => newest(c, &r.tx.open_table(LLM_CACHE)?, kind),
             _ => Ok(Vec::new()),
         }
     })
@@ -243,13 +218,14 @@ pub(crate) fn recompress_warm(store: &Store) -> Result<usize> {
             let mut out = Vec::new();
             for row in t.iter()? {
                 let (k, v) = row?;
-                let header = Codec::verify(v.value())
-                    .map_err(|e| corrupt("memories", ulid::Ulid(k.value()), e))?;
+                // A corrupt record is skipped (pruning reports it); the rest are re-encoded.
+                let Ok(header) = Codec::verify(v.value()) else {
+                    continue;
+                };
                 if header.kind == kind && header.dictionary != current {
-                    let (_, raw) = w
-                        .codec
-                        .decode_bytes(v.value())
-                        .map_err(|e| corrupt("memories", ulid::Ulid(k.value()), e))?;
+                    let Ok((_, raw)) = w.codec.decode_bytes(v.value()) else {
+                        continue;
+                    };
                     out.push((k.value(), raw));
                 }
             }

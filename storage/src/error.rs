@@ -63,5 +63,20 @@ from_redb!(
     redb::CommitError
 );
 
+impl StoreError {
+    /// Whether the file could not be read or written (disk full, an I/O error, a file system
+    /// remounted read-only). redb refuses every later write until the database is closed and
+    /// opened again, so the caller stops writing, closes the store and reopens it with backoff;
+    /// it is never a reason to quarantine the file.
+    pub fn needs_reopen(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Storage(
+                redb::Error::Io(_) | redb::Error::PreviousIo | redb::Error::DatabaseClosed
+            )
+        )
+    }
+}
+
 /// Shorthand for results of this crate.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -163,3 +163,60 @@ fn read_only_open_never_writes() {
         "a read-only open changed the file"
     );
 }
+
+#[test]
+fn pruning_skips_a_corrupt_record_names_it_and_prunes_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut victim = memory(
+        515_151,
+        MemoryType::Observation,
+        Category::MarketAnalysis,
+        T0,
+        0.8,
+    );
+    victim.content = "UNIQUE-PRUNE-VICTIM-0123456789".into();
+    // Low-confidence memories older than 48 h by the time of the pass: step 1 removes them.
+    let low: Vec<_> = (0..50)
+        .map(|n| {
+            memory(
+                n,
+                MemoryType::Observation,
+                Category::PoolBehavior,
+                T0 + n,
+                0.1,
+            )
+        })
+        .collect();
+    {
+        let store = open(dir.path());
+        store.insert_memories(&low, T0).unwrap();
+        store.insert_memory(&victim, T0).unwrap();
+    }
+    let path = dir.path().join(STORE_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let needle = b"UNIQUE-PRUNE-VICTIM";
+    let positions: Vec<usize> = bytes
+        .windows(needle.len())
+        .enumerate()
+        .filter(|(i, w)| *w == needle && bytes[i - 1] != b'"')
+        .map(|(i, _)| i)
+        .collect();
+    assert!(!positions.is_empty(), "marker not found in the file");
+    for p in &positions {
+        bytes[p + 7] ^= 0x20;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+
+    let store = open(dir.path());
+    let three_days = 3 * 86_400_000;
+    let report = store.prune(T0 + three_days).unwrap();
+    assert_eq!(report.corrupt.len(), 1, "{report:?}");
+    assert_eq!(report.corrupt[0].table, "memories");
+    assert_eq!(report.corrupt[0].key, victim.id.to_string());
+    assert_eq!(report.removed_low_confidence, low.len(), "{report:?}");
+    // The corrupt record is left in place for an operator; every other memory was pruned.
+    assert_eq!(store.read(|r| r.memory_count()).unwrap(), 1);
+    // The next pass skips it again and still succeeds.
+    let again = store.prune(T0 + three_days + 3_600_000).unwrap();
+    assert_eq!(again.corrupt.len(), 1);
+}

@@ -19,6 +19,10 @@ use firestore::{FirestoreDb, FirestoreDbOptions, FirestoreWritePrecondition};
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// How long the client keeps retrying a failed BatchWrite by itself: not at all (see
+/// `write_batch`).
+const NO_RETRY: std::time::Duration = std::time::Duration::ZERO;
+
 /// Firestore's collection of agents; each agent's documents live under its own document.
 pub const AGENTS_COLLECTION: &str = "agents";
 
@@ -83,9 +87,12 @@ impl FirestoreSink {
     ) -> Result<Self, SyncError> {
         let options =
             FirestoreDbOptions::new(project.to_string()).with_database_id(database.to_string());
-        let db = FirestoreDb::with_options(options)
-            .await
-            .map_err(|e| SyncError::Config(format!("firestore: {e}")))?;
+        let db = FirestoreDb::with_options(options).await.map_err(|e| {
+            SyncError::Unreachable(format!(
+                "firestore project {project:?} unreachable: {}",
+                describe(&e)
+            ))
+        })?;
         let parent: String = db
             .parent_path(AGENTS_COLLECTION, agent_id)
             .map_err(|e| SyncError::Config(format!("agent id {agent_id:?}: {e}")))?
@@ -269,7 +276,15 @@ impl FirestoreSink {
         writes: &[(usize, Queued<'_>)],
         results: &mut [Option<WriteResult>],
     ) {
-        let writer = match self.db.create_simple_batch_writer().await {
+        // No retries inside the client: a failed BatchWrite comes straight back, so the worker's
+        // backoff, its ramp limiter (on RESOURCE_EXHAUSTED) and its outage handling decide.
+        let options = firestore::FirestoreSimpleBatchWriteOptions::new()
+            .with_retry_max_elapsed_time(NO_RETRY);
+        let writer = match self
+            .db
+            .create_simple_batch_writer_with_options(options)
+            .await
+        {
             Ok(w) => w,
             Err(e) => {
                 let e = classify(e);
@@ -399,7 +414,23 @@ fn classify(e: FirestoreError) -> SinkError {
         FirestoreError::DataNotFoundError(_) => ErrorKind::Permanent,
         _ => ErrorKind::Transient,
     };
-    SinkError::new(kind, e.to_string())
+    SinkError::new(kind, describe(&e))
+}
+
+/// `e` in one short line. The client renders transport failures as a nested debug dump
+/// (`GrpcStatus(tonic::transport::Error(… message: "Connection refused" …))`): keep its
+/// innermost message.
+fn describe(e: &FirestoreError) -> String {
+    let full = e.to_string();
+    let innermost = full
+        .rsplit("message: \"")
+        .next()
+        .filter(|_| full.contains("message: \""))
+        .and_then(|tail| tail.split('"').next());
+    match innermost {
+        Some(m) if !m.is_empty() => m.to_string(),
+        _ => crate::error::one_line(e),
+    }
 }
 
 #[async_trait::async_trait]

@@ -16,6 +16,7 @@ pub mod memory_sink;
 pub mod object_sink;
 pub mod pace;
 pub mod read_cache;
+pub mod reconnect;
 pub mod sink;
 pub mod status;
 pub mod verify;
@@ -23,8 +24,8 @@ pub mod worker;
 
 pub use coalesce::{Coalesced, Increments, State, Write, coalesce};
 pub use compact::{CompactReport, compact_outbox};
-pub use config::Sinks;
-pub use error::SyncError;
+pub use config::{Sinks, WorkerSinks};
+pub use error::{SyncError, one_line};
 pub use firestore_sink::{FirestoreSink, RequestCounts};
 pub use manifest::{MANIFEST_PATH, Manifest, ManifestChange, ManifestEntry};
 pub use memory_sink::MemorySink;

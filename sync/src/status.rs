@@ -4,8 +4,8 @@
 //! another process).
 
 use crate::worker::PassReport;
-use athena_storage::{SeqTable, Store, StoreError, WriteTx};
-use serde::Serialize;
+use athena_storage::{KeyedTable, SeqTable, Store, StoreError, WriteTx};
+use serde::{Deserialize, Serialize};
 
 /// Firestore list price per document write, USD (used for the cost estimate).
 pub const FIRESTORE_WRITE_USD: f64 = 0.18 / 100_000.0;
@@ -32,6 +32,55 @@ pub(crate) fn record_pass(
     w.add_meta_u64(K_DOC_WRITES, r.document_writes as u64)?;
     w.add_meta_u64(K_OBJ_WRITES, r.object_writes as u64)?;
     w.set_meta_u64(K_LAST_PASS, now_ms)
+}
+
+/// Where the worker keeps its [`SyncHealth`] (the agent table, beside the agent's state).
+const HEALTH_KEY: &str = "sync_health";
+
+/// Whether the sinks are taking writes: consecutive failed passes, since when, and the last
+/// error in one line. All zero and empty while sync works.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncHealth {
+    /// Passes in a row that left rows for a retry because a sink failed (0: sync works).
+    pub consecutive_failures: u64,
+    /// When the first of them ran, agent time ms (0: not failing).
+    pub failing_since_ms: u64,
+    /// The last failure, one line (kept after a recovery, for the record).
+    pub last_error: String,
+    /// When it happened, agent time ms.
+    pub last_error_ms: u64,
+}
+
+impl SyncHealth {
+    /// A failed pass at `now_ms` with `error`.
+    pub fn failed(&mut self, error: String, now_ms: u64) {
+        if self.consecutive_failures == 0 {
+            self.failing_since_ms = now_ms;
+        }
+        self.consecutive_failures += 1;
+        self.last_error = error;
+        self.last_error_ms = now_ms;
+    }
+
+    /// A pass that delivered, or found nothing to do. Returns whether this ended a failure.
+    pub fn recovered(&mut self) -> bool {
+        let was_failing = self.consecutive_failures > 0;
+        self.consecutive_failures = 0;
+        self.failing_since_ms = 0;
+        was_failing
+    }
+
+    /// The health kept in `store` (the default when none was written yet).
+    pub fn load(store: &Store) -> Result<Self, StoreError> {
+        store
+            .read(|r| r.get(KeyedTable::Agent, HEALTH_KEY))
+            .map(Option::unwrap_or_default)
+    }
+
+    /// Writes it (in its own transaction).
+    pub(crate) fn save(&self, store: &Store) -> Result<(), StoreError> {
+        store.write(|w| w.put(KeyedTable::Agent, HEALTH_KEY, self))
+    }
 }
 
 /// Adds rows folded by outbox compaction (inside the compaction's transaction).
@@ -79,6 +128,8 @@ pub struct SyncStatus {
     pub estimated_cost_usd: f64,
     /// When the last pass that delivered something ran, ms (0: never).
     pub last_pass_ms: u64,
+    /// Consecutive failures, since when, and the last error.
+    pub health: SyncHealth,
 }
 
 /// Reads the sync status of `store` at `now_ms` (scans the outbox).
@@ -116,6 +167,7 @@ pub fn status(store: &Store, now_ms: u64) -> Result<SyncStatus, StoreError> {
         s.document_writes = get(K_DOC_WRITES)?;
         s.object_writes = get(K_OBJ_WRITES)?;
         s.last_pass_ms = get(K_LAST_PASS)?;
+        s.health = r.get(KeyedTable::Agent, HEALTH_KEY)?.unwrap_or_default();
         s.estimated_cost_usd =
             s.document_writes as f64 * FIRESTORE_WRITE_USD + s.object_writes as f64 * GCS_WRITE_USD;
         Ok(s)

@@ -14,6 +14,7 @@ use crate::compact::{CompactReport, compact_outbox};
 use crate::error::SyncError;
 use crate::pace::{Backoff, RampLimiter};
 use crate::sink::{ErrorKind, Sink, SinkError, SinkRole};
+use crate::status::SyncHealth;
 use athena_storage::Store;
 use serde::Serialize;
 use std::sync::Arc;
@@ -333,6 +334,45 @@ impl Worker {
         }
     }
 
+    /// The health the previous run left (a restart during an outage keeps its "since").
+    async fn load_health(&self) -> SyncHealth {
+        let store = self.store.clone();
+        blocking(move || SyncHealth::load(&store))
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Counts a failed pass (one that left rows for a retry because a sink or the store failed)
+    /// and persists the health when it changes, so `athena sync status` shows consecutive
+    /// failures, since when and the last error; says once when sync works again.
+    async fn track_health(&self, health: &mut SyncHealth, pass: &Result<PassReport, SyncError>) {
+        let failure = match pass {
+            Ok(r) if r.retry > 0 => Some(
+                r.last_error
+                    .clone()
+                    .unwrap_or_else(|| "a sink failed".into()),
+            ),
+            Ok(_) => None,
+            Err(e) => Some(e.to_string()),
+        };
+        match failure {
+            Some(error) => {
+                if health.consecutive_failures == 0 {
+                    tracing::warn!(%error, "sync cannot deliver; changes stay in the outbox");
+                }
+                health.failed(error, (self.now)());
+            }
+            None if health.recovered() => {
+                tracing::info!("sync delivers again");
+            }
+            None => return,
+        }
+        let (store, h) = (self.store.clone(), health.clone());
+        if let Err(e) = blocking(move || h.save(&store)).await {
+            tracing::warn!(error = %e, "cannot record the sync health");
+        }
+    }
+
     /// Runs until `stop` turns true: a pass every flush interval, at once when `flush` is
     /// notified or the last pass left work it could do, and after a backoff when the sinks
     /// fail. On stop it drains for at most `deadline`; what is left stays in the outbox.
@@ -343,8 +383,11 @@ impl Worker {
         deadline: Duration,
     ) {
         let mut attempt = 0u32;
+        let mut health = self.load_health().await;
         loop {
-            let wait = match self.drain_once().await {
+            let pass = self.drain_once().await;
+            self.track_health(&mut health, &pass).await;
+            let wait = match pass {
                 Ok(r) if r.retry > 0 => {
                     tracing::warn!(retry = r.retry, error = ?r.last_error, "sync pass left rows for a retry");
                     // Offline: keep the outbox at one row per document while we wait.

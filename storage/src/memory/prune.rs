@@ -22,7 +22,7 @@
 use super::cold::ArchivedMemory;
 use super::model::{Category, Memory, MemoryType, Source, Tier};
 use crate::error::Result;
-use crate::store::{Store, WriteTx, corrupt};
+use crate::store::{Store, WriteTx};
 use crate::tables::MEMORIES;
 use athena_config::MemoryConfig;
 use redb::ReadableTable;
@@ -56,6 +56,9 @@ pub struct PruneReport {
     pub bytes_reclaimed: u64,
     /// Wall time, ms.
     pub duration_ms: u64,
+    /// Records that failed their checksum or did not decode: skipped (left in place for an
+    /// operator), never a reason to stop pruning the rest.
+    pub corrupt: Vec<crate::verify::CorruptRecord>,
 }
 
 /// Retention of a memory of `kind` and `category`, ms.
@@ -282,10 +285,18 @@ fn prune_in(
         let t = w.tx.open_table(MEMORIES)?;
         for row in t.iter()? {
             let (k, v) = row?;
-            let m: Memory = w
-                .codec
-                .decode(v.value())
-                .map_err(|e| corrupt("memories", Ulid(k.value()), e))?;
+            let m: Memory = match w.codec.decode(v.value()) {
+                Ok(m) => m,
+                Err(e) => {
+                    // Skipped, not fatal: one bad record must not switch pruning off.
+                    r.corrupt.push(crate::verify::CorruptRecord {
+                        table: "memories".into(),
+                        key: Ulid(k.value()).to_string(),
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
+            };
             sizes.insert(m.id, v.value().len());
             live.insert(m.id, m);
         }

@@ -1,0 +1,278 @@
+//! The agent loop of a session: a tick every `agent.tick_interval` of agent time (catching up
+//! ticks that fell due while the agent was not running), a checkpoint every
+//! `recovery.checkpoint_interval`, the status file and the status line; corrupt records found
+//! by the scrubber or pruning trip memory_corruption, once per record.
+//!
+//! A tick changes the agent in memory and commits everything in one transaction. When the
+//! commit fails nothing of the tick happened, so the loop never goes on from that memory: it
+//! ends the session when the store cannot be written (see [`super::reopen`]), and otherwise
+//! reloads the agent from the store before it tries again one tick later.
+
+use super::reopen::Unwritable;
+use crate::agent::{Agent, AgentError};
+use crate::clock::Clock;
+use athena_config::Config;
+use athena_storage::{CorruptRecord, Store};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// Agent hours between two status lines of `athena run`.
+const STATUS_EVERY_MS: u64 = 6 * 3_600_000;
+
+/// The status file counts as stale when no tick published it for this long beyond three tick
+/// intervals (wall time): `athena status` then says so instead of showing it as live.
+const STALE_MARGIN: Duration = Duration::from_secs(30);
+
+/// What the loop needs.
+pub(super) struct Loop {
+    pub store: Arc<Store>,
+    pub config: Config,
+    pub clock: Arc<dyn Clock>,
+    pub stop: watch::Receiver<bool>,
+    pub pruned: Arc<AtomicU64>,
+    pub findings: mpsc::UnboundedReceiver<CorruptRecord>,
+    pub started: Instant,
+    /// When the store outage this session resumes from began, if it does.
+    pub outage: Option<Instant>,
+    /// When the first tick of this session committed.
+    pub first_commit: Arc<std::sync::OnceLock<Instant>>,
+}
+
+/// How the loop ended.
+pub(super) enum End {
+    /// Told to stop; the current tick finished.
+    Stopped,
+    /// The store could not be written.
+    Unwritable(Unwritable),
+    /// Anything else that stops the agent: the session shuts down in order and reports it.
+    Failed(anyhow::Error),
+}
+
+/// Runs the loop until told to stop or the store fails.
+pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
+    let mut agent = match open_agent(&l).await {
+        Ok(a) => a,
+        Err(AgentError::Store(e)) if e.needs_reopen() => {
+            return Ok(End::Unwritable(Unwritable::now(&e)));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let st = l.store.clone();
+    let last_recovery = tokio::task::spawn_blocking(move || crate::recovery::last(&st)).await??;
+    let config = &l.config;
+    let tick_ms = config.agent.tick_interval.as_millis().max(1) as u64;
+    let observation_ms = config.agent.observation_period.as_millis() as u64;
+    println!(
+        "athena: agent at tick {}, equity ${:.2}; observing until {} of agent time",
+        agent.state.next_tick,
+        agent.state.equity_usd(),
+        rfc3339(agent.state.observation_start_ms + observation_ms)
+    );
+    let mut reported: HashSet<(String, String)> = HashSet::new();
+    let mut publish_error: Option<String> = None;
+    let mut last_status = 0u64;
+    let mut first_tick = true;
+    loop {
+        let due = agent.state.started_ms + agent.state.next_tick * tick_ms;
+        let now = l.clock.now_ms();
+        if now < due {
+            let wait = l.clock.wall_duration(Duration::from_millis(due - now));
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = l.stop.changed() => return Ok(End::Stopped),
+                Some(bad) = l.findings.recv() => {
+                    agent = match report_corruption(agent, &l.store, bad, &mut reported).await {
+                        Ok(a) => a,
+                        Err(e) => return ended_by(e),
+                    };
+                    continue;
+                }
+            }
+        }
+        if *l.stop.borrow() {
+            return Ok(End::Stopped);
+        }
+        // Catching up leaves no time to sleep: take the findings between ticks too.
+        while let Ok(bad) = l.findings.try_recv() {
+            agent = match report_corruption(agent, &l.store, bad, &mut reported).await {
+                Ok(a) => a,
+                Err(e) => return ended_by(e),
+            };
+        }
+        let st = l.store.clone();
+        let (back, result) = tokio::task::spawn_blocking(move || {
+            let r = agent.tick(&st);
+            (agent, r)
+        })
+        .await?;
+        agent = back;
+        let report = match result {
+            Ok(r) => r,
+            Err(AgentError::Store(e)) if e.needs_reopen() => {
+                return Ok(End::Unwritable(Unwritable::now(&e)));
+            }
+            Err(e) => {
+                // Nothing of the failed tick was committed: go on from what the store holds.
+                tracing::error!(error = %e, "tick failed");
+                println!("athena: tick failed: {e}");
+                agent = match open_agent(&l).await {
+                    Ok(a) => a,
+                    Err(e) => return ended_by(e),
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep(l.clock.wall_duration(config.agent.tick_interval)) => {}
+                    _ = l.stop.changed() => return Ok(End::Stopped),
+                }
+                continue;
+            }
+        };
+        l.first_commit.get_or_init(Instant::now);
+        if first_tick {
+            first_tick = false;
+            match l.outage {
+                Some(since) => println!(
+                    "athena: the store is writable again; tick #{} committed, {} after it failed",
+                    report.tick,
+                    humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()))
+                ),
+                None => println!(
+                    "athena: first tick #{} committed {:.0} ms after start",
+                    report.tick,
+                    l.started.elapsed().as_secs_f64() * 1000.0
+                ),
+            }
+        }
+        let checkpoint_ms = config.recovery.checkpoint_interval.as_millis().max(1) as u64;
+        if report.at_ms % checkpoint_ms < tick_ms {
+            super::services::checkpoint(&l.store, config, report.at_ms).await;
+        }
+        publish_status(&agent, &l, &last_recovery, tick_ms, &mut publish_error);
+        for j in &report.risk_events {
+            print_trip(&j.event);
+        }
+        if report.fills > 0 || report.at_ms >= last_status + STATUS_EVERY_MS {
+            last_status = report.at_ms;
+            print_status_line(status_line(&agent, &report), &l).await?;
+        }
+    }
+}
+
+/// Opens the agent from what the store holds.
+async fn open_agent(l: &Loop) -> Result<Agent, AgentError> {
+    let now = l.clock.now_ms();
+    let (st, cfg) = (l.store.clone(), l.config.clone());
+    tokio::task::spawn_blocking(move || {
+        Agent::open(&st, &cfg, now, |start, seed| {
+            crate::backtest::market(&cfg, start, seed)
+        })
+    })
+    .await
+    .map_err(|e| AgentError::Market(format!("the agent task failed: {e}")))?
+}
+
+/// The end of the loop for an agent error outside a tick.
+fn ended_by(e: AgentError) -> anyhow::Result<End> {
+    match e {
+        AgentError::Store(s) if s.needs_reopen() => Ok(End::Unwritable(Unwritable::now(&s))),
+        other => Ok(End::Failed(other.into())),
+    }
+}
+
+/// Publishes the status file with the wall time by which the next one is due.
+fn publish_status(
+    agent: &Agent,
+    l: &Loop,
+    last_recovery: &Option<crate::recovery::Recovery>,
+    tick_ms: u64,
+    last_error: &mut Option<String>,
+) {
+    let mut status = agent.status();
+    status.last_recovery = last_recovery.clone();
+    let wall_tick = l.clock.wall_duration(Duration::from_millis(tick_ms));
+    let now = crate::clock::SystemClock.now_ms();
+    status.published_wall_ms = now;
+    status.stale_after_wall_ms = now + (wall_tick * 3 + STALE_MARGIN).as_millis() as u64;
+    // Said once per distinct error, not once per tick.
+    match status.publish(&l.config.agent.data_dir) {
+        Ok(()) => *last_error = None,
+        Err(e) if last_error.as_deref() != Some(&e.to_string()) => {
+            tracing::warn!(error = %e, "cannot publish the status file");
+            *last_error = Some(e.to_string());
+        }
+        Err(_) => {}
+    }
+}
+
+/// The status line: every few agent hours and after each trade.
+async fn print_status_line(line: String, l: &Loop) -> anyhow::Result<()> {
+    let st = l.store.clone();
+    let (memories, outbox) = tokio::task::spawn_blocking(move || {
+        Ok::<_, athena_storage::StoreError>((st.read(|r| r.memory_count())?, st.outbox_len()?))
+    })
+    .await??;
+    println!(
+        "{line} | memories {memories} pruned {} | outbox {outbox}",
+        l.pruned.load(Ordering::Relaxed),
+    );
+    Ok(())
+}
+
+/// The agent's part of the status line.
+fn status_line(agent: &Agent, report: &crate::agent::TickReport) -> String {
+    let day = (report.at_ms - agent.state.started_ms) as f64 / 86_400_000.0;
+    format!(
+        "athena: day {day:.2} tick {} equity ${:.2} positions {} trades {} {}{}",
+        report.tick,
+        report.equity_usd,
+        agent.state.positions.len(),
+        agent.state.totals.trades,
+        report.trading_state.as_str(),
+        if report.observing { " (observing)" } else { "" },
+    )
+}
+
+/// Trips memory_corruption for a corrupt record, naming it; a record already reported is not
+/// reported again.
+async fn report_corruption(
+    mut agent: Agent,
+    store: &Arc<Store>,
+    bad: CorruptRecord,
+    reported: &mut HashSet<(String, String)>,
+) -> Result<Agent, AgentError> {
+    if !reported.insert((bad.table.clone(), bad.key.clone())) {
+        return Ok(agent);
+    }
+    let what = format!("{} key {}: {}", bad.table, bad.key, bad.reason);
+    println!("athena: found a corrupt record: {what}");
+    let st = store.clone();
+    let at = agent.state.last_tick_ms;
+    let (agent, journal) = tokio::task::spawn_blocking(move || {
+        let j = agent.observe(
+            &st,
+            crate::risk::Observation::IntegrityFailure { at_ms: at, what },
+        );
+        (agent, j)
+    })
+    .await
+    .map_err(|e| AgentError::Market(format!("the agent task failed: {e}")))?;
+    for j in journal? {
+        print_trip(&j.event);
+    }
+    Ok(agent)
+}
+
+fn print_trip(event: &crate::risk::RiskEvent) {
+    if let crate::risk::RiskEvent::Trip {
+        breaker, reason, ..
+    } = event
+    {
+        println!("athena: breaker {} tripped: {reason}", breaker.as_str());
+    }
+}
+
+fn rfc3339(ms: u64) -> humantime::Rfc3339Timestamp {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_millis(ms))
+}

@@ -1,0 +1,132 @@
+//! Driving the real `athena` binary as an operator does: a child killed if the test panics,
+//! signals, and waiting on what it prints (readiness, never sleeps).
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_athena");
+
+/// A running `athena` child, killed with SIGKILL if the test panics before it is waited for
+/// (no agent outlives its test).
+pub struct Running(pub Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Starts `athena run` (`args` before `run`, `env` added) with stdout and stderr in `log`.
+pub fn spawn_run(args: &[&str], env: &[(&str, &str)], log: &Path) -> Running {
+    let out = std::fs::File::create(log).unwrap();
+    let mut c = Command::new(BIN);
+    c.args(args).arg("run");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    Running(
+        c.stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Sends `sig` (`-TERM`, `-HUP`, …) to `child`.
+pub fn signal(child: &Child, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} failed");
+}
+
+/// Waits until `log` holds a line containing `needle`, or panics after `limit`; returns it.
+pub fn wait_for(log: &Path, needle: &str, limit: Duration) -> String {
+    wait_line(log, needle, |l| l.contains(needle), limit)
+}
+
+/// Waits until `log` holds a line `matches` accepts (`what` describes it), or panics after
+/// `limit`; returns it.
+pub fn wait_line(
+    log: &Path,
+    what: &str,
+    matches: impl Fn(&str) -> bool,
+    limit: Duration,
+) -> String {
+    let started = Instant::now();
+    loop {
+        if let Ok(f) = std::fs::File::open(log) {
+            let found = BufReader::new(f)
+                .lines()
+                .map_while(Result::ok)
+                .find(|l| matches(l));
+            if let Some(line) = found {
+                return line;
+            }
+        }
+        assert!(
+            started.elapsed() < limit,
+            "no {what:?} in {} after {limit:?}:\n{}",
+            log.display(),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits for `child` to exit, or panics after `limit`.
+pub fn wait_exit(child: &mut Running, limit: Duration, log: &Path) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            started.elapsed() < limit,
+            "the agent did not exit within {limit:?}:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs `athena ARGS`; returns (success, stdout + stderr).
+pub fn athena(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let mut c = Command::new(BIN);
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
