@@ -174,11 +174,9 @@ impl Session<'_> {
             memories,
             humantime::format_duration(config.memory.prune_interval)
         );
-        let marker = store.clone();
-        tokio::task::spawn_blocking(move || {
-            marker.write(|w| w.set_meta_u64(CLEAN_SHUTDOWN_KEY, 0))
-        })
-        .await??;
+        if let Some(fault) = mark_running(&store).await? {
+            return Ok((Ended::Unwritable(fault), std::time::Duration::ZERO));
+        }
 
         let (services_stop_tx, services_stop) = watch::channel(false);
         // The sync worker stops last, after the final checkpoint, so its drain sends it.
@@ -302,6 +300,21 @@ impl Session<'_> {
         })
         .await??;
         Ok(())
+    }
+}
+
+/// Clears the clean-shutdown marker: from here on a stop that does not finish in order is a
+/// crash for the next start. A store that cannot take this write is reported, not an error.
+async fn mark_running(store: &Arc<Store>) -> anyhow::Result<Option<Unwritable>> {
+    let marker = store.clone();
+    match tokio::task::spawn_blocking(move || {
+        marker.write(|w| w.set_meta_u64(CLEAN_SHUTDOWN_KEY, 0))
+    })
+    .await?
+    {
+        Ok(()) => Ok(None),
+        Err(e) if e.needs_reopen() => Ok(Some(Unwritable::now(&e))),
+        Err(e) => Err(e.into()),
     }
 }
 
