@@ -6,7 +6,9 @@
 //! sync worker run until SIGINT or SIGTERM, which stops them in order: the agent finishes its
 //! current tick, pruning and the scrubber stop, a final checkpoint is taken, the sync worker
 //! drains (sending that checkpoint) with a deadline, and the clean-shutdown marker is written
-//! last. The agent loop also takes a checkpoint every `recovery.checkpoint_interval` of agent
+//! last. A market error that is final (a replay's bad line or its end) ends the agent loop:
+//! the run then stops in the same order and returns that error (exit 1). On a replay the clock
+//! is the replay's own time ([`crate::clock::ReplayClock`]). The agent loop also takes a checkpoint every `recovery.checkpoint_interval` of agent
 //! time and thins those older than `recovery.checkpoint_hourly_retention` to one a day; it
 //! trips memory_corruption for every corrupt record the scrubber reports. Store calls run on
 //! `spawn_blocking` (no blocking redb call on an async worker thread).
@@ -17,7 +19,8 @@ use athena_storage::Store;
 use std::sync::Arc;
 use tokio::sync::{Notify, watch};
 
-/// Runs until SIGINT or SIGTERM, then shuts down in order: stop services, close the store.
+/// Runs until SIGINT or SIGTERM (or until the agent loop cannot go on, whose error it returns),
+/// then shuts down in order: stop services, close the store.
 /// The start is the recovery ladder ([`crate::recovery::start`]); with `restore_from` it starts
 /// on an empty data directory from that source.
 pub async fn run(
@@ -38,7 +41,10 @@ pub async fn run(
             )
         })?
         .map_or(0, |a| a.last_tick_ms);
-    let clock = crate::clock::from_config(&config.agent, resume_at);
+    let clock = crate::clock::from_config(
+        &config.agent,
+        crate::clock::start_of_run(&config, resume_at)?,
+    );
     let memories = store.read(|r| r.memory_count())?;
     let store = Arc::new(store);
     tracing::info!(
@@ -70,7 +76,7 @@ pub async fn run(
         scrub_stats,
         stop_rx.clone(),
     ));
-    let agent = tokio::spawn(agent_loop(
+    let mut agent = tokio::spawn(agent_loop(
         store.clone(),
         config.clone(),
         clock.clone(),
@@ -114,15 +120,23 @@ pub async fn run(
             None
         }
     };
-    shutdown_signal().await;
+    // The agent loop ends by itself only when it cannot go on: the run stops then too.
+    let ended = tokio::select! {
+        () = shutdown_signal() => None,
+        joined = &mut agent => Some(joined),
+    };
     println!("athena: stopping");
     stop_tx.send(true).ok();
     // The agent finishes the tick it is in (a tick is one transaction: it lands or not).
-    match agent.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "the agent loop failed"),
-        Err(e) => tracing::error!(error = %e, "the agent loop panicked"),
-    }
+    let joined = match ended {
+        Some(joined) => joined,
+        None => agent.await,
+    };
+    let failure = match joined {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(e) => Some(anyhow::Error::new(e).context("the agent loop panicked")),
+    };
     match tokio::time::timeout(deadline, pruning).await {
         Ok(joined) => joined?,
         Err(_) => tracing::warn!("pruning service did not stop within the shutdown deadline"),
@@ -152,7 +166,7 @@ pub async fn run(
     .await??;
     drop(store);
     println!("athena: stopped cleanly");
-    Ok(())
+    failure.map_or(Ok(()), Err)
 }
 
 /// Takes a checkpoint at agent time `at_ms` and thins the old ones; a failure is logged (the
@@ -258,10 +272,15 @@ async fn agent_loop(
                 r
             }
             Ok(r) => r,
+            Err(crate::agent::AgentError::Market(e)) if e.is_final() => {
+                // A replay that ended or has a bad line never gets better: the run stops.
+                return Err(e.into());
+            }
             Err(e) => {
                 // Nothing of a failed tick was committed; try again one tick later.
-                tracing::error!(error = %e, "tick failed");
-                println!("athena: tick failed: {e}");
+                let e = anyhow::Error::new(e);
+                tracing::error!(error = %format!("{e:#}"), "tick failed");
+                println!("athena: tick failed: {e:#}");
                 tokio::select! {
                     _ = tokio::time::sleep(clock.wall_duration(config.agent.tick_interval)) => {}
                     _ = stop.changed() => return Ok(()),
@@ -269,6 +288,7 @@ async fn agent_loop(
                 continue;
             }
         };
+        clock.reached(report.at_ms);
         let checkpoint_ms = config.recovery.checkpoint_interval.as_millis().max(1) as u64;
         if report.at_ms % checkpoint_ms < tick_ms {
             checkpoint(&store, &config, report.at_ms).await;
