@@ -249,3 +249,49 @@ pub fn guard_after_close(
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::paper;
+    use crate::market::MarketSource;
+
+    fn opens(cfg: &StrategyConfig, state: &AgentState, tick: &MarketTick, pool: &str) -> bool {
+        decide(cfg, state, tick, false).contains(&Intent::Open { pool: pool.into() })
+    }
+
+    #[test]
+    fn a_risk_reduce_close_guards_its_pool_for_the_cooldown() {
+        let cfg = StrategyConfig::default();
+        let tick = crate::market::sim::Sim::new(1, 0, 300_000).tick(0).unwrap();
+        let mut state = AgentState::new(0, 10_000.0, 1);
+        let pool = tick.pool("AERO/USDC").unwrap().clone();
+        let opened = paper::open(&mut state, &tick, &pool, 1_000.0).unwrap();
+        let intents = decide(&cfg, &state, &tick, true);
+        let [close] = intents.as_slice() else {
+            panic!("{intents:?}")
+        };
+        assert!(matches!(
+            close,
+            Intent::Close {
+                protection: Some(Protection::RiskReduce),
+                ..
+            }
+        ));
+        let closed = paper::close(&mut state, &tick, &opened.position).unwrap();
+        assert!(opens(&cfg, &state, &tick, "AERO/USDC"), "a candidate");
+        guard_after_close(&mut state, close, &[closed], tick.at_ms);
+        assert!(!opens(&cfg, &state, &tick, "AERO/USDC"), "guarded");
+        let mut later = tick.clone();
+        later.at_ms = cfg.reentry_cooldown.as_millis() as u64 - 1;
+        release_guards(&cfg, &mut state, &later);
+        assert!(
+            !opens(&cfg, &state, &later, "AERO/USDC"),
+            "still cooling down"
+        );
+        later.at_ms += 1;
+        release_guards(&cfg, &mut state, &later);
+        assert!(state.reentry_guards.is_empty());
+        assert!(opens(&cfg, &state, &later, "AERO/USDC"), "released");
+    }
+}
