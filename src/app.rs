@@ -8,10 +8,11 @@
 //! drains (sending that checkpoint) with a deadline, and the clean-shutdown marker is written
 //! last. A market error that is final (a replay's bad line or its end) ends the agent loop:
 //! the run then stops in the same order and returns that error (exit 1). On a replay the clock
-//! is the replay's own time ([`crate::clock::ReplayClock`]). The agent loop also takes a checkpoint every `recovery.checkpoint_interval` of agent
-//! time and thins those older than `recovery.checkpoint_hourly_retention` to one a day; it
-//! trips memory_corruption for every corrupt record the scrubber reports. Store calls run on
-//! `spawn_blocking` (no blocking redb call on an async worker thread).
+//! is the replay's own time ([`crate::clock::ReplayClock`]). The agent loop also takes a
+//! checkpoint every `recovery.checkpoint_interval` of agent time and thins those older than
+//! `recovery.checkpoint_hourly_retention` to one a day; it trips memory_corruption for every
+//! corrupt record the scrubber reports. Store calls run on `spawn_blocking` (no blocking redb
+//! call on an async worker thread).
 
 use crate::clock::Clock;
 use athena_config::Config;

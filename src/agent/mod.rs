@@ -236,19 +236,7 @@ impl Agent {
     /// the tick (no mark, no drain signal, no size from it) and journaled with the reason.
     pub fn tick(&mut self, store: &Store) -> Result<TickReport, AgentError> {
         let mut tick = self.market.tick(self.state.next_tick)?;
-        tick.check_figures()
-            .map_err(|problem| MarketError::BadTick {
-                index: tick.index,
-                problem,
-            })?;
-        let rejected: Vec<RejectedRecord> = tick
-            .reject_bad_pools()
-            .into_iter()
-            .map(|r| RejectedRecord::of(&tick, r))
-            .collect();
-        for r in &rejected {
-            tracing::warn!(tick = r.tick, pool = %r.snapshot.pool, problem = %r.snapshot.problem, "pool snapshot rejected");
-        }
+        let rejected = screen(&mut tick)?;
         let now = tick.at_ms;
         let seed = self.state.seed;
         if self.state.next_tick == 0 {
@@ -549,6 +537,26 @@ impl Agent {
         };
         (record, fills)
     }
+}
+
+/// Screens `tick` for bad data (SPEC.md §1): a bad gas or ETH price fails it; every pool whose
+/// snapshot cannot be used is dropped from it and returned as a journal record.
+fn screen(tick: &mut MarketTick) -> Result<Vec<RejectedRecord>, MarketError> {
+    tick.check_figures()
+        .map_err(|problem| MarketError::BadTick {
+            index: tick.index,
+            problem,
+        })?;
+    let rejected: Vec<RejectedRecord> = tick
+        .reject_bad_pools()
+        .into_iter()
+        .map(|r| RejectedRecord::of(tick, r))
+        .collect();
+    for r in &rejected {
+        let (pool, problem) = (&r.snapshot.pool, &r.snapshot.problem);
+        tracing::warn!(tick = r.tick, %pool, %problem, "pool snapshot rejected");
+    }
+    Ok(rejected)
 }
 
 /// Why a tick failed (nothing of it was committed).
