@@ -60,43 +60,11 @@ pub fn decide(
 ) -> Vec<Intent> {
     let mut out = Vec::new();
     let mut closing: Vec<&str> = Vec::new();
-    let window = cfg.tvl_drain_window.as_millis() as u64;
     for p in &state.positions {
         let Some(pool) = tick.pool(&p.pool) else {
             continue;
         };
-        let drained = state
-            .profiles
-            .get(&p.pool)
-            .and_then(|prof| drain_reference(prof, tick.at_ms, window))
-            .map(|(at, tvl)| (at, tvl, 100.0 * (1.0 - pool.tvl_usd / tvl)));
-        let close = if let Some((at, tvl, d)) = drained.filter(|(_, _, d)| *d > cfg.tvl_drain_pct) {
-            let since = std::time::Duration::from_secs(tick.at_ms.saturating_sub(at) / 1000);
-            let reason = if since > cfg.tvl_drain_window {
-                format!(
-                    "TVL drain {d:.1}% since the last reading before a data gap of {}",
-                    humantime::format_duration(since)
-                )
-            } else {
-                format!(
-                    "TVL drain {d:.1}% within {}",
-                    humantime::format_duration(cfg.tvl_drain_window)
-                )
-            };
-            Some((
-                reason,
-                Protection::TvlDrain {
-                    reference_tvl_usd: tvl,
-                },
-            ))
-        } else if pool.depeg_pct() > cfg.depeg_pct {
-            Some((
-                format!("depeg {:.2}% of a stable pool", pool.depeg_pct()),
-                Protection::Depeg,
-            ))
-        } else {
-            None
-        };
+        let close = protective_close(cfg, state, tick, pool);
         if let Some((reason, protection)) = close {
             closing.push(&p.id);
             out.push(Intent::Close {
@@ -187,6 +155,48 @@ pub fn decide(
             })
         });
     out
+}
+
+/// Whether the position in `pool` must be closed to protect the book, why and what guards
+/// its re-entry: a TVL drain above `tvl_drain_pct` against [`drain_reference`], or a stable
+/// pool off its peg by more than `depeg_pct`.
+fn protective_close(
+    cfg: &StrategyConfig,
+    state: &AgentState,
+    tick: &MarketTick,
+    pool: &PoolSnapshot,
+) -> Option<(String, Protection)> {
+    let window = cfg.tvl_drain_window.as_millis() as u64;
+    let drained = state
+        .profiles
+        .get(&pool.pool)
+        .and_then(|prof| drain_reference(prof, tick.at_ms, window))
+        .map(|(at, tvl)| (at, tvl, 100.0 * (1.0 - pool.tvl_usd / tvl)))
+        .filter(|(_, _, d)| *d > cfg.tvl_drain_pct);
+    if let Some((at, tvl, d)) = drained {
+        let since = std::time::Duration::from_secs(tick.at_ms.saturating_sub(at) / 1000);
+        let reason = if since > cfg.tvl_drain_window {
+            format!(
+                "TVL drain {d:.1}% since the last reading before a data gap of {}",
+                humantime::format_duration(since)
+            )
+        } else {
+            format!(
+                "TVL drain {d:.1}% within {}",
+                humantime::format_duration(cfg.tvl_drain_window)
+            )
+        };
+        let protection = Protection::TvlDrain {
+            reference_tvl_usd: tvl,
+        };
+        return Some((reason, protection));
+    }
+    (pool.depeg_pct() > cfg.depeg_pct).then(|| {
+        (
+            format!("depeg {:.2}% of a stable pool", pool.depeg_pct()),
+            Protection::Depeg,
+        )
+    })
 }
 
 /// The (time, TVL) reading a drain of the pool is measured against at `now_ms`: the oldest
