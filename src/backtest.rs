@@ -5,7 +5,7 @@
 
 use crate::agent::{Agent, AgentError, TickReport};
 use crate::journal::JournalRecord;
-use crate::market::MarketSource;
+use crate::market::{MarketError, MarketSource};
 use crate::risk::{RiskEvent, persist};
 use athena_config::{Config, MarketSource as SourceKind};
 use athena_storage::Store;
@@ -16,7 +16,11 @@ use std::collections::BTreeMap;
 pub const BACKTEST_START_MS: u64 = 1_767_225_600_000;
 
 /// The market source `config` asks for, starting at `start_ms`.
-pub fn market(config: &Config, start_ms: u64, seed: u64) -> Result<Box<dyn MarketSource>, String> {
+pub fn market(
+    config: &Config,
+    start_ms: u64,
+    seed: u64,
+) -> Result<Box<dyn MarketSource>, MarketError> {
     let tick_ms = config.agent.tick_interval.as_millis() as u64;
     match config.market.source {
         SourceKind::Sim => Ok(Box::new(crate::market::sim::Sim::new(
@@ -25,9 +29,7 @@ pub fn market(config: &Config, start_ms: u64, seed: u64) -> Result<Box<dyn Marke
         SourceKind::Replay => Ok(Box::new(crate::market::replay::Replay::open(
             &config.market.replay_path,
         )?)),
-        SourceKind::Chain => {
-            Err("market.source = \"chain\" is not built yet; use \"sim\" or \"replay\"".into())
-        }
+        SourceKind::Chain => Err(MarketError::NotBuilt("chain")),
     }
 }
 
@@ -90,10 +92,10 @@ pub fn run(
         market(config, start, seed)
     })?;
     if agent.state.seed != config.agent.seed {
-        return Err(AgentError::Market(format!(
-            "this data directory holds the run of seed {}, not {}: use another --data-dir",
-            agent.state.seed, config.agent.seed
-        )));
+        return Err(AgentError::OtherRun {
+            held: agent.state.seed,
+            asked: config.agent.seed,
+        });
     }
     let prune_ms = config.memory.prune_interval.as_millis().max(1) as u64;
     let started = std::time::Instant::now();
@@ -202,7 +204,7 @@ pub fn decisions(
         .into_iter()
         .filter_map(|(_, rec)| match rec {
             JournalRecord::Decision(d) => Some(d),
-            JournalRecord::Risk(_) => None,
+            JournalRecord::Risk(_) | JournalRecord::Rejected(_) => None,
         })
         .collect())
 }

@@ -1,5 +1,9 @@
 //! Injected time. Everything that needs "now" takes a [`Clock`], so a simulated year runs in
 //! seconds and every test is reproducible (ARCHITECTURE invariant 6).
+//!
+//! A run on a replay lives on the replay's time ([`ReplayClock`]): agent time is the time of
+//! the last tick the agent ran, never the wall, so pruning, checkpoints and what the agent
+//! prints agree with the memories it wrote from the replay.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +17,12 @@ pub trait Clock: Send + Sync {
     /// Wall time to wait for `agent` to pass on this clock.
     fn wall_duration(&self, agent: Duration) -> Duration {
         agent
+    }
+
+    /// The agent ran its tick of agent time `at_ms` (only a clock driven by the market's own
+    /// time moves on it).
+    fn reached(&self, at_ms: u64) {
+        let _ = at_ms;
     }
 }
 
@@ -80,18 +90,91 @@ impl Clock for ManualClock {
     }
 }
 
-/// The clock the configuration asks for; a simulated one starts at `resume_at_ms` when that is
-/// later than the wall (the agent time the last run reached).
-pub fn from_config(agent: &athena_config::AgentConfig, resume_at_ms: u64) -> Arc<dyn Clock> {
-    match agent.clock {
-        athena_config::ClockKind::Real => Arc::new(SystemClock),
+/// A replay's time: agent time is the time of the last tick run (where the replay starts, or
+/// where the last run stopped, before the first), moved only by [`Clock::reached`]; waits are
+/// scaled by a constant factor.
+#[derive(Debug)]
+pub struct ReplayClock {
+    at_ms: AtomicU64,
+    scale: f64,
+}
+
+impl ReplayClock {
+    /// A clock at `at_ms` whose agent time passes `scale` times faster than the wall.
+    pub fn new(at_ms: u64, scale: f64) -> Self {
+        Self {
+            at_ms: AtomicU64::new(at_ms),
+            scale,
+        }
+    }
+}
+
+impl Clock for ReplayClock {
+    fn now_ms(&self) -> u64 {
+        self.at_ms.load(Ordering::SeqCst)
+    }
+
+    fn wall_duration(&self, agent: Duration) -> Duration {
+        agent.div_f64(self.scale)
+    }
+
+    fn reached(&self, at_ms: u64) {
+        self.at_ms.fetch_max(at_ms, Ordering::SeqCst);
+    }
+}
+
+/// Where a run's agent time comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// The wall (a simulated clock resumes at `resume_at_ms` when that is later: the agent
+    /// time the last run reached).
+    Wall {
+        /// Agent time the last run reached, 0 for none.
+        resume_at_ms: u64,
+    },
+    /// A replay's own time, from `at_ms`: its first tick, or the last tick a previous run
+    /// reached.
+    Replay {
+        /// Agent time to start at.
+        at_ms: u64,
+    },
+}
+
+/// The clock the configuration asks for, starting at `start`. On a replay agent time is the
+/// replay's ([`ReplayClock`]), paced at `agent.time_scale` (simulated) or the wall's pace
+/// (real).
+pub fn from_config(agent: &athena_config::AgentConfig, start: Start) -> Arc<dyn Clock> {
+    use athena_config::ClockKind;
+    match (agent.clock, start) {
+        (ClockKind::Real, Start::Wall { .. }) => Arc::new(SystemClock),
         // An accelerated run resumes from where its agent time stopped, not from the wall:
         // otherwise a restart would wait out all the agent time the previous run covered.
-        athena_config::ClockKind::Simulated => Arc::new(ScaledClock::new(
+        (ClockKind::Simulated, Start::Wall { resume_at_ms }) => Arc::new(ScaledClock::new(
             SystemClock.now_ms().max(resume_at_ms),
             agent.time_scale,
         )),
+        (ClockKind::Real, Start::Replay { at_ms }) => Arc::new(ReplayClock::new(at_ms, 1.0)),
+        (ClockKind::Simulated, Start::Replay { at_ms }) => {
+            Arc::new(ReplayClock::new(at_ms, agent.time_scale))
+        }
     }
+}
+
+/// Where `athena run` on `config` starts its clock: the replay's first tick (or the agent
+/// time `resume_at_ms` the last run reached) on a replay, else the wall.
+pub fn start_of_run(
+    config: &athena_config::Config,
+    resume_at_ms: u64,
+) -> Result<Start, crate::market::MarketError> {
+    Ok(match config.market.source {
+        athena_config::MarketSource::Replay if resume_at_ms > 0 => Start::Replay {
+            at_ms: resume_at_ms,
+        },
+        athena_config::MarketSource::Replay => Start::Replay {
+            at_ms: crate::market::replay::first_at_ms(&config.market.replay_path)?,
+        },
+        _ => Start::Wall { resume_at_ms },
+    })
 }
 
 #[cfg(test)]
@@ -107,6 +190,29 @@ mod tests {
         );
         std::thread::sleep(Duration::from_millis(20));
         assert!(c.now_ms() >= 1_000 + 60_000);
+    }
+
+    #[test]
+    fn a_replay_clock_is_the_time_of_the_last_tick() {
+        let c = ReplayClock::new(1_000, 3600.0);
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(c.now_ms(), 1_000, "the wall does not move it");
+        c.reached(301_000);
+        c.reached(2_000);
+        assert_eq!(c.now_ms(), 301_000, "never back");
+        assert_eq!(
+            c.wall_duration(Duration::from_secs(3600)),
+            Duration::from_secs(1)
+        );
+        let mut agent = athena_config::AgentConfig::default();
+        for kind in [
+            athena_config::ClockKind::Real,
+            athena_config::ClockKind::Simulated,
+        ] {
+            agent.clock = kind;
+            let c = from_config(&agent, Start::Replay { at_ms: 7 });
+            assert_eq!(c.now_ms(), 7, "{kind:?}");
+        }
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The journal: the append-only audit of what the agent decided and why. Each record says
 //! which part of the agent wrote it: the risk engine (trips, resets, state changes, operator
-//! controls) or the agent loop (every decision with its inputs and the risk verdict).
+//! controls) or the agent loop (every decision with its inputs and the risk verdict, every
+//! pool snapshot it refused as bad data).
 
 use crate::agent::strategy::Intent;
+use crate::market::{MarketTick, RejectedSnapshot};
 use crate::risk::{Decision, GasAction, RiskJournal, TradingState};
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +16,30 @@ pub enum JournalRecord {
     Risk(RiskJournal),
     /// A decision of the agent loop.
     Decision(DecisionRecord),
+    /// A pool snapshot the agent loop refused for one tick (bad data).
+    Rejected(RejectedRecord),
+}
+
+/// A pool left out of one tick because its snapshot cannot be used.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RejectedRecord {
+    /// Tick.
+    pub tick: u64,
+    /// Agent time.
+    pub at_ms: u64,
+    /// The pool and why.
+    pub snapshot: RejectedSnapshot,
+}
+
+impl RejectedRecord {
+    /// The record of `snapshot`, rejected from `tick`.
+    pub fn of(tick: &MarketTick, snapshot: RejectedSnapshot) -> Self {
+        Self {
+            tick: tick.index,
+            at_ms: tick.at_ms,
+            snapshot,
+        }
+    }
 }
 
 /// One decision: what the rules proposed, what they saw, what the risk engine said, what

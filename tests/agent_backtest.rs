@@ -158,7 +158,7 @@ fn thirty_day_backtest_keeps_every_invariant() {
             let closed = decisions.iter().any(|d| {
                 d.at_ms >= from
                     && d.at_ms < to
-                    && matches!(&d.intent, Intent::Close { position: p, reason } if p == position && reason.contains(rule))
+                    && matches!(&d.intent, Intent::Close { position: p, reason, .. } if p == position && reason.contains(rule))
             });
             assert!(
                 closed,

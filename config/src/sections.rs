@@ -117,6 +117,10 @@ pub struct StrategyConfig {
     pub tvl_drain_window: Duration,
     /// Close a stable pool whose price leaves its peg by more than this, in percent.
     pub depeg_pct: f64,
+    /// After a protective close (TVL drain, depeg, risk reduce) the pool is not re-entered
+    /// for this long, nor while its condition still holds. Default 24 h.
+    #[serde(with = "humantime_serde")]
+    pub reentry_cooldown: Duration,
 }
 
 impl Default for StrategyConfig {
@@ -135,6 +139,7 @@ impl Default for StrategyConfig {
             tvl_drain_pct: 30.0,
             tvl_drain_window: Duration::from_secs(3600),
             depeg_pct: 2.0,
+            reentry_cooldown: Duration::from_secs(86_400),
         }
     }
 }

@@ -34,9 +34,11 @@ pub fn observe(state: &mut AgentState, tick: &MarketTick, tick_ms: u64, drain_wi
         }
         prof.samples += 1;
         prof.recent_tvl.push_back((tick.at_ms, pool.tvl_usd));
+        // Keep the newest reading older than the window: after a data gap it is the last TVL
+        // seen before the gap, which the drain of a returning pool is measured against.
         while prof
             .recent_tvl
-            .front()
+            .get(1)
             .is_some_and(|(t, _)| tick.at_ms.saturating_sub(*t) > drain_window_ms)
         {
             prof.recent_tvl.pop_front();

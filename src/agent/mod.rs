@@ -10,9 +10,9 @@ pub mod paper;
 pub mod state;
 pub mod strategy;
 
-use crate::journal::{DecisionRecord, JournalRecord};
+use crate::journal::{DecisionRecord, JournalRecord, RejectedRecord};
 use crate::market::sim::{GAS_UNITS_CLAIM, GAS_UNITS_ENTRY};
-use crate::market::{MarketSource, MarketTick, PoolSnapshot};
+use crate::market::{MarketError, MarketSource, MarketTick, PoolSnapshot};
 use crate::risk::{
     self, Decision, MarketView, Observation, PoolInfo, Proposal, ProposalKind, RiskEngine,
     RiskJournal, RiskState, TradingState,
@@ -167,7 +167,7 @@ impl Agent {
         store: &Store,
         config: &Config,
         start_ms: u64,
-        market: impl FnOnce(u64, u64) -> Result<Box<dyn MarketSource>, String>,
+        market: impl FnOnce(u64, u64) -> Result<Box<dyn MarketSource>, MarketError>,
     ) -> Result<Self, AgentError> {
         let engine = RiskEngine::new(config.risk.clone(), config.gas.clone());
         let (state, mut risk, restarted) = store.read(|r| {
@@ -188,7 +188,7 @@ impl Agent {
                 store.write(|w| risk::persist::save(w, &risk, &journal, state.last_tick_ms))?;
             }
         }
-        let market = market(state.started_ms, state.seed).map_err(AgentError::Market)?;
+        let market = market(state.started_ms, state.seed)?;
         Ok(Self {
             config: config.clone(),
             engine,
@@ -240,12 +240,11 @@ impl Agent {
         Ok(journal)
     }
 
-    /// Runs the next tick and commits it.
+    /// Runs the next tick and commits it. A pool whose snapshot cannot be used is left out of
+    /// the tick (no mark, no drain signal, no size from it) and journaled with the reason.
     pub fn tick(&mut self, store: &Store) -> Result<TickReport, AgentError> {
-        let tick = self
-            .market
-            .tick(self.state.next_tick)
-            .map_err(AgentError::Market)?;
+        let mut tick = self.market.tick(self.state.next_tick)?;
+        let rejected = screen(&mut tick)?;
         let now = tick.at_ms;
         let seed = self.state.seed;
         if self.state.next_tick == 0 {
@@ -278,6 +277,7 @@ impl Agent {
             self.config.strategy.tvl_drain_window.as_millis() as u64,
         );
         let mut memories = learn::memories(&mut self.state, &tick, self.tick_ms, seed);
+        strategy::release_guards(&self.config.strategy, &mut self.state, &tick);
 
         // Decide, pass the risk gate, execute.
         let observing = self.observing(now);
@@ -290,6 +290,7 @@ impl Agent {
             let intents = strategy::decide(&self.config.strategy, &self.state, &tick, reduce);
             for intent in intents {
                 let (record, fills) = self.decide_one(&tick, intent);
+                strategy::guard_after_close(&mut self.state, &record.intent, &fills, now);
                 self.state.totals.decisions += 1;
                 if let Decision::Reject { rule, .. } = &record.decision {
                     *self
@@ -401,6 +402,9 @@ impl Agent {
             for e in &ledger {
                 let seq = w.append(SeqTable::Ledger, e)?;
                 w.outbox_append(OutboxOp::upsert("ledger", seq, e)?, now)?;
+            }
+            for r in &rejected {
+                w.append(SeqTable::Journal, &JournalRecord::Rejected(r.clone()))?;
             }
             for d in &decisions {
                 w.append(SeqTable::Journal, &JournalRecord::Decision(d.clone()))?;
@@ -543,28 +547,44 @@ impl Agent {
     }
 }
 
+/// Screens `tick` for bad data (SPEC.md §1): a bad gas or ETH price fails it; every pool whose
+/// snapshot cannot be used is dropped from it and returned as a journal record.
+fn screen(tick: &mut MarketTick) -> Result<Vec<RejectedRecord>, MarketError> {
+    tick.check_figures()
+        .map_err(|problem| MarketError::BadTick {
+            index: tick.index,
+            problem,
+        })?;
+    let rejected: Vec<RejectedRecord> = tick
+        .reject_bad_pools()
+        .into_iter()
+        .map(|r| RejectedRecord::of(tick, r))
+        .collect();
+    for r in &rejected {
+        let (pool, problem) = (&r.snapshot.pool, &r.snapshot.problem);
+        tracing::warn!(tick = r.tick, %pool, %problem, "pool snapshot rejected");
+    }
+    Ok(rejected)
+}
+
 /// Why a tick failed (nothing of it was committed).
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    /// The market source failed.
-    Market(String),
+    /// The market source gave no tick ([`MarketError::is_final`]: whether a later tick can
+    /// do better).
+    #[error(transparent)]
+    Market(#[from] MarketError),
     /// The store failed.
-    Store(StoreError),
-}
-
-impl std::fmt::Display for AgentError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Market(m) => write!(f, "market: {m}"),
-            Self::Store(e) => write!(f, "store: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for AgentError {}
-
-impl From<StoreError> for AgentError {
-    fn from(e: StoreError) -> Self {
-        Self::Store(e)
-    }
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The data directory holds another run.
+    #[error(
+        "this data directory holds the run of seed {held}, not {asked}: use another --data-dir"
+    )]
+    OtherRun {
+        /// Seed of the run it holds.
+        held: u64,
+        /// Seed asked for.
+        asked: u64,
+    },
 }

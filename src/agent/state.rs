@@ -1,6 +1,7 @@
 //! The agent's persisted state: the paper book (cash, positions, ledger), the tick it is at,
-//! its observation period, per-pool profiles, and run totals. Everything here is written in
-//! the tick's one store transaction, so a restarted agent continues exactly where it was.
+//! its observation period, per-pool profiles, the pools it may not re-enter after a protective
+//! close, and run totals. Everything here is written in the tick's one store transaction, so a
+//! restarted agent continues exactly where it was.
 
 use crate::risk;
 use serde::{Deserialize, Serialize};
@@ -58,7 +59,8 @@ pub struct PoolProfile {
     pub apr_var: f64,
     /// Samples seen.
     pub samples: u64,
-    /// Recent (ms, TVL) readings within the TVL-drain window.
+    /// Recent (ms, TVL) readings within the TVL-drain window, and the newest one older than
+    /// it (after a data gap: the last TVL seen before the gap).
     pub recent_tvl: VecDeque<(u64, f64)>,
     /// Mean APR per UTC hour of day (hourly profile) and samples per hour.
     pub hourly_apr: Vec<(f64, u32)>,
@@ -127,6 +129,35 @@ pub struct AgentState {
     pub last_tick_ms: u64,
     /// Id of each pool's high-yield pattern memory (its confidence learns from outcomes).
     pub pool_patterns: BTreeMap<String, String>,
+    /// Pools closed for protection, not to be re-entered yet, by pool.
+    #[serde(default)]
+    pub reentry_guards: BTreeMap<String, ReentryGuard>,
+}
+
+/// Why a position was closed for protection: what must stop holding before its pool is
+/// entered again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protection {
+    /// Its TVL drained.
+    TvlDrain {
+        /// The TVL the drain was measured against (before the drain), USD.
+        reference_tvl_usd: f64,
+    },
+    /// A stable pool left its peg.
+    Depeg,
+    /// Risk said reduce.
+    RiskReduce,
+}
+
+/// A pool closed for protection: not re-entered for `strategy.reentry_cooldown` after the
+/// close, nor while its condition holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReentryGuard {
+    /// When the position was closed, agent time.
+    pub closed_ms: u64,
+    /// Why.
+    pub protection: Protection,
 }
 
 impl AgentState {
@@ -148,6 +179,7 @@ impl AgentState {
             },
             last_tick_ms: 0,
             pool_patterns: BTreeMap::new(),
+            reentry_guards: BTreeMap::new(),
         }
     }
 

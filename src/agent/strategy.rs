@@ -2,11 +2,17 @@
 //! a depeg or when risk says reduce; compound rewards worth their gas; rebalance out of a pool
 //! whose APR fell when a better one pays for the move; open the best pools while fewer than
 //! the maximum are held. The rules only propose; the risk engine decides.
+//!
+//! A protective close (drain, depeg, risk reduce) leaves a [`ReentryGuard`] on its pool: the
+//! pool is neither opened nor rebalanced into for `strategy.reentry_cooldown`, nor while its
+//! condition holds (TVL not back within `tvl_drain_pct` of the TVL before the drain, price
+//! still off its peg). A drain is measured against the oldest TVL within the window or, after
+//! a data gap, the last one seen before the gap.
 
 use crate::agent::paper::swap_costs;
-use crate::agent::state::AgentState;
-use crate::market::MarketTick;
+use crate::agent::state::{AgentState, LedgerEntry, PoolProfile, Protection, ReentryGuard};
 use crate::market::sim::{GAS_UNITS_CLAIM, GAS_UNITS_ENTRY, GAS_UNITS_EXIT};
+use crate::market::{MarketTick, PoolSnapshot};
 use athena_config::StrategyConfig;
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +31,9 @@ pub enum Intent {
         position: String,
         /// Rule that asked.
         reason: String,
+        /// Set when the close protects the book: its pool is then guarded against re-entry.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        protection: Option<Protection>,
     },
     /// Move `from` into `to`.
     Rebalance {
@@ -51,33 +60,17 @@ pub fn decide(
 ) -> Vec<Intent> {
     let mut out = Vec::new();
     let mut closing: Vec<&str> = Vec::new();
-    let window = cfg.tvl_drain_window.as_millis() as u64;
     for p in &state.positions {
         let Some(pool) = tick.pool(&p.pool) else {
             continue;
         };
-        let drained = state.profiles.get(&p.pool).and_then(|prof| {
-            let (_, oldest) = prof
-                .recent_tvl
-                .iter()
-                .find(|(t, _)| tick.at_ms.saturating_sub(*t) <= window)?;
-            (*oldest > 0.0).then(|| 100.0 * (1.0 - pool.tvl_usd / oldest))
-        });
-        let reason = if let Some(d) = drained.filter(|d| *d > cfg.tvl_drain_pct) {
-            Some(format!(
-                "TVL drain {d:.1}% within {}",
-                humantime::format_duration(cfg.tvl_drain_window)
-            ))
-        } else if pool.depeg_pct() > cfg.depeg_pct {
-            Some(format!("depeg {:.2}% of a stable pool", pool.depeg_pct()))
-        } else {
-            None
-        };
-        if let Some(reason) = reason {
+        let close = protective_close(cfg, state, tick, pool);
+        if let Some((reason, protection)) = close {
             closing.push(&p.id);
             out.push(Intent::Close {
                 position: p.id.clone(),
                 reason,
+                protection: Some(protection),
             });
         }
     }
@@ -94,6 +87,7 @@ pub fn decide(
             out.push(Intent::Close {
                 position: p.id.clone(),
                 reason: "risk says reduce".into(),
+                protection: Some(Protection::RiskReduce),
             });
         }
         return out;
@@ -103,6 +97,7 @@ pub fn decide(
         .pools
         .iter()
         .filter(|p| p.apr_pct() > cfg.min_apr_pct && p.tvl_usd > cfg.min_tvl_usd)
+        .filter(|p| !state.reentry_guards.contains_key(&p.pool))
         .collect();
     candidates.sort_by(|a, b| {
         b.apr_pct()
@@ -160,4 +155,153 @@ pub fn decide(
             })
         });
     out
+}
+
+/// Whether the position in `pool` must be closed to protect the book, why and what guards
+/// its re-entry: a TVL drain above `tvl_drain_pct` against [`drain_reference`], or a stable
+/// pool off its peg by more than `depeg_pct`.
+fn protective_close(
+    cfg: &StrategyConfig,
+    state: &AgentState,
+    tick: &MarketTick,
+    pool: &PoolSnapshot,
+) -> Option<(String, Protection)> {
+    let window = cfg.tvl_drain_window.as_millis() as u64;
+    let drained = state
+        .profiles
+        .get(&pool.pool)
+        .and_then(|prof| drain_reference(prof, tick.at_ms, window))
+        .map(|(at, tvl)| (at, tvl, 100.0 * (1.0 - pool.tvl_usd / tvl)))
+        .filter(|(_, _, d)| *d > cfg.tvl_drain_pct);
+    if let Some((at, tvl, d)) = drained {
+        let since = std::time::Duration::from_secs(tick.at_ms.saturating_sub(at) / 1000);
+        let reason = if since > cfg.tvl_drain_window {
+            format!(
+                "TVL drain {d:.1}% since the last reading before a data gap of {}",
+                humantime::format_duration(since)
+            )
+        } else {
+            format!(
+                "TVL drain {d:.1}% within {}",
+                humantime::format_duration(cfg.tvl_drain_window)
+            )
+        };
+        let protection = Protection::TvlDrain {
+            reference_tvl_usd: tvl,
+        };
+        return Some((reason, protection));
+    }
+    (pool.depeg_pct() > cfg.depeg_pct).then(|| {
+        (
+            format!("depeg {:.2}% of a stable pool", pool.depeg_pct()),
+            Protection::Depeg,
+        )
+    })
+}
+
+/// The (time, TVL) reading a drain of the pool is measured against at `now_ms`: the oldest
+/// earlier reading within `window_ms`, or, when there is none (a data gap), the last one seen
+/// before the gap. `None` before a first earlier reading, or when it is not above 0.
+pub fn drain_reference(profile: &PoolProfile, now_ms: u64, window_ms: u64) -> Option<(u64, f64)> {
+    let earlier = || profile.recent_tvl.iter().filter(|(t, _)| *t < now_ms);
+    earlier()
+        .find(|(t, _)| now_ms - t <= window_ms)
+        .or_else(|| earlier().next_back())
+        .copied()
+        .filter(|(_, tvl)| *tvl > 0.0)
+}
+
+/// Whether the condition a pool was closed for still holds at `pool`'s snapshot.
+fn condition_holds(cfg: &StrategyConfig, protection: &Protection, pool: &PoolSnapshot) -> bool {
+    match protection {
+        Protection::TvlDrain { reference_tvl_usd } => {
+            pool.tvl_usd < reference_tvl_usd * (1.0 - cfg.tvl_drain_pct / 100.0)
+        }
+        Protection::Depeg => pool.depeg_pct() > cfg.depeg_pct,
+        Protection::RiskReduce => false,
+    }
+}
+
+/// Lifts the guard of every pool of `tick` whose cooldown has passed and whose condition no
+/// longer holds (a pool missing from the tick keeps its guard).
+pub fn release_guards(cfg: &StrategyConfig, state: &mut AgentState, tick: &MarketTick) {
+    let cooldown = cfg.reentry_cooldown.as_millis() as u64;
+    state.reentry_guards.retain(|pool, guard| {
+        let Some(snapshot) = tick.pool(pool) else {
+            return true;
+        };
+        tick.at_ms < guard.closed_ms.saturating_add(cooldown)
+            || condition_holds(cfg, &guard.protection, snapshot)
+    });
+}
+
+/// Guards the pool of a protective close that was executed (`fills` holds its close).
+pub fn guard_after_close(
+    state: &mut AgentState,
+    intent: &Intent,
+    fills: &[LedgerEntry],
+    now_ms: u64,
+) {
+    let Intent::Close {
+        protection: Some(protection),
+        ..
+    } = intent
+    else {
+        return;
+    };
+    for f in fills.iter().filter(|f| f.action == "close") {
+        state.reentry_guards.insert(
+            f.pool.clone(),
+            ReentryGuard {
+                closed_ms: now_ms,
+                protection: protection.clone(),
+            },
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::paper;
+    use crate::market::MarketSource;
+
+    fn opens(cfg: &StrategyConfig, state: &AgentState, tick: &MarketTick, pool: &str) -> bool {
+        decide(cfg, state, tick, false).contains(&Intent::Open { pool: pool.into() })
+    }
+
+    #[test]
+    fn a_risk_reduce_close_guards_its_pool_for_the_cooldown() {
+        let cfg = StrategyConfig::default();
+        let tick = crate::market::sim::Sim::new(1, 0, 300_000).tick(0).unwrap();
+        let mut state = AgentState::new(0, 10_000.0, 1);
+        let pool = tick.pool("AERO/USDC").unwrap().clone();
+        let opened = paper::open(&mut state, &tick, &pool, 1_000.0).unwrap();
+        let intents = decide(&cfg, &state, &tick, true);
+        let [close] = intents.as_slice() else {
+            panic!("{intents:?}")
+        };
+        assert!(matches!(
+            close,
+            Intent::Close {
+                protection: Some(Protection::RiskReduce),
+                ..
+            }
+        ));
+        let closed = paper::close(&mut state, &tick, &opened.position).unwrap();
+        assert!(opens(&cfg, &state, &tick, "AERO/USDC"), "a candidate");
+        guard_after_close(&mut state, close, &[closed], tick.at_ms);
+        assert!(!opens(&cfg, &state, &tick, "AERO/USDC"), "guarded");
+        let mut later = tick.clone();
+        later.at_ms = cfg.reentry_cooldown.as_millis() as u64 - 1;
+        release_guards(&cfg, &mut state, &later);
+        assert!(
+            !opens(&cfg, &state, &later, "AERO/USDC"),
+            "still cooling down"
+        );
+        later.at_ms += 1;
+        release_guards(&cfg, &mut state, &later);
+        assert!(state.reentry_guards.is_empty());
+        assert!(opens(&cfg, &state, &later, "AERO/USDC"), "released");
+    }
 }

@@ -114,10 +114,15 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
             Err(AgentError::Store(e)) if e.needs_reopen() => {
                 return Ok(End::Unwritable(Unwritable::now(&e)));
             }
+            Err(AgentError::Market(e)) if e.is_final() => {
+                // A replay that ended or has a bad line never gets better: the run stops.
+                return Ok(End::Failed(e.into()));
+            }
             Err(e) => {
                 // Nothing of the failed tick was committed: go on from what the store holds.
-                tracing::error!(error = %e, "tick failed");
-                println!("athena: tick failed: {e}");
+                let e = anyhow::Error::new(e);
+                tracing::error!(error = %format!("{e:#}"), "tick failed");
+                println!("athena: tick failed: {e:#}");
                 agent = match open_agent(&l).await {
                     Ok(a) => a,
                     Err(e) => return ended_by(e),
@@ -129,6 +134,7 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
                 continue;
             }
         };
+        l.clock.reached(report.at_ms);
         l.first_commit.get_or_init(Instant::now);
         if first_tick {
             first_tick = false;
@@ -170,7 +176,7 @@ async fn open_agent(l: &Loop) -> Result<Agent, AgentError> {
         })
     })
     .await
-    .map_err(|e| AgentError::Market(format!("the agent task failed: {e}")))?
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
 /// The end of the loop for an agent error outside a tick.
@@ -257,7 +263,7 @@ async fn report_corruption(
         (agent, j)
     })
     .await
-    .map_err(|e| AgentError::Market(format!("the agent task failed: {e}")))?;
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
     for j in journal? {
         print_trip(&j.event);
     }

@@ -160,7 +160,10 @@ impl Session<'_> {
                 )
             })?
             .map_or(0, |a| a.last_tick_ms);
-        let clock = crate::clock::from_config(&config.agent, resume_at);
+        let clock = crate::clock::from_config(
+            &config.agent,
+            crate::clock::start_of_run(config, resume_at)?,
+        );
         let memories = store.read(|r| r.memory_count())?;
         tracing::info!(
             path = %store.path().display(),

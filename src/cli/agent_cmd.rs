@@ -66,7 +66,7 @@ pub(super) fn backtest(config: &Config, args: &BacktestArgs) -> anyhow::Result<(
             let _ = std::io::stderr().flush();
         }
     })
-    .map_err(|e| anyhow::anyhow!("backtest: {e}"))?;
+    .map_err(|e| anyhow::Error::new(e).context("backtest"))?;
     if interactive {
         eprintln!();
     }
@@ -255,8 +255,7 @@ pub(super) fn sim(config: &Config, cmd: &SimCommand) -> anyhow::Result<()> {
         tick_ms,
     );
     let ticks = days * 86_400_000 / tick_ms;
-    let bytes =
-        crate::market::replay::record(&mut sim, ticks, out).map_err(|e| anyhow::anyhow!(e))?;
+    let bytes = crate::market::replay::record(&mut sim, ticks, out)?;
     println!(
         "wrote {ticks} ticks ({:.1} MB) to {}",
         bytes as f64 / 1e6,

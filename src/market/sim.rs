@@ -7,7 +7,7 @@
 //! tick fast-forwards (a restarted agent replays the ticks it already saw in microseconds), so
 //! the same seed always gives the same ticks.
 
-use crate::market::{MarketSource, MarketTick, PoolSnapshot};
+use crate::market::{MarketError, MarketSource, MarketTick, PoolSnapshot};
 use crate::rng::Rng;
 
 /// Gas units of the operations the paper executor models.
@@ -87,6 +87,8 @@ pub struct Sim {
     emission: Vec<f64>,
     gas: f64,
     incidents: Vec<Incident>,
+    /// The last tick given (asked again after a tick that failed).
+    last: Option<MarketTick>,
 }
 
 impl Sim {
@@ -157,6 +159,7 @@ impl Sim {
             emission: POOLS.iter().map(|p| p.4).collect(),
             gas: 0.05,
             incidents,
+            last: None,
         }
     }
 
@@ -302,16 +305,20 @@ impl Sim {
 }
 
 impl MarketSource for Sim {
-    fn tick(&mut self, index: u64) -> Result<MarketTick, String> {
+    fn tick(&mut self, index: u64) -> Result<MarketTick, MarketError> {
+        if let Some(t) = self.last.as_ref().filter(|t| t.index == index) {
+            return Ok(t.clone());
+        }
         if index < self.next {
-            return Err(format!(
-                "the simulator is at tick {}; tick {index} is behind it",
-                self.next
-            ));
+            return Err(MarketError::Behind {
+                at: self.next,
+                index,
+            });
         }
         loop {
             let t = self.step();
             if t.index == index {
+                self.last = Some(t.clone());
                 return Ok(t);
             }
         }
@@ -330,6 +337,11 @@ mod tests {
         assert_eq!(b.tick(49).unwrap(), ta[49]);
         assert_ne!(Sim::new(8, 1_000, 300_000).tick(10).unwrap(), ta[10]);
         assert!(a.tick(3).is_err(), "ticks go forward");
+        assert_eq!(
+            a.tick(49).unwrap(),
+            ta[49],
+            "the last tick can be asked again"
+        );
         for t in &ta {
             for p in &t.pools {
                 assert!(

@@ -71,7 +71,7 @@ pub fn journal(store: &Store) -> Result<Vec<(u64, RiskJournal)>> {
         .into_iter()
         .filter_map(|(seq, rec)| match rec {
             JournalRecord::Risk(j) => Some((seq, j)),
-            JournalRecord::Decision(_) => None,
+            JournalRecord::Decision(_) | JournalRecord::Rejected(_) => None,
         })
         .collect())
 }
