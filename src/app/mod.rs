@@ -97,10 +97,7 @@ pub async fn run(
         };
         let (ended, healthy_for) = session.run(Arc::new(store), stop.clone()).await?;
         match ended {
-            Ended::Stopped => {
-                println!("athena: stopped cleanly");
-                return Ok(());
-            }
+            Ended::Stopped => return Ok(()),
             Ended::Unwritable(failing) => {
                 // A store that reopened but failed again soon after is the same outage (a
                 // nearly full disk takes a few small commits): its deadline and backoff go on.
@@ -302,6 +299,7 @@ impl Session<'_> {
             marker.write(|w| w.set_meta_u64(CLEAN_SHUTDOWN_KEY, clock_at_stop.max(1)))
         })
         .await??;
+        println!("athena: stopped cleanly");
         Ok(())
     }
 }
