@@ -176,7 +176,7 @@ fn spawn_child_writer(dir: &std::path::Path) -> std::process::Child {
         .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
         .env(CHILD_DIR_VAR, dir)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
         .spawn()
         .unwrap()
 }
@@ -188,12 +188,17 @@ fn kill_after_commits(mut child: std::process::Child, n: usize) -> Vec<String> {
     use std::io::BufRead;
     use std::os::unix::process::ExitStatusExt;
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut reported = Vec::new();
+    let (mut reported, mut printed) = (Vec::new(), String::new());
     while reported.len() < n {
         match lines.next() {
-            Some(line) => reported.extend(committed_key(&line.unwrap())),
+            Some(line) => {
+                let line = line.unwrap();
+                reported.extend(committed_key(&line));
+                printed.push_str(&line);
+                printed.push('\n');
+            }
             None => panic!(
-                "the child writer stopped after {} commits: {:?}",
+                "the child writer stopped after {} commits: {:?}\n{printed}",
                 reported.len(),
                 child.wait()
             ),
