@@ -13,4 +13,3 @@ pub mod journal;
 pub mod market;
 pub mod recovery;
 pub mod risk;
-pub mod rng;

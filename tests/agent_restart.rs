@@ -1,30 +1,28 @@
-//! Determinism across restart: a backtest killed (SIGKILL) at random moments and continued
-//! from its store ends with the same journal, ledger, memories and book as an uninterrupted
-//! run of the same seed.
+//! Determinism across restart: a backtest killed (SIGKILL) five times mid-run, each time once
+//! it reported a further share of its ticks committed, and continued from its store ends with
+//! the same journal, ledger, memories and book as an uninterrupted run of the same seed.
 
 use athena::agent::state::{AgentState, STATE_KEY};
 use athena_storage::{KeyedTable, SeqTable, Store};
+use std::io::BufRead;
+use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_athena");
+/// Ticks of the 6-day run (one every 5 minutes).
+const TICKS: u64 = 6 * 288;
 
-fn backtest(dir: &Path) -> Command {
+/// `athena backtest` of the test's run in `dir`: with `--json` (the report on stdout), or
+/// interactive (progress on stderr after each committed tick, which the killed runs wait on).
+fn backtest(dir: &Path, json: bool) -> Command {
     let mut c = Command::new(BIN);
-    c.args([
-        "backtest",
-        "--days",
-        "6",
-        "--seed",
-        "11",
-        "--json",
-        "--data-dir",
-    ])
-    .arg(dir)
-    .env_remove("ATHENA_CONFIG")
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    c.args(["backtest", "--days", "6", "--seed", "11", "--data-dir"])
+        .arg(dir)
+        .args(json.then_some("--json"))
+        .env_remove("ATHENA_CONFIG")
+        .stdout(if json { Stdio::piped() } else { Stdio::null() })
+        .stderr(Stdio::piped());
     c
 }
 
@@ -52,36 +50,63 @@ fn fingerprint(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Reads the progress a backtest prints to stderr after each committed tick ("\r[###   ]
+/// 12%  day ..."), until it reached `pct` percent of its ticks; panics, with what it printed,
+/// if it stops before.
+fn wait_for_progress(child: &mut Child, pct: u64) {
+    let mut err = std::io::BufReader::new(child.stderr.as_mut().unwrap());
+    let mut seen = Vec::new();
+    loop {
+        let mut chunk = Vec::new();
+        let n = err.read_until(b'\r', &mut chunk).unwrap();
+        assert!(
+            n > 0,
+            "the backtest stopped before {pct}%: {:?}\n{}",
+            child.try_wait(),
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&chunk);
+        let line = String::from_utf8_lossy(&chunk);
+        let reached = line
+            .split_once(']')
+            .and_then(|(_, rest)| rest.trim_start().split_once('%'))
+            .and_then(|(n, _)| n.parse::<u64>().ok());
+        if reached.is_some_and(|r| r >= pct) {
+            return;
+        }
+    }
+}
+
 #[test]
 fn a_backtest_killed_and_continued_ends_like_an_uninterrupted_one() {
     let clean = tempfile::tempdir().unwrap();
-    let o = backtest(clean.path()).output().unwrap();
+    let o = backtest(clean.path(), true).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     let killed = tempfile::tempdir().unwrap();
-    // Kill moments spread over the run (a debug build runs it in a few seconds).
-    let mut kills = 0;
-    for wait_ms in [400u64, 900, 650, 1_300, 500] {
-        let mut child = backtest(killed.path()).spawn().unwrap();
-        let started = Instant::now();
-        while started.elapsed() < Duration::from_millis(wait_ms) {
-            if child.try_wait().unwrap().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL
-            kills += 1;
-        }
-        child.wait().unwrap();
+    // Each run is killed once it reported (after the commit) that it reached the next of these
+    // shares of the run, so every kill lands mid-run, whatever the machine's speed: the
+    // closest one still has more than half of the run's ticks ahead of it.
+    for pct in [5u64, 15, 25, 35, 45] {
+        let mut child = backtest(killed.path(), false).spawn().unwrap();
+        wait_for_progress(&mut child, pct);
+        child.kill().unwrap(); // SIGKILL
+        let status = child.wait().unwrap();
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "the kill at {pct}% did not land: {status}"
+        );
     }
-    assert!(
-        kills >= 3,
-        "only {kills} kills landed before the run finished"
-    );
-    let o = backtest(killed.path()).output().unwrap();
+    let o = backtest(killed.path(), true).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The last run continued from the killed ones' commits: at most 55% of the ticks were left.
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ran = report["ticks_run"].as_u64().unwrap();
+    assert!(
+        ran > 0 && ran <= TICKS * 55 / 100,
+        "the last run ran {ran} ticks"
+    );
 
     let (a, b) = (fingerprint(clean.path()), fingerprint(killed.path()));
     assert_eq!(a.len(), b.len(), "different record counts");

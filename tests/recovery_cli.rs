@@ -1,9 +1,11 @@
 //! Crash recovery through the real binary and the real servers (the Firestore emulator and the
 //! GCS server, started by scripts/test.sh):
-//! - the crash loop: an accelerated `athena run` syncing to both, killed with SIGKILL at
-//!   pseudo-random moments at least 30 times and restarted each time; afterwards the store
-//!   verifies, no trade is lost or duplicated, observation state and breaker trips survived,
-//!   and `athena sync verify` passes once the backlog drained;
+//! - the crash loop: an accelerated `athena run` syncing to both, killed with SIGKILL 32
+//!   times, each at a moment it reported reaching (its crash recovery printed, its first tick,
+//!   a pseudo-random later tick in its status file), and restarted each time; every restart is
+//!   a crash recovery; afterwards the store verifies, no trade is lost or duplicated,
+//!   observation state and breaker trips survived, and `athena sync verify` passes once the
+//!   backlog drained;
 //! - disk loss: the data directory deleted, `athena run --restore-from gcs` brings back the
 //!   state the cloud held (the final checkpoint and the synced memories);
 //! - the scrubber of a running agent finds a corrupt record and trips memory_corruption.
@@ -152,8 +154,85 @@ fn check_ok(cmd: &mut Command, what: &str) -> String {
     text
 }
 
+/// Where a crash-loop round kills its run, each a moment the run reported reaching.
+#[derive(Debug, Clone, Copy)]
+enum KillPoint {
+    /// Right after start-up printed its crash recovery: the clean-shutdown marker, the agent
+    /// opening, the first tick.
+    Recovered,
+    /// Right after the first tick committed: the next tick, a checkpoint, the first sync pass.
+    FirstTick,
+    /// Once the status file shows this tick run (or, when the run started past it, the one
+    /// after its first): mid-tick, mid-checkpoint, mid-sync.
+    Tick(u64),
+}
+
+/// Ticks the crash loop advances per round, on average: 32 rounds reach tick ~1300, well past
+/// the three-day observation period (tick 864), so the last third of the kills land while
+/// the agent trades.
+const TICKS_PER_ROUND: u64 = 40;
+
+impl KillPoint {
+    /// The kill point of round `round` (from 1), drawing from `next`. The first run has no
+    /// recovery to print: it waits for its first tick instead.
+    fn of(round: u64, next: u64) -> Self {
+        match (round, next % 4) {
+            (1, _) | (_, 1) => Self::FirstTick,
+            (_, 0) => Self::Recovered,
+            _ => Self::Tick(round * TICKS_PER_ROUND + next / 4 % TICKS_PER_ROUND),
+        }
+    }
+}
+
+/// The line `athena run` prints after its first committed tick, and that tick's number.
+fn first_tick(log: &Path) -> u64 {
+    let line = wait_for(log, "athena: first tick #", Duration::from_secs(60));
+    line.split('#')
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no tick number in {line:?}"))
+}
+
+/// Waits until the status file in `data` shows tick `tick` or a later one run.
+fn wait_for_tick(data: &Path, tick: u64, log: &Path) {
+    let started = Instant::now();
+    loop {
+        let last = std::fs::read(data.join("status.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|s| s["last_tick"].as_u64());
+        if last.is_some_and(|t| t >= tick) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no tick {tick} in the status file after 120 s (last {last:?}):\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for `point` in the run logging to `log`.
+fn wait_for_kill_point(point: KillPoint, data: &Path, log: &Path) {
+    match point {
+        KillPoint::Recovered => {
+            wait_for(log, "athena: recovered in", Duration::from_secs(60));
+        }
+        KillPoint::FirstTick => {
+            first_tick(log);
+        }
+        KillPoint::Tick(n) => wait_for_tick(data, n.max(first_tick(log) + 1), log),
+    }
+}
+
+/// The line a start after a crash prints first.
+const CRASH_RECOVERY: &str = "athena: recovery: crash";
+
 #[test]
 fn killed_thirty_times_the_agent_loses_and_duplicates_nothing() {
+    use std::os::unix::process::ExitStatusExt;
     let dir = tempfile::tempdir().unwrap();
     let config = cloud_config(dir.path());
     let data = dir.path().join("data");
@@ -162,26 +241,32 @@ fn killed_thirty_times_the_agent_loses_and_duplicates_nothing() {
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
         seed >> 33
     };
-    let mut kills = 0;
-    let mut recoveries = 0;
+    const KILLS: u64 = 32;
     let mut observation_end: Option<u64> = None;
     let mut printed_trips: std::collections::BTreeMap<String, u32> = Default::default();
-    let mut round = 0;
-    while kills < 32 {
-        round += 1;
-        assert!(round < 60, "only {kills} kills landed in {round} rounds");
+    let mut points = Vec::new();
+    for round in 1..=KILLS {
         let log = dir.path().join(format!("run-{round}.log"));
         let mut child = spawn_run(&config, &log, &[], &[]);
-        // Between 0.2 s and 2.2 s: before the store opens, mid-tick, mid-checkpoint, mid-sync.
-        std::thread::sleep(Duration::from_millis(200 + next() % 2000));
-        if child.try_wait().unwrap().is_none() {
-            signal(&child, "-KILL");
-            kills += 1;
-        }
-        child.wait().unwrap();
+        let point = KillPoint::of(round, next());
+        points.push(point);
+        wait_for_kill_point(point, &data, &log);
+        signal(&child, "-KILL");
+        let status = child.wait().unwrap();
         let out = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "round {round}: the kill at {point:?} did not land:\n{out}"
+        );
         assert!(!out.contains("panicked"), "{out}");
-        recoveries += out.matches("athena: recovery: crash").count();
+        // Every start after a killed one is a crash recovery, printed before the point.
+        let expected = usize::from(round > 1);
+        assert_eq!(
+            out.matches(CRASH_RECOVERY).count(),
+            expected,
+            "round {round}: {out}"
+        );
         for line in out.lines() {
             if let Some(rest) = line.strip_prefix("athena: breaker ") {
                 let name = rest.split_whitespace().next().unwrap().to_string();
@@ -189,19 +274,23 @@ fn killed_thirty_times_the_agent_loses_and_duplicates_nothing() {
             }
         }
         // The observation period is persisted: every run agrees on when it ends.
-        if let Ok(bytes) = std::fs::read(data.join("status.json")) {
-            let s: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-            let end = s["observation_end_ms"].as_u64().unwrap();
-            assert_eq!(*observation_end.get_or_insert(end), end);
-        }
+        let bytes = std::fs::read(data.join("status.json")).unwrap();
+        let s: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let end = s["observation_end_ms"].as_u64().unwrap();
+        assert_eq!(*observation_end.get_or_insert(end), end);
     }
-    assert!(recoveries >= 25, "{recoveries} recoveries in {kills} kills");
-    // A last run, stopped cleanly after its first tick: the backlog drains.
+    // A last run recovers from the last kill and, stopped cleanly after its first tick, drains
+    // the backlog.
     let log = dir.path().join("final.log");
     let child = spawn_run(&config, &log, &[], &[]);
-    wait_for(&log, "athena: agent at tick", Duration::from_secs(60));
-    std::thread::sleep(Duration::from_secs(3));
+    first_tick(&log);
     stop_cleanly(child, &log);
+    let out = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(out.matches(CRASH_RECOVERY).count(), 1, "{out}");
+    assert!(
+        !out.contains("sync drain hit the shutdown deadline"),
+        "the backlog did not drain: {out}"
+    );
 
     check_ok(athena(&config).args(["store", "verify"]), "store verify");
     let verify = check_ok(athena(&config).args(["sync", "verify"]), "sync verify");
@@ -283,7 +372,7 @@ fn killed_thirty_times_the_agent_loses_and_duplicates_nothing() {
         );
     }
     eprintln!(
-        "crash loop: {kills} kills in {round} rounds, {recoveries} recoveries, {} trades, {} ledger entries, trips printed {printed_trips:?}",
+        "crash loop: {KILLS} kills at {points:?}, {KILLS} recoveries, {} trades, {} ledger entries, trips printed {printed_trips:?}",
         state.totals.trades,
         ledger.len()
     );

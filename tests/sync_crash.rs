@@ -1,13 +1,24 @@
 //! The real `athena sync flush` killed with SIGKILL mid-drain against the Firestore emulator,
-//! again and again; then the drain completes, `athena sync verify` passes, and a counter fed
+//! eight times, each once the cloud showed the flush's progress; then the drain completes, `athena sync verify` passes, and a counter fed
 //! by increments shows nothing counted twice (replays after lost acks are idempotent).
 
+use athena_storage::memory::MEMORY_COLLECTION;
 use athena_storage::{Category, Memory, MemoryType, Metadata, OutboxOp, Source, Store};
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_athena");
 const T0: u64 = 1_700_000_000_000;
+/// Flushes killed.
+const ROUNDS: u64 = 8;
+/// Memories each killed flush must have brought to the cloud (beyond the previous rounds').
+const MEMORIES_PER_ROUND: u64 = 150;
+
+/// The id of memory `i` of the test's store.
+fn memory_id(i: u64) -> ulid::Ulid {
+    ulid::Ulid::from_parts(T0 + i, u128::from(i) + 1)
+}
 
 #[test]
 fn flush_killed_mid_batch_then_resumed_loses_and_duplicates_nothing() {
@@ -45,7 +56,7 @@ fn flush_killed_mid_batch_then_resumed_loses_and_duplicates_nothing() {
                     md,
                     0.8,
                     Source::MarketData,
-                    ulid::Ulid::from_parts(T0 + i, u128::from(i) + 1),
+                    memory_id(i),
                 )
             })
             .collect();
@@ -68,22 +79,46 @@ fn flush_killed_mid_batch_then_resumed_loses_and_duplicates_nothing() {
             .env("FIRESTORE_EMULATOR_HOST", &emulator);
         c
     };
-    let mut kills = 0;
-    for round in 0..8u64 {
+    // Each round kills its flush once the cloud holds one more share of the memories (the
+    // outbox sends them in order): mid-drain, with at least 800 rows still ahead of it.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sink = rt
+        .block_on(athena_sync::FirestoreSink::connect(
+            "athena-test",
+            "(default)",
+            &agent,
+        ))
+        .unwrap();
+    for round in 0..ROUNDS {
         let mut child = flush()
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(150 + (round * 211) % 700));
-        if child.try_wait().unwrap().is_none() {
-            Command::new("kill")
-                .args(["-9", &child.id().to_string()])
-                .status()
-                .unwrap();
-            kills += 1;
+        let target = memory_id((round + 1) * MEMORIES_PER_ROUND).to_string();
+        let started = Instant::now();
+        while rt
+            .block_on(sink.get_fresh(MEMORY_COLLECTION, &target))
+            .unwrap()
+            .is_none()
+        {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "round {round}: the flush ended before memory {target} reached the cloud"
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "round {round}: memory {target} not in the cloud after 120 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
-        child.wait().unwrap();
+        child.kill().unwrap(); // SIGKILL
+        let status = child.wait().unwrap();
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "round {round}: the kill did not land: {status}"
+        );
     }
     let o = flush().output().unwrap();
     assert!(
@@ -102,28 +137,18 @@ fn flush_killed_mid_batch_then_resumed_loses_and_duplicates_nothing() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         o.status.success(),
-        "verify after {kills} kills: {out}{}",
+        "verify after {ROUNDS} kills: {out}{}",
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(out.contains(&format!("{MEMORIES} documents")), "{out}");
     // The counter: exactly one per increment row, however many times rows were re-sent.
-    let rt = tokio::runtime::Runtime::new().unwrap();
     let day = rt
-        .block_on(async {
-            let sink = athena_sync::FirestoreSink::connect("athena-test", "(default)", &agent)
-                .await
-                .unwrap();
-            sink.get_fresh("stats", "day").await
-        })
+        .block_on(sink.get_fresh("stats", "day"))
         .unwrap()
         .expect("stats/day in Firestore");
     assert_eq!(
         day["trades"].as_f64(),
         Some(TRADES as f64),
-        "after {kills} kills"
-    );
-    assert!(
-        kills >= 3,
-        "only {kills} flushes were still running when killed; the test did not exercise crashes"
+        "after {ROUNDS} kills"
     );
 }

@@ -5,7 +5,7 @@
 
 use crate::agent::state::{AgentState, LedgerEntry};
 use crate::market::MarketTick;
-use crate::rng::Rng;
+use athena_storage::Rng;
 use athena_storage::{Category, Memory, MemoryType, Metadata, Source};
 
 const HOUR_MS: u64 = 3_600_000;

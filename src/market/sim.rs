@@ -8,7 +8,7 @@
 //! the same seed always gives the same ticks.
 
 use crate::market::{MarketError, MarketSource, MarketTick, PoolSnapshot};
-use crate::rng::Rng;
+use athena_storage::Rng;
 
 /// Gas units of the operations the paper executor models.
 pub const GAS_UNITS_ENTRY: f64 = 350_000.0;

@@ -1,6 +1,6 @@
 //! Athena's local store (redb): the codec, the tables, tiered agent memory with pruning and
 //! recall, positions/ledger/intents/risk/journal/checkpoint records, the outbox, dead letters
-//! and the LLM cache.
+//! and the LLM cache; and the workspace's seeded random number generator ([`Rng`]).
 //!
 //! Invariants (see ARCHITECTURE.md):
 //! - one write path, [`Store::write`]: a change that must reach the cloud appends its outbox row
@@ -14,6 +14,7 @@ pub mod dictionary;
 mod error;
 pub mod memory;
 pub mod outbox;
+pub mod rng;
 pub mod scrub;
 mod store;
 pub mod tables;
@@ -27,6 +28,7 @@ pub use memory::recall::{RecallQuery, RecallStats};
 pub use memory::stats::{MemoryStats, TierCounts};
 pub use memory::{Category, Memory, MemoryType, Metadata, Source, Tier};
 pub use outbox::{DeadLetter, OutboxOp, OutboxRow};
+pub use rng::Rng;
 pub use scrub::{ScrubCursor, ScrubSlice};
 pub use store::{
     ALREADY_OPEN, NEEDS_REPAIR, OpenReport, ReadTx, STORE_FILE, Store, TableStat, WriteTx,

@@ -6,6 +6,7 @@ use athena_storage::{KeyedTable, OutboxOp, Store, StoreError};
 use common::*;
 use proptest::prelude::*;
 use std::collections::BTreeSet;
+use std::io::Write;
 
 #[derive(Debug, Clone, Copy)]
 enum Fault {
@@ -137,48 +138,105 @@ fn memory_insert_and_outbox_fail_together() {
     assert_eq!(store.outbox_len().unwrap(), 1);
 }
 
-/// Child side of the kill test: writes changes with their outbox rows until killed.
+/// Name of the child role below, passed to `--exact` by the parent: renamed without updating
+/// this, the child runs nothing and the parent fails (it sees no writes), never passes.
+const CHILD_TEST: &str = "child_writer_until_killed";
+/// The environment variable that gives the child role its store directory.
+const CHILD_DIR_VAR: &str = "ATHENA_TEST_CHILD_DIR";
+/// What the child prints after each commit, followed by the committed key and a newline
+/// (the first one shares its line with libtest's "test child_writer_until_killed ... ").
+const COMMITTED: &str = "committed ";
+
+/// The key a line of the child reports committed, if it reports one.
+fn committed_key(line: &str) -> Option<String> {
+    line.rsplit_once(COMMITTED).map(|(_, key)| key.to_string())
+}
+
+/// Child role of [`sigkill_mid_write_keeps_the_invariant`], not a test of its own: without
+/// `ATHENA_TEST_CHILD_DIR` it does nothing. With it, it writes changes with their outbox rows,
+/// reporting each key on stdout after its commit, until killed.
 #[test]
 fn child_writer_until_killed() {
-    let Ok(dir) = std::env::var("ATHENA_TEST_CHILD_DIR") else {
+    let Ok(dir) = std::env::var(CHILD_DIR_VAR) else {
         return;
     };
     let store = open(std::path::Path::new(&dir));
+    let mut out = std::io::stdout().lock();
     for i in 0.. {
-        change(&store, &format!("pos-{i}"), Fault::None).unwrap();
+        let key = format!("pos-{i}");
+        change(&store, &key, Fault::None).unwrap();
+        writeln!(out, "{COMMITTED}{key}").unwrap();
+        out.flush().unwrap();
     }
+}
+
+/// Starts this test binary as the child writer on `dir`, its stdout piped.
+fn spawn_child_writer(dir: &std::path::Path) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", CHILD_TEST, "--nocapture", "--test-threads=1"])
+        .env(CHILD_DIR_VAR, dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// Reads the child's commit reports until `n` arrived (panicking, with its exit status, if it
+/// stops before), SIGKILLs it, and returns every key it reported, the ones still in the pipe
+/// included, once it is dead.
+fn kill_after_commits(mut child: std::process::Child, n: usize) -> Vec<String> {
+    use std::io::BufRead;
+    use std::os::unix::process::ExitStatusExt;
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut reported, mut printed) = (Vec::new(), String::new());
+    while reported.len() < n {
+        match lines.next() {
+            Some(line) => {
+                let line = line.unwrap();
+                reported.extend(committed_key(&line));
+                printed.push_str(&line);
+                printed.push('\n');
+            }
+            None => panic!(
+                "the child writer stopped after {} commits: {:?}\n{printed}",
+                reported.len(),
+                child.wait()
+            ),
+        }
+    }
+    // SIGKILL: no destructor, no flush; the child is mid-write or between two writes.
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.signal(), Some(9), "the kill did not land: {status}");
+    reported.extend(
+        lines
+            .map_while(Result::ok)
+            .filter_map(|l| committed_key(&l)),
+    );
+    reported
 }
 
 #[test]
 fn sigkill_mid_write_keeps_the_invariant() {
-    let exe = std::env::current_exe().unwrap();
-    for round in 0..5u64 {
+    for round in 0..5usize {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = std::process::Command::new(&exe)
-            .args([
-                "--exact",
-                "child_writer_until_killed",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("ATHENA_TEST_CHILD_DIR", dir.path())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(300 + round * 137));
-        // SIGKILL: no destructor, no flush.
-        std::process::Command::new("kill")
-            .args(["-9", &child.id().to_string()])
-            .status()
-            .unwrap();
-        child.wait().unwrap();
+        let reported = kill_after_commits(spawn_child_writer(dir.path()), 1 + round * 37);
         let store = open(dir.path());
         let (positions, _) = assert_iff(&store);
+        // Every reported commit survived, and at most the one in flight was added to them.
+        let n = reported.len();
         assert!(
-            !positions.is_empty(),
-            "child wrote nothing in round {round}"
+            positions.len() == n || positions.len() == n + 1,
+            "round {round}: {n} commits reported, {} positions",
+            positions.len()
         );
+        let expected: BTreeSet<String> = (0..positions.len()).map(|i| format!("pos-{i}")).collect();
+        assert_eq!(
+            positions, expected,
+            "round {round}: not a prefix of the writes"
+        );
+        let in_order: Vec<String> = (0..n).map(|i| format!("pos-{i}")).collect();
+        assert_eq!(reported, in_order, "round {round}: the child's reports");
         assert!(store.verify_records().unwrap().is_clean());
     }
 }

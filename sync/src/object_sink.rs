@@ -43,6 +43,10 @@ pub struct ObjectStoreSink {
     name: String,
     store: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
+    /// Draws how long a manifest update that lost a race steps aside. Seeded by the process
+    /// and the prefix: two writers of one manifest must not step aside in lockstep, and the
+    /// wait changes only how often a racer retries, never what is written.
+    step_aside: std::sync::Mutex<athena_storage::Rng>,
 }
 
 impl ObjectStoreSink {
@@ -52,6 +56,10 @@ impl ObjectStoreSink {
             name: name.to_string(),
             store,
             prefix: ObjectPath::from(prefix),
+            step_aside: std::sync::Mutex::new(athena_storage::Rng::stream(
+                u64::from(std::process::id()),
+                prefix,
+            )),
         }
     }
 
@@ -158,6 +166,12 @@ impl ObjectStoreSink {
         Ok(manifest)
     }
 
+    /// Uniform in [0, n): how many milliseconds (per attempt) a racer steps aside.
+    fn step_aside_draw(&self, n: u64) -> u64 {
+        let mut rng = self.step_aside.lock().unwrap_or_else(|p| p.into_inner());
+        rng.below(n)
+    }
+
     /// Applies `changes` to the stored manifest with a conditional write, retrying when
     /// another writer changed it in between.
     async fn update_manifest(&self, changes: &[ManifestChange]) -> Result<(), SinkError> {
@@ -166,7 +180,7 @@ impl ObjectStoreSink {
         for attempt in 0..MANIFEST_ATTEMPTS {
             if attempt > 0 {
                 // Another writer won the race: step aside for a random, growing moment.
-                let ms = rand::random_range(1..=20) * attempt;
+                let ms = (1 + self.step_aside_draw(20)) * attempt;
                 tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
             }
             let (mut manifest, mode) = match self.store.get(&location).await {

@@ -1,9 +1,9 @@
 //! Pacing: the ramp-up write limiter and retry backoff. Both take time as arguments (agent or
-//! wall milliseconds from an injected clock) and randomness from a seeded RNG, so they are
+//! wall milliseconds from an injected clock) and randomness from the workspace's seeded RNG
+//! ([`athena_storage::Rng`], the same sequence on every platform and version), so they are
 //! reproducible. The limiter queues (it returns how long to wait); it never drops.
 
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
+use athena_storage::Rng;
 use std::time::Duration;
 
 /// A token bucket whose rate ramps up: `start` ops/s, times (1 + `growth`) every `step`, up to
@@ -83,7 +83,7 @@ pub struct Backoff {
     multiplier: f64,
     max: Duration,
     jitter: f64,
-    rng: SmallRng,
+    rng: Rng,
 }
 
 impl Backoff {
@@ -94,7 +94,7 @@ impl Backoff {
             multiplier,
             max,
             jitter: jitter.clamp(0.0, 1.0),
-            rng: SmallRng::seed_from_u64(seed),
+            rng: Rng::stream(seed, "sync backoff"),
         }
     }
 
@@ -113,7 +113,7 @@ impl Backoff {
     pub fn delay(&mut self, attempt: u32) -> Duration {
         let base = self.initial.as_secs_f64() * self.multiplier.powi(attempt.min(64) as i32);
         let base = base.min(self.max.as_secs_f64());
-        let factor = 1.0 + self.jitter * (self.rng.random::<f64>() * 2.0 - 1.0);
+        let factor = 1.0 + self.jitter * (self.rng.unit() * 2.0 - 1.0);
         Duration::from_secs_f64(base * factor)
     }
 }
@@ -151,6 +151,17 @@ mod tests {
             let d = b.delay(attempt).as_secs_f64();
             let base = (1.5f64.powi(attempt as i32)).min(60.0);
             prop_assert!(d >= base * 0.7 - 1e-9 && d <= base * 1.3 + 1e-9, "{} outside {}±30%", d, base);
+        }
+    }
+
+    #[test]
+    fn the_jitter_comes_from_the_workspace_generator() {
+        let mut b = Backoff::new(Duration::from_secs(1), 2.0, Duration::from_secs(60), 0.5, 9);
+        let mut rng = athena_storage::Rng::stream(9, "sync backoff");
+        for attempt in 0..5 {
+            let base = 2f64.powi(attempt as i32);
+            let expected = base * (1.0 + 0.5 * (rng.unit() * 2.0 - 1.0));
+            assert_eq!(b.delay(attempt), Duration::from_secs_f64(expected));
         }
     }
 

@@ -20,6 +20,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// Polls `done` every 50 ms until it holds; panics naming `what` after `limit` (a hang guard,
+/// not a timing assertion).
+async fn wait_until(what: &str, limit: Duration, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        assert!(Instant::now() < deadline, "no {what} after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Set in the child process: the servers' run directory.
 const RUN_DIR_VAR: &str = "OUTAGE_TEST_RUN_DIR";
 
@@ -235,13 +245,23 @@ async fn scenario(servers: Servers) {
         })
     };
 
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_until(
+        "rows synced before the outage",
+        Duration::from_secs(60),
+        || counters.rows_delivered.load(Ordering::SeqCst) > 0,
+    )
+    .await;
     let before = counters.rows_delivered.load(Ordering::SeqCst);
-    assert!(before > 0, "nothing synced before the outage");
     // The outage.
     servers.signal_firestore("-STOP");
     common::script("fake-gcs.sh", &["stop", &servers.dir()]);
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // The worker saw the outage: it compacts the outbox while the writer goes on.
+    wait_until(
+        "compaction during the outage",
+        Duration::from_secs(60),
+        || counters.rows_compacted.load(Ordering::SeqCst) > 0,
+    )
+    .await;
     // Still offline, the writer pauses: within a few retry rounds the rows above the fence
     // (those no pass can have sent) are down to one per key, whatever the timing was.
     writing.store(false, Ordering::SeqCst);
