@@ -28,27 +28,27 @@ pub(super) fn run(config: &Config, cmd: &SyncCommand) -> anyhow::Result<()> {
             let store = open_store_read_only(config)?;
             let s = athena_sync::status(&store, now_ms())?;
             if *json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+                outln!("{}", serde_json::to_string_pretty(&s)?);
                 return Ok(());
             }
             let age = |ms: u64| {
                 humantime::format_duration(std::time::Duration::from_secs(ms / 1000)).to_string()
             };
-            println!(
+            outln!(
                 "outbox: {} rows, oldest unsynced change {} old",
                 s.queue_depth,
                 age(s.oldest_unsynced_ms)
             );
             for (name, r) in [("documents", &s.documents), ("objects", &s.objects)] {
-                println!(
+                outln!(
                     "  {name:<9} pending {:>8}  cursor {:>10}  lag {}",
                     r.pending,
                     r.cursor,
                     age(r.lag_ms)
                 );
             }
-            println!("dead letters: {}", s.dead_letters);
-            println!(
+            outln!("dead letters: {}", s.dead_letters);
+            outln!(
                 "delivered {} rows with {} document writes and {} object writes ({} rows coalesced away, {} folded while offline); estimated cost ${:.4}",
                 s.rows_delivered,
                 s.document_writes,
@@ -75,7 +75,7 @@ pub(super) fn run(config: &Config, cmd: &SyncCommand) -> anyhow::Result<()> {
                 report.documents, report.objects, report.pending
             );
             if report.differences.is_empty() {
-                println!("sync verify: the cloud matches the store ({summary})");
+                outln!("sync verify: the cloud matches the store ({summary})");
                 return Ok(());
             }
             let mut msg = format!(
@@ -107,9 +107,12 @@ pub(super) fn run(config: &Config, cmd: &SyncCommand) -> anyhow::Result<()> {
                 worker.drain().await
             })?;
             let left = store.outbox_len()?;
-            println!(
+            outln!(
                 "sync flush: {} rows left in the outbox (last pass: {} delivered, {} dead-lettered, {} to retry)",
-                left, report.delivered, report.dead_lettered, report.retry
+                left,
+                report.delivered,
+                report.dead_lettered,
+                report.retry
             );
             if let Some(e) = report.last_error {
                 anyhow::bail!("the sinks did not take everything: {e}");
