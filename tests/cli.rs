@@ -920,6 +920,11 @@ fn journal_shows_decisions_and_risk_events_newest_first() {
     assert!(out.contains("operator stop: incident 7"), "{out}");
     assert!(out.contains("tripped: a reason with numbers"), "{out}");
     assert_eq!(out.lines().count(), 6, "{out}");
+    // Risk events are about the whole book, not a pool.
+    let o = athena(d, &["journal", "--kind", "risk", "--pool", "WETH/USDC"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success() && out.is_empty(), "{out}");
+    assert!(err.contains("no journal entries match"), "{err}");
 }
 
 #[test]

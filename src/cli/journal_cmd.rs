@@ -46,7 +46,9 @@ pub(super) fn run(config: &Config, args: &JournalArgs) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let mut failed: Option<std::io::Error> = None;
     let mut corrupt = 0usize;
+    let mut shown = 0usize;
     journal::query(&store, &q, &pools, |(seq, record)| {
+        shown += 1;
         let written = match record {
             Ok(rec) if args.json => writeln!(
                 out,
@@ -82,6 +84,9 @@ pub(super) fn run(config: &Config, args: &JournalArgs) -> anyhow::Result<()> {
     })?;
     if let Some(e) = failed {
         return Err(e.into());
+    }
+    if shown == 0 && !args.json {
+        eprintln!("no journal entries match");
     }
     if corrupt > 0 {
         return Err(super::Exit {
