@@ -9,6 +9,7 @@
 
 use crate::agent::state::{AgentState, LedgerEntry, STATE_KEY};
 use crate::risk::RiskState;
+use athena_storage::tables::{CHECKPOINT_COLLECTION, CHECKPOINT_OBJECT_DIR};
 use athena_storage::{KeyedTable, OutboxOp, SeqTable, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -166,15 +167,23 @@ pub fn create(
         w.put(KeyedTable::Checkpoints, &entry.id, &entry)?;
         w.outbox_append(
             OutboxOp::PutBlob {
-                path: format!("{DIR}/{}", entry.file),
+                path: object_path(&entry.file),
                 bytes: bytes.clone(),
             },
             now_ms,
         )?;
-        w.outbox_append(OutboxOp::upsert("checkpoints", &entry.id, &entry)?, now_ms)?;
+        w.outbox_append(
+            OutboxOp::upsert(CHECKPOINT_COLLECTION, &entry.id, &entry)?,
+            now_ms,
+        )?;
         Ok(())
     })?;
     Ok(entry)
+}
+
+/// The object-store path of a checkpoint file.
+pub fn object_path(file: &str) -> String {
+    format!("{CHECKPOINT_OBJECT_DIR}/{file}")
 }
 
 fn encode(contents: &Contents) -> Result<Vec<u8>, CheckpointError> {
@@ -277,13 +286,13 @@ pub fn thin(
             w.remove(KeyedTable::Checkpoints, &e.id)?;
             w.outbox_append(
                 OutboxOp::DeleteBlob {
-                    path: format!("{DIR}/{}", e.file),
+                    path: object_path(&e.file),
                 },
                 now_ms,
             )?;
             w.outbox_append(
                 OutboxOp::Delete {
-                    collection: "checkpoints".into(),
+                    collection: CHECKPOINT_COLLECTION.into(),
                     doc: e.id.clone(),
                 },
                 now_ms,

@@ -2,11 +2,17 @@
 //! which part of the agent wrote it: the risk engine (trips, resets, state changes, operator
 //! controls) or the agent loop (every decision with its inputs and the risk verdict, every
 //! pool snapshot it refused as bad data).
+//!
+//! [`query`] reads it for `athena journal`: newest first, filtered by kind, pool and age,
+//! streamed through one read transaction (memory does not grow with the journal).
 
+use crate::agent::state::LedgerEntry;
 use crate::agent::strategy::Intent;
 use crate::market::{MarketTick, RejectedSnapshot};
-use crate::risk::{Decision, GasAction, RiskJournal, TradingState};
+use crate::risk::{Decision, GasAction, RiskEvent, RiskJournal, TradingState};
+use athena_storage::{SeqTable, Store, StoreError};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// One journal record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,4 +79,263 @@ pub fn read_all(
     store: &athena_storage::Store,
 ) -> athena_storage::Result<Vec<(u64, JournalRecord)>> {
     store.read(|r| r.seq_after(athena_storage::SeqTable::Journal, 0, usize::MAX))
+}
+
+/// What a journal entry is about, as `athena journal --kind` selects it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    /// A decision of the agent loop (with the risk verdict and what was done).
+    Decision,
+    /// Something the risk engine did by itself: trips, re-arms, state changes, holds,
+    /// expiries, recoveries.
+    Risk,
+    /// An operator control: stop, resume, reset, override, exit-all.
+    Control,
+    /// A pool snapshot left out of its tick as bad data.
+    Data,
+}
+
+impl EntryKind {
+    /// Every kind.
+    pub const ALL: [Self; 4] = [Self::Decision, Self::Risk, Self::Control, Self::Data];
+
+    /// snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Decision => "decision",
+            Self::Risk => "risk",
+            Self::Control => "control",
+            Self::Data => "data",
+        }
+    }
+}
+
+impl std::str::FromStr for EntryKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown kind {s:?} (decision, risk, control or data)"))
+    }
+}
+
+impl JournalRecord {
+    /// What it is about.
+    pub fn kind(&self) -> EntryKind {
+        match self {
+            Self::Decision(_) => EntryKind::Decision,
+            Self::Rejected(_) => EntryKind::Data,
+            Self::Risk(j) => match j.event {
+                RiskEvent::Stop { .. }
+                | RiskEvent::Resume { .. }
+                | RiskEvent::Reset { .. }
+                | RiskEvent::Override { .. }
+                | RiskEvent::ExitAll { .. } => EntryKind::Control,
+                _ => EntryKind::Risk,
+            },
+        }
+    }
+
+    /// When (agent time; operator controls: the wall clock of the command).
+    pub fn at_ms(&self) -> u64 {
+        match self {
+            Self::Decision(d) => d.at_ms,
+            Self::Rejected(r) => r.at_ms,
+            Self::Risk(j) => j.at_ms,
+        }
+    }
+
+    /// The pool a decision or a rejected snapshot is about (`pools` maps position ids to their
+    /// pools); `None` for risk events, which are about the whole book.
+    pub fn pool<'a>(&'a self, pools: &'a BTreeMap<String, String>) -> Option<&'a str> {
+        let d = match self {
+            Self::Decision(d) => d,
+            Self::Rejected(r) => return Some(&r.snapshot.pool),
+            Self::Risk(_) => return None,
+        };
+        match &d.intent {
+            Intent::Open { pool } | Intent::Rebalance { to: pool, .. } => Some(pool),
+            Intent::Close { position, .. } | Intent::Compound { position } => {
+                pools.get(position).map(String::as_str)
+            }
+        }
+    }
+
+    /// One line for an operator: what, why, and what came of it.
+    pub fn summary(&self, pools: &BTreeMap<String, String>) -> String {
+        match self {
+            Self::Decision(d) => decision_summary(d, pools),
+            Self::Rejected(r) => format!(
+                "{} left out of tick {} as bad data: {}",
+                r.snapshot.pool, r.tick, r.snapshot.problem
+            ),
+            Self::Risk(j) => risk_summary(&j.event),
+        }
+    }
+}
+
+fn decision_summary(d: &DecisionRecord, pools: &BTreeMap<String, String>) -> String {
+    let in_pool = |position: &str| {
+        pools
+            .get(position)
+            .map_or(String::new(), |p| format!(" in {p}"))
+    };
+    let what = match &d.intent {
+        Intent::Open { pool } => format!("open {pool}"),
+        Intent::Close {
+            position, reason, ..
+        } => {
+            format!("close {position}{}: {reason}", in_pool(position))
+        }
+        Intent::Rebalance { from, to } => format!("rebalance {from}{} into {to}", in_pool(from)),
+        Intent::Compound { position } => format!("compound {position}{}", in_pool(position)),
+    };
+    let verdict = match &d.decision {
+        Decision::Approve { size_usd, .. } => format!("approved ${size_usd:.2}"),
+        Decision::Reduce {
+            size_usd,
+            requested_usd,
+            bounded_by,
+        } => format!(
+            "reduced to ${size_usd:.2} of ${requested_usd:.2} by {}",
+            bounded_by
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Decision::Reject { rule, reason } => format!("rejected by {}: {reason}", rule.as_str()),
+    };
+    let done = match (d.executed_usd, &d.note) {
+        (Some(usd), _) => format!("; executed ${usd:.2}"),
+        (None, Some(note)) => format!("; not executed: {note}"),
+        (None, None) => String::new(),
+    };
+    format!(
+        "{what} (APR {:.1}%, TVL ${:.0}, {}, gas {}) → {verdict}{done}",
+        d.apr_pct,
+        d.tvl_usd,
+        d.trading_state.as_str(),
+        d.gas.as_str()
+    )
+}
+
+fn risk_summary(e: &RiskEvent) -> String {
+    match e {
+        RiskEvent::Trip {
+            breaker,
+            reason,
+            until_ms,
+        } => format!(
+            "breaker {} tripped{}: {reason}",
+            breaker.as_str(),
+            if until_ms.is_none() { " (latched)" } else { "" }
+        ),
+        RiskEvent::Rearm { breaker } => format!("breaker {} re-armed", breaker.as_str()),
+        RiskEvent::Reset {
+            breaker,
+            reason,
+            was_tripped,
+        } => format!(
+            "operator reset {}{}: {reason}",
+            breaker.as_str(),
+            if *was_tripped { " (was tripped)" } else { "" }
+        ),
+        RiskEvent::StateChange { from, to, cause } => {
+            format!("trading state {} → {}: {cause}", from.as_str(), to.as_str())
+        }
+        RiskEvent::Stop { reason } => format!("operator stop: {reason}"),
+        RiskEvent::Resume { reason } => format!("operator resume: {reason}"),
+        RiskEvent::RestartHold {
+            persisted,
+            computed,
+        } => format!(
+            "restart kept {} (breakers imply {})",
+            persisted.as_str(),
+            computed.as_str()
+        ),
+        RiskEvent::Override { change } => format!(
+            "operator override {} = {} until {}: {}",
+            change.limit.key(),
+            change.value,
+            rfc3339(change.until_ms),
+            change.reason
+        ),
+        RiskEvent::OverrideExpired { limit } => format!("override of {} expired", limit.key()),
+        RiskEvent::ExitAll { positions, reason } => {
+            format!("exit all ({}): {reason}", positions.join(", "))
+        }
+        RiskEvent::Recovered => "recovered: sizes ramp back over 24 h".into(),
+    }
+}
+
+/// `ms` as an RFC 3339 time, seconds precision.
+pub fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+        .to_string()
+}
+
+/// What `athena journal` selects.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// Only this kind.
+    pub kind: Option<EntryKind>,
+    /// Only decisions about this pool.
+    pub pool: Option<String>,
+    /// Only entries at or after this time.
+    pub since_ms: Option<u64>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// One entry of a [`query`]: its sequence number, and the record or why it cannot be read.
+pub type Found<'a> = (u64, Result<&'a JournalRecord, &'a StoreError>);
+
+/// Streams the entries matching `q`, newest first, to `f` (which returns whether to go on, so
+/// a closed output ends the scan); `pools` maps position ids to pools. A record that fails its
+/// checksum is passed on as its error and the scan goes on.
+pub fn query(
+    store: &Store,
+    q: &Query,
+    pools: &BTreeMap<String, String>,
+    mut f: impl FnMut(Found<'_>) -> bool,
+) -> athena_storage::Result<()> {
+    let mut left = q.limit;
+    store.read(|r| {
+        r.seq_newest_first::<JournalRecord>(SeqTable::Journal, |seq, record| {
+            if left == 0 {
+                return false;
+            }
+            let keep = match &record {
+                Ok(rec) => {
+                    q.kind.is_none_or(|k| rec.kind() == k)
+                        && q.since_ms.is_none_or(|t| rec.at_ms() >= t)
+                        && q.pool.as_deref().is_none_or(|p| rec.pool(pools) == Some(p))
+                }
+                Err(_) => true,
+            };
+            if !keep {
+                return true;
+            }
+            left -= 1;
+            f((seq, record.as_ref()))
+        })
+    })
+}
+
+/// Which pool each position was opened in, from the ledger (streamed).
+pub fn position_pools(store: &Store) -> athena_storage::Result<BTreeMap<String, String>> {
+    let mut pools = BTreeMap::new();
+    store.read(|r| {
+        r.seq_oldest_first::<LedgerEntry>(SeqTable::Ledger, |_, entry| {
+            if let Ok(e) = entry {
+                pools.entry(e.position).or_insert(e.pool);
+            }
+            true
+        })
+    })?;
+    Ok(pools)
 }

@@ -124,14 +124,58 @@ fn bad_arguments_and_files_get_one_line_and_a_nonzero_exit() {
         ),
         (
             vec!["memory", "recall", "--category", "general"],
-            1,
+            2,
             "unknown category \"general\"",
         ),
         (
-            vec!["memory", "recall", "--min-confidence", "2"],
-            1,
-            "--min-confidence must be in [0, 1]",
+            vec!["memory", "recall", "--type", "hunch"],
+            2,
+            "unknown memory type",
         ),
+        (
+            vec!["memory", "recall", "--min-confidence", "2"],
+            2,
+            "must be in [0, 1], got 2",
+        ),
+        (
+            vec!["memory", "recall", "--min-confidence", "lots"],
+            2,
+            "invalid value 'lots'",
+        ),
+        (
+            vec!["memory", "recall", "--limit", "0"],
+            2,
+            "must be at least 1",
+        ),
+        (
+            vec!["memory", "recall", "--since", "100000days"],
+            2,
+            "at most",
+        ),
+        (
+            vec!["backtest", "--days", "213503982334602"],
+            2,
+            "must be in [1, 3650], got 213503982334602",
+        ),
+        (vec!["backtest", "--days", "0"], 2, "must be in [1, 3650]"),
+        (
+            vec![
+                "sim",
+                "record",
+                "--days",
+                "18446744073709551615",
+                "--out",
+                "ticks.jsonl",
+            ],
+            2,
+            "must be in [1, 3650]",
+        ),
+        (
+            vec!["journal", "--kind", "gossip"],
+            2,
+            "unknown kind \"gossip\"",
+        ),
+        (vec!["journal", "--limit", "0"], 2, "must be at least 1"),
     ] {
         let o = athena(dir.path(), &args);
         let (_, err) = text(&o);
@@ -140,6 +184,10 @@ fn bad_arguments_and_files_get_one_line_and_a_nonzero_exit() {
         assert!(err.contains(needle), "{args:?}: {err}");
         assert_no_panic(&err);
     }
+    assert!(
+        !dir.path().join("data").exists() && !dir.path().join("ticks.jsonl").exists(),
+        "a refused command wrote nothing"
+    );
     std::fs::create_dir(dir.path().join("notastore")).unwrap();
     std::fs::write(dir.path().join("notastore/athena.redb"), "junk").unwrap();
     let o = athena(dir.path(), &["store", "stats", "--data-dir", "notastore"]);
@@ -534,4 +582,434 @@ fn risk_status_and_operator_controls_through_the_binary() {
             "{says}: {events:#?}"
         );
     }
+}
+
+fn sha256_of(path: &Path) -> String {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).unwrap();
+    sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Every read-only command on `dir`'s store; each must leave the file byte for byte as it was.
+fn assert_read_only_commands_change_nothing(dir: &Path) {
+    let store = dir.join("data/athena.redb");
+    for args in [
+        &["status"][..],
+        &["status", "--json"],
+        &["memory", "stats"],
+        &["memory", "recall", "--limit", "3"],
+        &["store", "stats"],
+        &["store", "verify"],
+        &["risk", "status"],
+        &["sync", "status"],
+        &["journal"],
+        &["checkpoint", "list"],
+    ] {
+        let before = sha256_of(&store);
+        let o = athena(dir, args);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{args:?}: {out}\n{err}");
+        assert_no_panic(&err);
+        assert_eq!(sha256_of(&store), before, "{args:?} changed the store file");
+    }
+}
+
+#[test]
+fn read_only_commands_never_change_a_byte_and_refused_controls_never_open_for_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    seed_memories(&d.join("data"), 20);
+    assert_read_only_commands_change_nothing(d);
+
+    // A control refused for its arguments or by the engine leaves the file as it was.
+    let store = d.join("data/athena.redb");
+    for args in [
+        &[
+            "risk",
+            "override",
+            "risk.max_positions",
+            "6",
+            "--for",
+            "25h",
+            "--reason",
+            "r",
+        ][..],
+        &["risk", "stop", "--reason", " "],
+        &["risk", "reset", "nope", "--reason", "x"],
+        &["memory", "recall", "--category", "general"],
+    ] {
+        let before = sha256_of(&store);
+        let o = athena(d, args);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(sha256_of(&store), before, "{args:?} changed the store file");
+    }
+}
+
+#[test]
+fn read_only_commands_leave_a_crashed_store_unrepaired_on_disk() {
+    use std::io::BufRead;
+    // An agent without quick repair, killed: its store needs redb's repair to be opened.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut child = Command::new(BIN)
+        .arg("run")
+        .current_dir(d)
+        .env_remove("ATHENA_CONFIG")
+        .env("ATHENA_RECOVERY_QUICK_REPAIR", "false")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    // The first status line comes after ticks were committed.
+    let line = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.contains("equity"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(line.is_some(), "the agent printed no status line");
+    let o = athena(d, &["store", "verify"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(err.contains("not closed cleanly"), "a crashed store: {err}");
+    assert_read_only_commands_change_nothing(d);
+}
+
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    // Far more output than a pipe buffers, so writes fail once the reader is gone.
+    seed_memories(&dir.path().join("data"), 1000);
+    let mut child = Command::new(BIN)
+        .args(["memory", "recall", "--limit", "1000"])
+        .current_dir(dir.path())
+        .env_remove("ATHENA_CONFIG")
+        .env("RUST_BACKTRACE", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The reader (and the pipe) is dropped here, as `head -1` exits.
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(first.starts_with('{'), "{first}");
+    assert_no_panic(&err);
+    assert!(err.is_empty(), "nothing on stderr: {err}");
+    assert_eq!(o.status.code(), Some(0), "{err}");
+}
+
+#[test]
+fn athena_data_dir_chooses_the_store_like_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    seed_memories(&d.join("elsewhere"), 7);
+    let with_env = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .current_dir(d)
+            .env_remove("ATHENA_CONFIG")
+            .env("ATHENA_DATA_DIR", "elsewhere")
+            .output()
+            .unwrap()
+    };
+    let o = with_env(&["memory", "stats", "--json"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let stats: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(stats["by_category"]["pool_behavior"]["hot"], 7);
+    let o = with_env(&["config", "show"]);
+    assert!(
+        text(&o).0.contains("data_dir = \"elsewhere\""),
+        "{:?}",
+        text(&o)
+    );
+    // --data-dir still wins over the environment.
+    let o = with_env(&["memory", "stats", "--data-dir", "nowhere"]);
+    assert_eq!(o.status.code(), Some(1), "{:?}", text(&o));
+    assert!(!d.join("data").exists() && !d.join("nowhere").exists());
+}
+
+#[test]
+fn config_errors_quote_a_short_prefix_and_bound_the_agent_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = "x".repeat(10 * 1024 * 1024);
+    std::fs::write(
+        dir.path().join("huge.toml"),
+        format!("[agent]\nagent_id = \"{huge}\"\ntick_interval = \"{huge}\"\n"),
+    )
+    .unwrap();
+    let o = athena(dir.path(), &["config", "check", "--config", "huge.toml"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.len() < 2000, "{} bytes of error", err.len());
+    assert!(
+        err.contains("agent.agent_id: must be 1 to 128 characters"),
+        "{err}"
+    );
+    assert!(err.contains("agent.tick_interval"), "{err}");
+    assert_eq!(err.trim().lines().count(), 3, "{err}");
+    for (id, says) in [
+        ("a".repeat(129), "must be 1 to 128 characters"),
+        ("__reserved__".into(), "reserved by Firestore"),
+        ("has/slash".into(), "[A-Za-z0-9_-]"),
+    ] {
+        let o = Command::new(BIN)
+            .args(["config", "check"])
+            .current_dir(dir.path())
+            .env_remove("ATHENA_CONFIG")
+            .env("ATHENA_AGENT_AGENT_ID", &id)
+            .output()
+            .unwrap();
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{id}: {err}");
+        assert!(
+            err.contains("agent.agent_id") && err.contains(says),
+            "{err}"
+        );
+    }
+    let o = Command::new(BIN)
+        .args(["config", "check"])
+        .current_dir(dir.path())
+        .env_remove("ATHENA_CONFIG")
+        .env("ATHENA_AGENT_AGENT_ID", "a".repeat(128))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{:?}", text(&o));
+}
+
+/// A decision as the agent loop journals it.
+fn decision(at_ms: u64, intent: athena::agent::strategy::Intent) -> athena::journal::JournalRecord {
+    athena::journal::JournalRecord::Decision(athena::journal::DecisionRecord {
+        tick: at_ms / 300_000,
+        at_ms,
+        intent,
+        apr_pct: 30.0,
+        tvl_usd: 1e6,
+        trading_state: athena::risk::TradingState::Active,
+        decision: athena::risk::model::Decision::Approve {
+            size_usd: 500.0,
+            bounded_by: Vec::new(),
+        },
+        gas: athena::risk::GasAction::Proceed,
+        executed_usd: Some(500.0),
+        note: None,
+    })
+}
+
+#[test]
+fn journal_shows_decisions_and_risk_events_newest_first() {
+    use athena::agent::strategy::Intent;
+    use athena_storage::SeqTable;
+    const H: u64 = 3_600_000;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    {
+        let store = Store::open(&d.join("data"), &athena_config::MemoryConfig::default()).unwrap();
+        let open = |pool: &str| Intent::Open { pool: pool.into() };
+        store
+            .write(|w| {
+                for (i, pool) in ["WETH/USDC", "USDC/DAI"].iter().enumerate() {
+                    w.append(SeqTable::Journal, &decision(T0 + i as u64 * H, open(pool)))?;
+                    w.append(
+                        SeqTable::Ledger,
+                        &athena::agent::state::LedgerEntry {
+                            at_ms: T0 + i as u64 * H,
+                            tick: 0,
+                            action: "open".into(),
+                            position: format!("pos-{i}"),
+                            pool: (*pool).into(),
+                            usd: 500.0,
+                            fee_usd: 0.0,
+                            slippage_usd: 0.0,
+                            slippage_pct: 0.0,
+                            gas_usd: 0.0,
+                            cash_after_usd: 0.0,
+                            pnl_usd: None,
+                        },
+                    )?;
+                }
+                w.append(
+                    SeqTable::Journal,
+                    &athena::journal::JournalRecord::Risk(athena::risk::state::RiskJournal {
+                        at_ms: T0 + 2 * H,
+                        event: athena::risk::state::RiskEvent::Trip {
+                            breaker: athena::risk::BreakerKind::ALL[0],
+                            reason: "a reason with numbers".into(),
+                            until_ms: Some(T0 + 3 * H),
+                        },
+                    }),
+                )?;
+                w.append(
+                    SeqTable::Journal,
+                    &decision(
+                        T0 + 3 * H,
+                        Intent::Close {
+                            position: "pos-0".into(),
+                            reason: "TVL drain 52.0% within 6h".into(),
+                            protection: None,
+                        },
+                    ),
+                )?;
+                Ok(())
+            })
+            .unwrap();
+    }
+    let o = athena(d, &["risk", "stop", "--reason", "incident 7"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+
+    let json_lines = |args: &[&str]| -> Vec<serde_json::Value> {
+        let o = athena(d, args);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{args:?}: {err}");
+        out.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let all = json_lines(&["journal", "--json"]);
+    let kinds: Vec<&str> = all.iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    // Newest first: the stop's state change, the stop, the close, the trip, two opens.
+    assert_eq!(
+        kinds,
+        [
+            "risk", "control", "decision", "risk", "decision", "decision"
+        ]
+    );
+    let seqs: Vec<u64> = all.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] > w[1]), "{seqs:?}");
+    assert_eq!(
+        all[2]["pool"], "WETH/USDC",
+        "a close names its position's pool"
+    );
+
+    let decisions = json_lines(&["journal", "--json", "--kind", "decision", "--limit", "2"]);
+    assert_eq!(decisions.len(), 2);
+    assert!(decisions.iter().all(|e| e["kind"] == "decision"));
+    let in_pool = json_lines(&["journal", "--json", "--pool", "WETH/USDC"]);
+    assert_eq!(in_pool.len(), 2, "the open and the close of pos-0");
+    assert!(in_pool.iter().all(|e| e["pool"] == "WETH/USDC"));
+    // --since counts back from the agent's last tick, or the wall clock without an agent:
+    // everything written at T0 is years old.
+    assert_eq!(
+        json_lines(&["journal", "--json", "--kind", "decision", "--since", "2h"]).len(),
+        0
+    );
+    assert_eq!(
+        json_lines(&[
+            "journal", "--json", "--kind", "decision", "--since", "3650days"
+        ])
+        .len(),
+        3
+    );
+
+    let o = athena(d, &["journal"]);
+    let (out, _) = text(&o);
+    assert!(
+        out.contains("close pos-0 in WETH/USDC: TVL drain 52.0% within 6h")
+            && out.contains("→ approved $500.00; executed $500.00"),
+        "{out}"
+    );
+    assert!(out.contains("operator stop: incident 7"), "{out}");
+    assert!(out.contains("tripped: a reason with numbers"), "{out}");
+    assert_eq!(out.lines().count(), 6, "{out}");
+    // Risk events are about the whole book, not a pool.
+    let o = athena(d, &["journal", "--kind", "risk", "--pool", "WETH/USDC"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success() && out.is_empty(), "{out}");
+    assert!(err.contains("no journal entries match"), "{err}");
+}
+
+#[test]
+fn sync_verify_finds_a_checkpoint_object_lost_from_the_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    seed_memories(&d.join("data"), 3);
+    for _ in 0..3 {
+        let o = athena(d, &["checkpoint", "create"]);
+        assert!(o.status.success(), "{:?}", text(&o));
+    }
+    let o = athena(d, &["sync", "flush"]);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = athena(d, &["sync", "verify"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("3 objects compared"), "{out}");
+    let objects = d.join("data/sync/athena-local/checkpoints");
+    let lost = std::fs::read_dir(&objects)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::remove_file(&lost).unwrap();
+    let o = athena(d, &["sync", "verify"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let name = lost.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        err.contains("1 difference(s)")
+            && err.contains(&format!("blob:checkpoints/{name}"))
+            && err.contains("missing or unreadable"),
+        "{err}"
+    );
+}
+
+/// A tmpfs mounted for one test, unmounted when dropped (even when the test fails).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &Path, megabytes: u64) -> Self {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("run mount");
+        assert!(ok.success(), "mount -t tmpfs needs root (CAP_SYS_ADMIN)");
+        Self(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn store_verify_needs_no_copy_on_a_nearly_full_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let built = dir.path().join("built");
+    seed_memories(&built, 20_000);
+    let size = std::fs::metadata(built.join("athena.redb")).unwrap().len();
+    // Room for the store and a third of it more: a copy cannot fit.
+    let mb = (size + size / 3).div_ceil(1 << 20);
+    assert!(
+        mb * (1 << 20) < 2 * size,
+        "store {size} bytes, tmpfs {mb} MB"
+    );
+    let disk = dir.path().join("disk");
+    let _mounted = Tmpfs::mount(&disk, mb);
+    std::fs::create_dir(disk.join("data")).unwrap();
+    std::fs::copy(built.join("athena.redb"), disk.join("data/athena.redb")).unwrap();
+    let before = sha256_of(&disk.join("data/athena.redb"));
+    let o = athena(&disk, &["store", "verify"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("verified: "), "{out}");
+    let left: Vec<_> = std::fs::read_dir(disk.join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec!["athena.redb"], "nothing left behind");
+    assert_eq!(sha256_of(&disk.join("data/athena.redb")), before);
 }

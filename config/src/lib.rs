@@ -129,14 +129,37 @@ pub struct Problem {
     pub reason: String,
 }
 
+/// The most characters of a path or reason a problem keeps: a bad value is quoted by its
+/// beginning and end, never echoed whole (a 10 MB value stays one short line).
+pub const MAX_PROBLEM_CHARS: usize = 200;
+
 impl Problem {
-    /// A problem at `path`.
+    /// A problem at `path`; both are cut to [`MAX_PROBLEM_CHARS`].
     pub fn new(path: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
-            path: path.into(),
-            reason: reason.into(),
+            path: shorten(path.into()),
+            reason: shorten(reason.into()),
         }
     }
+}
+
+/// `text` if short, else its first and last characters around the number of bytes left out.
+/// Line breaks become spaces so a problem stays on one line.
+pub fn shorten(text: String) -> String {
+    let chars = text.chars().count();
+    let text = if text.contains(['\n', '\r']) {
+        text.replace(['\n', '\r'], " ")
+    } else {
+        text
+    };
+    if chars <= MAX_PROBLEM_CHARS {
+        return text;
+    }
+    let head: String = text.chars().take(MAX_PROBLEM_CHARS * 3 / 4).collect();
+    let tail_chars = MAX_PROBLEM_CHARS / 4;
+    let tail: String = text.chars().skip(chars - tail_chars).collect();
+    let cut = text.len() - head.len() - tail.len();
+    format!("{head}…[{cut} bytes]…{tail}")
 }
 
 impl fmt::Display for Problem {

@@ -16,7 +16,10 @@ use toml::{Table, Value};
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../athena.toml");
 
 /// `ATHENA_` variables that are not config keys.
-const NON_KEY_VARIABLES: &[&str] = &["ATHENA_CONFIG", "ATHENA_LOG", "ATHENA_DATA_DIR"];
+const NON_KEY_VARIABLES: &[&str] = &["ATHENA_CONFIG", "ATHENA_LOG"];
+
+/// Short names of config keys: `ATHENA_DATA_DIR` sets `agent.data_dir` (as `--data-dir` does).
+const ALIASES: &[(&str, &str)] = &[("ATHENA_DATA_DIR", "ATHENA_AGENT_DATA_DIR")];
 
 /// Tables whose keys are free (checked by validation, not by the schema).
 const OPEN_TABLES: &[&str] = &["memory.retention", "memory.quotas"];
@@ -127,13 +130,28 @@ fn apply_env_overrides(
     env: &[(String, String)],
     problems: &mut Vec<Problem>,
 ) {
+    for (alias, full) in ALIASES {
+        let value = |n: &str| env.iter().find(|(k, _)| k == n).map(|(_, v)| v);
+        if let (Some(a), Some(f)) = (value(alias), value(full))
+            && a != f
+        {
+            problems.push(Problem::new(
+                *alias,
+                format!("sets the same key as {full}, to another value"),
+            ));
+        }
+    }
     for (name, raw) in env {
         if NON_KEY_VARIABLES.contains(&name.as_str())
             || SECRET_SLOTS.iter().any(|s| s.env_var() == *name)
         {
             continue;
         }
-        let rest = name["ATHENA_".len()..].to_ascii_lowercase();
+        let key_name = ALIASES
+            .iter()
+            .find(|(alias, _)| alias == name)
+            .map_or(name.as_str(), |(_, full)| full);
+        let rest = key_name["ATHENA_".len()..].to_ascii_lowercase();
         let Some(path) = resolve_key(defaults, &rest) else {
             problems.push(Problem::new(name, "names no configuration key"));
             continue;

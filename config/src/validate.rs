@@ -56,18 +56,32 @@ pub(crate) fn validate(c: &Config) -> Vec<Problem> {
     k.0
 }
 
+/// The longest agent id: it names a Firestore document (`agents/{id}`, at most 1,500 bytes) and
+/// the object-store prefix of every object (keys of at most 1,024 bytes), with room to spare.
+pub const MAX_AGENT_ID_LEN: usize = 128;
+
+/// What Firestore document ids and object keys both accept: 1 to [`MAX_AGENT_ID_LEN`] of
+/// `[A-Za-z0-9_-]` (so no `/`, `.` or `..`), and not `__…__`, which Firestore reserves.
+fn check_agent_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_AGENT_ID_LEN {
+        return Err(format!("must be 1 to {MAX_AGENT_ID_LEN} characters"));
+    }
+    if !id
+        .chars()
+        .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+    {
+        return Err("must be made of [A-Za-z0-9_-]".into());
+    }
+    if id.len() >= 4 && id.starts_with("__") && id.ends_with("__") {
+        return Err("must not be __…__ (reserved by Firestore)".into());
+    }
+    Ok(())
+}
+
 fn agent_and_market(c: &Config, k: &mut Checker) {
     let a = &c.agent;
-    if a.agent_id.is_empty()
-        || !a
-            .agent_id
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
-    {
-        k.fail(
-            "agent.agent_id",
-            format!("must be non-empty [A-Za-z0-9_-], got {:?}", a.agent_id),
-        );
+    if let Err(why) = check_agent_id(&a.agent_id) {
+        k.fail("agent.agent_id", format!("{why}, got {:?}", a.agent_id));
     }
     if a.data_dir.as_os_str().is_empty() {
         k.fail("agent.data_dir", "must not be empty".into());

@@ -243,3 +243,56 @@ fn cross_field_rules() {
         );
     }
 }
+
+#[test]
+fn athena_data_dir_sets_agent_data_dir() {
+    let c = load_with_env(None, env(&[("ATHENA_DATA_DIR", "/srv/athena")])).unwrap();
+    assert_eq!(c.agent.data_dir, PathBuf::from("/srv/athena"));
+    let same = env(&[
+        ("ATHENA_DATA_DIR", "/srv/a"),
+        ("ATHENA_AGENT_DATA_DIR", "/srv/a"),
+    ]);
+    assert_eq!(
+        load_with_env(None, same).unwrap().agent.data_dir,
+        PathBuf::from("/srv/a")
+    );
+    let p = problems(load_with_env(
+        None,
+        env(&[
+            ("ATHENA_DATA_DIR", "/srv/a"),
+            ("ATHENA_AGENT_DATA_DIR", "/srv/b"),
+        ]),
+    ));
+    assert_eq!(
+        p,
+        ["ATHENA_DATA_DIR: sets the same key as ATHENA_AGENT_DATA_DIR, to another value"]
+    );
+}
+
+#[test]
+fn a_huge_bad_value_is_quoted_by_a_short_prefix() {
+    let huge = "y".repeat(1 << 20);
+    let p = problems(load_with_env(
+        None,
+        env(&[
+            ("ATHENA_AGENT_TICK_INTERVAL", huge.as_str()),
+            ("ATHENA_AGENT_AGENT_ID", huge.as_str()),
+        ]),
+    ));
+    assert_eq!(p.len(), 2, "{p:?}");
+    for line in &p {
+        assert!(
+            line.len() < 400 && !line.contains('\n'),
+            "{} bytes",
+            line.len()
+        );
+    }
+    assert!(
+        p.iter()
+            .any(|l| l.starts_with("agent.agent_id: must be 1 to 128 characters, got \"yyy"))
+    );
+    assert!(
+        p.iter()
+            .any(|l| l.starts_with("agent.tick_interval: ") && l.contains("bytes]…"))
+    );
+}

@@ -1,6 +1,6 @@
 //! `athena backtest`, `athena status` and `athena sim record`.
 
-use super::{Exit, now_ms, open_store, open_store_read_only};
+use super::{now_ms, open_store, open_store_read_only, parse_days};
 use crate::agent::state::{AgentState, STATE_KEY};
 use crate::agent::{STATUS_FILE, Status};
 use crate::backtest;
@@ -13,8 +13,8 @@ use std::path::PathBuf;
 /// `athena backtest` arguments.
 #[derive(Debug, Args)]
 pub struct BacktestArgs {
-    /// Days to simulate.
-    #[arg(long)]
+    /// Days to simulate (1 to 3650).
+    #[arg(long, value_parser = parse_days)]
     pub days: u64,
     /// Seed (overrides agent.seed).
     #[arg(long)]
@@ -29,8 +29,8 @@ pub struct BacktestArgs {
 pub enum SimCommand {
     /// Write the simulator's ticks to a JSONL file (the `replay` source reads it).
     Record {
-        /// Days to record.
-        #[arg(long)]
+        /// Days to record (1 to 3650).
+        #[arg(long, value_parser = parse_days)]
         days: u64,
         /// Seed (overrides agent.seed).
         #[arg(long)]
@@ -45,9 +45,6 @@ pub(super) fn backtest(config: &Config, args: &BacktestArgs) -> anyhow::Result<(
     let mut config = config.clone();
     if let Some(seed) = args.seed {
         config.agent.seed = seed;
-    }
-    if args.days == 0 {
-        return Err(Exit::usage("--days must be at least 1").into());
     }
     let store = open_store(&config)?;
     let mut last_pct = u64::MAX;
@@ -71,27 +68,38 @@ pub(super) fn backtest(config: &Config, args: &BacktestArgs) -> anyhow::Result<(
         eprintln!();
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
     let r = &report;
-    println!(
+    outln!(
         "backtest: {} days, seed {}, {} ticks in {:.2} s",
-        r.days, r.seed, r.ticks_run, r.wall_secs
+        r.days,
+        r.seed,
+        r.ticks_run,
+        r.wall_secs
     );
-    println!(
+    outln!(
         "equity: ${:.2} → ${:.2} (PnL ${:+.2}, realised ${:+.2}); max drawdown {:.2}%",
-        r.start_equity_usd, r.end_equity_usd, r.pnl_usd, r.realised_pnl_usd, r.max_drawdown_pct
+        r.start_equity_usd,
+        r.end_equity_usd,
+        r.pnl_usd,
+        r.realised_pnl_usd,
+        r.max_drawdown_pct
     );
-    println!(
+    outln!(
         "trades: {} ({} decisions, {} positions open); fees ${:.2}, gas ${:.4}",
-        r.trades, r.decisions, r.open_positions, r.fees_usd, r.gas_usd
+        r.trades,
+        r.decisions,
+        r.open_positions,
+        r.fees_usd,
+        r.gas_usd
     );
     if r.breaker_trips.is_empty() {
-        println!("breaker trips: none");
+        outln!("breaker trips: none");
     }
     for (b, reasons) in &r.breaker_trips {
-        println!(
+        outln!(
             "breaker {b}: {} trips; first: {}",
             reasons.len(),
             reasons[0]
@@ -102,7 +110,7 @@ pub(super) fn backtest(config: &Config, args: &BacktestArgs) -> anyhow::Result<(
         .iter()
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
-    println!(
+    outln!(
         "risk rejections by rule: {}",
         if rejections.is_empty() {
             "none".into()
@@ -115,8 +123,8 @@ pub(super) fn backtest(config: &Config, args: &BacktestArgs) -> anyhow::Result<(
         .iter()
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
-    println!("memories: {}", tiers.join(", "));
-    println!(
+    outln!("memories: {}", tiers.join(", "));
+    outln!(
         "store: {:.1} MB; sync: {} outbox rows (the naive path's remote writes) → {} writes coalesced per {} flush",
         r.store_bytes as f64 / 1e6,
         r.naive_remote_writes,
@@ -147,7 +155,7 @@ pub(super) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
             let store = open_store_read_only(config)?;
             let state: Option<AgentState> = store.read(|r| r.get(KeyedTable::Agent, STATE_KEY))?;
             let Some(state) = state else {
-                println!("no agent run in {} yet", dir.display());
+                outln!("no agent run in {} yet", dir.display());
                 return Ok(());
             };
             let risk = crate::risk::persist::load_or_default(&store)?;
@@ -160,7 +168,7 @@ pub(super) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     // A running agent republishes every tick: a file past its due time is not live data.
     let stale = live && status.stale_after_wall_ms > 0 && now > status.stale_after_wall_ms;
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(
                 &serde_json::json!({ "running": live, "stale": stale, "status": status })
@@ -169,7 +177,7 @@ pub(super) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let s = &status;
-    println!(
+    outln!(
         "trading state: {}{}",
         s.trading_state.as_str(),
         match (live, stale) {
@@ -184,7 +192,7 @@ pub(super) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
             (false, _) => String::new(),
         }
     );
-    println!(
+    outln!(
         "last tick: #{} at agent time {} ({} ago on the wall clock)",
         s.last_tick,
         humantime::format_rfc3339_seconds(
@@ -195,26 +203,30 @@ pub(super) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
         ))
     );
     if s.last_tick_ms < s.observation_end_ms {
-        println!(
+        outln!(
             "observing: {} of agent time left",
             humantime::format_duration(std::time::Duration::from_secs(
                 (s.observation_end_ms - s.last_tick_ms) / 1000
             ))
         );
     }
-    println!(
+    outln!(
         "equity ${:.2}: cash ${:.2} + {} positions",
         s.equity_usd,
         s.cash_usd,
         s.positions.len()
     );
     for p in &s.positions {
-        println!(
+        outln!(
             "  {:<8} {:<11} ${:>10.2}  rewards ${:>7.2}  entry APR {:.1}%",
-            p.id, p.pool, p.value_usd, p.rewards_usd, p.entry_apr_pct
+            p.id,
+            p.pool,
+            p.value_usd,
+            p.rewards_usd,
+            p.entry_apr_pct
         );
     }
-    println!(
+    outln!(
         "breakers tripped: {}",
         if s.tripped.is_empty() {
             "none".into()
@@ -223,14 +235,18 @@ pub(super) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
         }
     );
     let t = &s.totals;
-    println!(
+    outln!(
         "trades {}, fees ${:.2}, gas ${:.4}, realised PnL ${:+.2}, max drawdown {:.2}%",
-        t.trades, t.fees_paid_usd, t.gas_paid_usd, t.realised_pnl_usd, t.max_drawdown_pct
+        t.trades,
+        t.fees_paid_usd,
+        t.gas_paid_usd,
+        t.realised_pnl_usd,
+        t.max_drawdown_pct
     );
     match &s.last_recovery {
-        None => println!("last recovery: none"),
+        None => outln!("last recovery: none"),
         Some(r) => {
-            println!(
+            outln!(
                 "last recovery: {} ago, {:.1} ms: {}",
                 humantime::format_duration(std::time::Duration::from_secs(
                     now.saturating_sub(r.wall_ms) / 1000
@@ -239,7 +255,7 @@ pub(super) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
                 r.cause
             );
             for step in &r.steps {
-                println!("  {:<28} {:>9.1} ms  {}", step.name, step.ms, step.detail);
+                outln!("  {:<28} {:>9.1} ms  {}", step.name, step.ms, step.detail);
             }
         }
     }
@@ -256,7 +272,7 @@ pub(super) fn sim(config: &Config, cmd: &SimCommand) -> anyhow::Result<()> {
     );
     let ticks = days * 86_400_000 / tick_ms;
     let bytes = crate::market::replay::record(&mut sim, ticks, out)?;
-    println!(
+    outln!(
         "wrote {ticks} ticks ({:.1} MB) to {}",
         bytes as f64 / 1e6,
         out.display()

@@ -46,17 +46,23 @@ pub(super) fn run(config: &Config, cmd: &CheckpointCommand) -> anyhow::Result<()
             let state: Option<AgentState> = store.read(|r| r.get(KeyedTable::Agent, STATE_KEY))?;
             let at = state.map_or_else(now_ms, |s| s.last_tick_ms.max(1));
             let e = checkpoint::create(&store, dir, config, at)?;
-            println!(
+            outln!(
                 "created {} (tick {}, {} bytes, sha256 {})",
-                e.id, e.tick, e.bytes, e.digest
+                e.id,
+                e.tick,
+                e.bytes,
+                e.digest
             );
         }
         CheckpointCommand::List => {
             let store = open_store_read_only(config)?;
             for e in checkpoint::list(&store)? {
-                println!(
+                outln!(
                     "{}  tick {:>7}  {:>10} bytes  sha256 {}",
-                    e.id, e.tick, e.bytes, e.digest
+                    e.id,
+                    e.tick,
+                    e.bytes,
+                    e.digest
                 );
             }
         }
@@ -77,7 +83,7 @@ pub(super) fn run(config: &Config, cmd: &CheckpointCommand) -> anyhow::Result<()
             };
             let path = dir.join(checkpoint::DIR).join(&entry.file);
             match checkpoint::verify_file(&path) {
-                Ok(c) if c.id == entry.id => println!(
+                Ok(c) if c.id == entry.id => outln!(
                     "{}: valid (format {}, {} ledger entries, {} memory categories, outbox next seq {})",
                     entry.id,
                     c.format_version,
@@ -135,15 +141,15 @@ fn restore(
         })?;
     eprintln!();
     if let Some(q) = &rec.quarantined {
-        println!("quarantined the previous store at {q}");
+        outln!("quarantined the previous store at {q}");
     }
     for s in &rec.skipped {
-        println!("skipped {s}");
+        outln!("skipped {s}");
     }
     for s in &rec.steps {
-        println!("  {:<28} {:>9.1} ms  {}", s.name, s.ms, s.detail);
+        outln!("  {:<28} {:>9.1} ms  {}", s.name, s.ms, s.detail);
     }
-    println!(
+    outln!(
         "restored {} from {} in {:.1} ms",
         rec.checkpoint.as_deref().unwrap_or("?"),
         from,

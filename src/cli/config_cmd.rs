@@ -42,13 +42,14 @@ pub(super) fn run(cli: &Cli, cmd: &ConfigCommand) -> anyhow::Result<()> {
         }
     };
     match cmd {
-        ConfigCommand::Check => println!("{origin}: configuration is valid"),
+        ConfigCommand::Check => outln!("{origin}: configuration is valid"),
         ConfigCommand::Show => {
             let mut config = config;
             if let Some(dir) = &cli.data_dir {
                 config.agent.data_dir = dir.clone();
             }
-            print!("{}", config.to_redacted_toml());
+            use std::io::Write as _;
+            write!(std::io::stdout().lock(), "{}", config.to_redacted_toml())?;
         }
     }
     Ok(())

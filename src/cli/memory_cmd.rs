@@ -1,7 +1,6 @@
 //! `athena memory stats|prune|recall`.
 
-use super::{now_ms, open_store};
-use anyhow::Context;
+use super::{now_ms, open_store, open_store_read_only, parse_duration_arg, parse_limit};
 use athena_config::Config;
 use athena_storage::{Category, MemoryType, RecallQuery};
 use clap::{Args, Subcommand};
@@ -25,11 +24,11 @@ pub enum MemoryCommand {
 #[derive(Debug, Args)]
 pub struct RecallArgs {
     /// Category (e.g. pool_behavior).
-    #[arg(long)]
-    category: Option<String>,
+    #[arg(long, value_parser = str::parse::<Category>)]
+    category: Option<Category>,
     /// Memory type (e.g. pattern).
-    #[arg(long = "type")]
-    kind: Option<String>,
+    #[arg(long = "type", value_parser = str::parse::<MemoryType>)]
+    kind: Option<MemoryType>,
     /// Pool id.
     #[arg(long)]
     pool: Option<String>,
@@ -37,67 +36,71 @@ pub struct RecallArgs {
     #[arg(long)]
     pattern_key: Option<String>,
     /// Only memories newer than this age (e.g. 2h, 7d).
-    #[arg(long, value_parser = humantime::parse_duration)]
+    #[arg(long, value_parser = parse_duration_arg)]
     since: Option<std::time::Duration>,
     /// Minimum confidence, 0–1.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_confidence)]
     min_confidence: Option<f64>,
-    /// Most results.
-    #[arg(long, default_value_t = 50)]
+    /// Most results (at least 1).
+    #[arg(long, default_value_t = 50, value_parser = parse_limit)]
     limit: usize,
 }
 
+fn parse_confidence(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(c) if (0.0..=1.0).contains(&c) => Ok(c),
+        Ok(c) => Err(format!("must be in [0, 1], got {c}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 pub(super) fn run(config: &Config, cmd: &MemoryCommand) -> anyhow::Result<()> {
-    let store = open_store(config)?;
+    // Only pruning writes; inspection never changes a byte of the store.
+    let store = match cmd {
+        MemoryCommand::Prune => open_store(config)?,
+        MemoryCommand::Stats { .. } | MemoryCommand::Recall(_) => open_store_read_only(config)?,
+    };
     match cmd {
         MemoryCommand::Stats { json } => {
             let stats = store.memory_stats()?;
             if *json {
-                println!("{}", serde_json::to_string_pretty(&stats)?);
+                outln!("{}", serde_json::to_string_pretty(&stats)?);
                 return Ok(());
             }
-            println!(
+            outln!(
                 "{:<24} {:>8} {:>8} {:>8}",
-                "category", "hot", "warm", "cold"
+                "category",
+                "hot",
+                "warm",
+                "cold"
             );
             for (name, c) in &stats.by_category {
-                println!("{name:<24} {:>8} {:>8} {:>8}", c.hot, c.warm, c.cold);
+                outln!("{name:<24} {:>8} {:>8} {:>8}", c.hot, c.warm, c.cold);
             }
             let t = stats.total;
-            println!("{:<24} {:>8} {:>8} {:>8}", "total", t.hot, t.warm, t.cold);
+            outln!("{:<24} {:>8} {:>8} {:>8}", "total", t.hot, t.warm, t.cold);
             let types: Vec<String> = stats
                 .by_type
                 .iter()
                 .map(|(k, v)| format!("{k} {v}"))
                 .collect();
-            println!("by type: {}", types.join(", "));
-            println!(
+            outln!("by type: {}", types.join(", "));
+            outln!(
                 "local records: {} bytes; cold segments: {} ({} bytes)",
-                stats.local_bytes, stats.segments, stats.segment_bytes
+                stats.local_bytes,
+                stats.segments,
+                stats.segment_bytes
             );
         }
         MemoryCommand::Prune => {
             let report = store.prune(now_ms())?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
+            outln!("{}", serde_json::to_string_pretty(&report)?);
         }
         MemoryCommand::Recall(a) => {
-            if let Some(c) = a.min_confidence.filter(|c| !(0.0..=1.0).contains(c)) {
-                anyhow::bail!("--min-confidence must be in [0, 1], got {c}");
-            }
             let now = now_ms();
             let q = RecallQuery {
-                category: a
-                    .category
-                    .as_deref()
-                    .map(str::parse::<Category>)
-                    .transpose()
-                    .context("--category")?,
-                kind: a
-                    .kind
-                    .as_deref()
-                    .map(str::parse::<MemoryType>)
-                    .transpose()
-                    .context("--type")?,
+                category: a.category,
+                kind: a.kind,
                 pool: a.pool.clone(),
                 pattern_key: a.pattern_key.clone(),
                 since_ms: a.since.map(|d| now.saturating_sub(d.as_millis() as u64)),
@@ -106,7 +109,7 @@ pub(super) fn run(config: &Config, cmd: &MemoryCommand) -> anyhow::Result<()> {
                 limit: a.limit,
             };
             for m in store.recall(&q, now)?.iter() {
-                println!("{}", serde_json::to_string(m)?);
+                outln!("{}", serde_json::to_string(m)?);
             }
         }
     }

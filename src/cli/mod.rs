@@ -4,9 +4,19 @@
 //! one clear line on stderr and a non-zero exit: 2 for usage and configuration errors, 1 for a
 //! failed operation or a check that found problems.
 
+/// `println!` for command output that returns an error instead of panicking when stdout is
+/// closed (`athena memory recall | head -1`); [`main`] ends such a run quietly.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)?
+    }};
+}
+
 mod agent_cmd;
 mod checkpoint_cmd;
 mod config_cmd;
+mod journal_cmd;
 mod memory_cmd;
 mod risk_cmd;
 mod store_cmd;
@@ -68,6 +78,9 @@ pub enum Command {
     /// Risk engine state and the operator's emergency controls.
     #[command(subcommand)]
     Risk(risk_cmd::RiskCommand),
+    /// Decisions and risk events with their reasons (why a position was opened or closed, why
+    /// a breaker tripped), newest first; read-only.
+    Journal(journal_cmd::JournalArgs),
 }
 
 /// `athena run` options.
@@ -86,6 +99,41 @@ fn parse_cloud_source(s: &str) -> Result<crate::recovery::sources::Source, Strin
                 .into(),
         ),
         other => Ok(other),
+    }
+}
+
+/// The longest age or duration an argument takes (`--since`, `--for`): ten years, so every
+/// value is a valid number of milliseconds on the clock.
+pub const MAX_ARG_DURATION: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 86_400);
+
+/// Parses an age or duration (`2h`, `7days`) of at most [`MAX_ARG_DURATION`].
+pub fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d > MAX_ARG_DURATION {
+        return Err(format!(
+            "at most {} (ten years)",
+            humantime::format_duration(MAX_ARG_DURATION)
+        ));
+    }
+    Ok(d)
+}
+
+/// Parses `--days`: 1 to ten years' worth, so agent time never overflows the clock.
+pub fn parse_days(s: &str) -> Result<u64, String> {
+    let max = MAX_ARG_DURATION.as_secs() / 86_400;
+    match s.parse::<u64>() {
+        Ok(d) if (1..=max).contains(&d) => Ok(d),
+        Ok(d) => Err(format!("must be in [1, {max}], got {d}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Parses a `--limit`: a count of at least 1.
+pub fn parse_limit(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -142,6 +190,8 @@ pub fn main() -> ExitCode {
     init_tracing();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader went away (`| head`): it has what it wanted; end quietly.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             if let Some(exit) = e.downcast_ref::<Exit>() {
                 if !exit.message.is_empty() {
@@ -153,6 +203,14 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn init_tracing() {
@@ -172,6 +230,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Store(c) => store_cmd::run(&load_config(&cli)?, c),
         Command::Sync(c) => sync_cmd::run(&load_config(&cli)?, c),
         Command::Risk(c) => risk_cmd::run(&load_config(&cli)?, c),
+        Command::Journal(a) => journal_cmd::run(&load_config(&cli)?, a),
         Command::Backtest(a) => agent_cmd::backtest(&load_config(&cli)?, a),
         Command::Status { json } => agent_cmd::status(&load_config(&cli)?, *json),
         Command::Sim(c) => agent_cmd::sim(&load_config(&cli)?, c),
@@ -215,19 +274,23 @@ pub fn open_store(config: &Config) -> anyhow::Result<athena_storage::Store> {
     })
 }
 
-/// Opens read-only so inspection never changes the file; a store left unclean by a crash must
-/// be repaired first, which a read-write open does (and says so).
+/// Opens for inspection without ever changing a byte of the file: read-only, or, for a store
+/// left unclean by a crash (which a read-only open refuses), over an in-memory overlay where
+/// redb's repair happens without touching the file (`athena run` repairs the file itself).
 pub fn open_store_read_only(config: &Config) -> anyhow::Result<athena_storage::Store> {
-    match athena_storage::Store::open_read_only(&config.agent.data_dir, &config.memory) {
+    let dir = &config.agent.data_dir;
+    let opened = match athena_storage::Store::open_read_only(dir, &config.memory) {
         Err(athena_storage::StoreError::Refused { reason, .. })
             if reason == athena_storage::NEEDS_REPAIR =>
         {
-            eprintln!("note: the store was not closed cleanly; repairing it first");
-            open_store(config)
+            eprintln!(
+                "note: the store was not closed cleanly; reading it repaired in memory (the file is not changed)"
+            );
+            athena_storage::Store::open_overlay(dir, &config.memory)
         }
-        other => other
-            .with_context(|| format!("opening the store in {}", config.agent.data_dir.display())),
-    }
+        other => other,
+    };
+    opened.with_context(|| format!("opening the store in {}", dir.display()))
 }
 
 /// The async runtime of the commands that talk to the cloud or run services.

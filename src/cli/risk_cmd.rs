@@ -4,7 +4,7 @@
 //! The controls write the store, so they need the agent stopped (redb allows one writer
 //! process); the HTTP API of a later issue calls the same library functions while it runs.
 
-use super::{Exit, now_ms, open_store, open_store_read_only};
+use super::{Exit, now_ms, open_store, open_store_read_only, parse_duration_arg};
 use crate::risk::persist;
 use crate::risk::{BreakerKind, Limit, RiskEngine, RiskJournal, RiskState};
 use athena_config::Config;
@@ -46,8 +46,8 @@ pub enum RiskCommand {
         /// Its value while the override lasts.
         value: f64,
         /// How long, e.g. 2h (at most 24h).
-        #[arg(long = "for", value_name = "DURATION")]
-        for_: humantime::Duration,
+        #[arg(long = "for", value_name = "DURATION", value_parser = parse_duration_arg)]
+        for_: std::time::Duration,
         /// Why (journaled).
         #[arg(long)]
         reason: String,
@@ -61,16 +61,22 @@ fn engine(config: &Config) -> RiskEngine {
 pub(super) fn run(config: &Config, cmd: &RiskCommand) -> anyhow::Result<()> {
     let now = now_ms();
     let refused = |e: crate::risk::controls::Refused| Exit::usage(e);
+    // A control is tried first on a read-only snapshot, so a refused one (bad reason, limit,
+    // duration) never opens the store for writing; then applied for real.
     let control = |f: &dyn Fn(&RiskEngine, &mut RiskState) -> anyhow::Result<Vec<RiskJournal>>| -> anyhow::Result<()> {
-        let store = open_store(config)?;
         let e = engine(config);
+        {
+            let store = open_store_read_only(config)?;
+            f(&e, &mut persist::load_or_default(&store)?)?;
+        }
+        let store = open_store(config)?;
         let mut state = persist::load_or_default(&store)?;
         let journal = f(&e, &mut state)?;
         store.write(|w| persist::save(w, &state, &journal, now))?;
         for j in &journal {
-            println!("{}", serde_json::to_string(&j.event)?);
+            outln!("{}", serde_json::to_string(&j.event)?);
         }
-        println!("trading state: {}", state.computed_state(now).as_str());
+        outln!("trading state: {}", state.computed_state(now).as_str());
         Ok(())
     };
     match cmd {
@@ -78,12 +84,12 @@ pub(super) fn run(config: &Config, cmd: &RiskCommand) -> anyhow::Result<()> {
             let store = open_store_read_only(config)?;
             let state = persist::load_or_default(&store)?;
             if *json {
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&status_json(&state, now))?
                 );
             } else {
-                print_status(config, &state, now);
+                print_status(config, &state, now)?;
             }
             Ok(())
         }
@@ -97,7 +103,7 @@ pub(super) fn run(config: &Config, cmd: &RiskCommand) -> anyhow::Result<()> {
             let pending = store
                 .read(|r| r.all::<serde_json::Value>(athena_storage::KeyedTable::Intents))?
                 .len();
-            println!(
+            outln!(
                 "pending intents in the store: {pending}; the halt stops new ones (cancelling sent ones is the chain executor's job, not built yet)"
             );
             Ok(())
@@ -138,23 +144,23 @@ fn status_json(state: &RiskState, now: u64) -> serde_json::Value {
     })
 }
 
-fn print_status(config: &Config, state: &RiskState, now: u64) {
+fn print_status(config: &Config, state: &RiskState, now: u64) -> anyhow::Result<()> {
     let ago = |ms: u64| {
         humantime::format_duration(std::time::Duration::from_secs(
             now.saturating_sub(ms) / 1000,
         ))
     };
-    println!("trading state: {}", state.computed_state(now).as_str());
+    outln!("trading state: {}", state.computed_state(now).as_str());
     if let Some(s) = &state.operator_stop {
-        println!("operator stop: {} ({} ago)", s.reason, ago(s.at_ms));
+        outln!("operator stop: {} ({} ago)", s.reason, ago(s.at_ms));
     }
     if let Some(h) = state.restart_hold {
-        println!(
+        outln!(
             "held at restart: {} (athena risk resume releases it)",
             h.as_str()
         );
     }
-    println!("breakers:");
+    outln!("breakers:");
     for b in &state.breakers {
         let status = match &b.tripped {
             Some(t) if b.is_tripped(now) => match t.until_ms {
@@ -171,14 +177,14 @@ fn print_status(config: &Config, state: &RiskState, now: u64) {
         let last = b.last_trip.as_ref().map_or(String::new(), |t| {
             format!("; last trip {} ago: {}", ago(t.at_ms), t.reason)
         });
-        println!(
+        outln!(
             "  {:<19} {status}; trips {}{last}",
             b.kind.as_str(),
             b.trip_count
         );
     }
     for o in state.overrides.iter().filter(|o| now < o.until_ms) {
-        println!(
+        outln!(
             "override: {} = {} for {} more ({})",
             o.limit.key(),
             o.value,
@@ -186,12 +192,13 @@ fn print_status(config: &Config, state: &RiskState, now: u64) {
             o.reason
         );
     }
-    println!(
+    outln!(
         "gas spent today: ${:.2} of ${:.2}",
         state.gas_budget.spent_on(now),
         config.gas.daily_budget_usd
     );
     if !state.llm_allowed(now) {
-        println!("LLM advisor off (llm_timeout): rule-based decisions only");
+        outln!("LLM advisor off (llm_timeout): rule-based decisions only");
     }
+    Ok(())
 }

@@ -28,26 +28,26 @@ pub(super) fn run(config: &Config, cmd: &SyncCommand) -> anyhow::Result<()> {
             let store = open_store_read_only(config)?;
             let s = athena_sync::status(&store, now_ms())?;
             if *json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+                outln!("{}", serde_json::to_string_pretty(&s)?);
                 return Ok(());
             }
             let age = |ms: u64| {
                 humantime::format_duration(std::time::Duration::from_secs(ms / 1000)).to_string()
             };
-            println!(
+            outln!(
                 "outbox: {} rows, oldest unsynced change {} old",
                 s.queue_depth,
                 age(s.oldest_unsynced_ms)
             );
             for (name, r) in [("documents", &s.documents), ("objects", &s.objects)] {
-                println!(
+                outln!(
                     "  {name:<9} pending {:>8}  cursor {:>10}  lag {}",
                     r.pending,
                     r.cursor,
                     age(r.lag_ms)
                 );
             }
-            println!("dead letters: {}", s.dead_letters);
+            outln!("dead letters: {}", s.dead_letters);
             let at = |ms: u64| {
                 humantime::format_rfc3339_seconds(
                     std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
@@ -55,20 +55,20 @@ pub(super) fn run(config: &Config, cmd: &SyncCommand) -> anyhow::Result<()> {
             };
             let h = &s.health;
             if h.consecutive_failures > 0 {
-                println!(
+                outln!(
                     "failing: {} passes in a row since {} (agent time); last error: {}",
                     h.consecutive_failures,
                     at(h.failing_since_ms),
                     h.last_error
                 );
             } else if !h.last_error.is_empty() {
-                println!(
+                outln!(
                     "delivering; last error at {} (agent time): {}",
                     at(h.last_error_ms),
                     h.last_error
                 );
             }
-            println!(
+            outln!(
                 "delivered {} rows with {} document writes and {} object writes ({} rows coalesced away, {} folded while offline); estimated cost ${:.4}",
                 s.rows_delivered,
                 s.document_writes,
@@ -95,7 +95,7 @@ pub(super) fn run(config: &Config, cmd: &SyncCommand) -> anyhow::Result<()> {
                 report.documents, report.objects, report.pending
             );
             if report.differences.is_empty() {
-                println!("sync verify: the cloud matches the store ({summary})");
+                outln!("sync verify: the cloud matches the store ({summary})");
                 return Ok(());
             }
             let mut msg = format!(
@@ -127,9 +127,12 @@ pub(super) fn run(config: &Config, cmd: &SyncCommand) -> anyhow::Result<()> {
                 worker.drain().await
             })?;
             let left = store.outbox_len()?;
-            println!(
+            outln!(
                 "sync flush: {} rows left in the outbox (last pass: {} delivered, {} dead-lettered, {} to retry)",
-                left, report.delivered, report.dead_lettered, report.retry
+                left,
+                report.delivered,
+                report.dead_lettered,
+                report.retry
             );
             if let Some(e) = report.last_error {
                 anyhow::bail!("the sinks did not take everything: {e}");

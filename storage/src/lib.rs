@@ -14,6 +14,7 @@ pub mod dictionary;
 mod error;
 pub mod memory;
 pub mod outbox;
+mod overlay;
 pub mod rng;
 pub mod scrub;
 mod store;

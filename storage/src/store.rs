@@ -46,10 +46,12 @@ pub struct Store {
     pub open_report: OpenReport,
 }
 
-/// The redb handle: read-write, or read-only (verification never modifies the file).
+/// The redb handle: read-write, read-only, or read-write over an in-memory overlay of the file
+/// (see [`Store::open_file_overlay`]); the last two never modify the file.
 pub(crate) enum Db {
     ReadWrite(Database),
     ReadOnly(redb::ReadOnlyDatabase),
+    Overlay(Database),
 }
 
 impl Db {
@@ -57,21 +59,21 @@ impl Db {
         &self,
     ) -> std::result::Result<redb::ReadTransaction, redb::TransactionError> {
         match self {
-            Db::ReadWrite(d) => d.begin_read(),
+            Db::ReadWrite(d) | Db::Overlay(d) => d.begin_read(),
             Db::ReadOnly(d) => d.begin_read(),
         }
     }
 
     fn begin_write(&self) -> Result<redb::WriteTransaction> {
         match self {
-            Db::ReadWrite(d) => Ok(d.begin_write()?),
+            Db::ReadWrite(d) | Db::Overlay(d) => Ok(d.begin_write()?),
             Db::ReadOnly(_) => Err(StoreError::Invalid("the store was opened read-only".into())),
         }
     }
 
     fn read_write(&mut self) -> Result<&mut Database> {
         match self {
-            Db::ReadWrite(d) => Ok(d),
+            Db::ReadWrite(d) | Db::Overlay(d) => Ok(d),
             Db::ReadOnly(_) => Err(StoreError::Invalid("the store was opened read-only".into())),
         }
     }
@@ -124,6 +126,34 @@ impl Store {
         Self::finish_open(Db::ReadOnly(db), &path, memory, started, false, false)
     }
 
+    /// Opens the existing store in `data_dir` over an in-memory overlay (see
+    /// [`Store::open_file_overlay`]).
+    pub fn open_overlay(data_dir: &Path, memory: &MemoryConfig) -> Result<Self> {
+        Self::open_file_overlay(&data_dir.join(STORE_FILE), memory)
+    }
+
+    /// Opens the existing store file at `path` read-write over an in-memory overlay: reads come
+    /// from the file, every write (redb's crash repair of an unclean file, its repairing
+    /// integrity check, a schema fix-up) stays in memory and is lost when the store is dropped.
+    /// The file is never modified and never copied; memory grows only with what redb writes.
+    /// A running agent is refused as by [`Store::open_file`].
+    pub fn open_file_overlay(path: &Path, memory: &MemoryConfig) -> Result<Self> {
+        let started = Instant::now();
+        let refused = |reason: String| StoreError::Refused {
+            path: path.to_path_buf(),
+            reason,
+        };
+        check_file_header(path).map_err(refused)?;
+        let backend = crate::overlay::OverlayBackend::open(path)
+            .map_err(|e| refused(format!("cannot read the file: {e}")))?;
+        let (builder, repaired) = builder_noting_repair();
+        let db = builder
+            .create_with_backend(backend)
+            .map_err(|e| open_error(e, refused))?;
+        let repaired = repaired.load(std::sync::atomic::Ordering::Relaxed);
+        Self::finish_open(Db::Overlay(db), path, memory, started, repaired, false)
+    }
+
     /// Opens (or creates) the store file at `path`.
     pub fn open_file(path: &Path, memory: &MemoryConfig) -> Result<Self> {
         let started = Instant::now();
@@ -137,24 +167,8 @@ impl Store {
         if !created {
             check_file_header(path).map_err(refused)?;
         }
-        let repaired = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = repaired.clone();
-        let db = Database::builder()
-            .set_repair_callback(move |session| {
-                flag.store(true, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(
-                    progress = session.progress(),
-                    "repairing store after an unclean shutdown"
-                );
-            })
-            .create(path)
-            .map_err(|e| match e {
-                redb::DatabaseError::DatabaseAlreadyOpen => refused(ALREADY_OPEN.into()),
-                redb::DatabaseError::UpgradeRequired(v) => refused(format!(
-                    "redb file format {v} needs an upgrade this build does not do"
-                )),
-                other => StoreError::Storage(other.into()),
-            })?;
+        let (builder, repaired) = builder_noting_repair();
+        let db = builder.create(path).map_err(|e| open_error(e, refused))?;
         let repaired = repaired.load(std::sync::atomic::Ordering::Relaxed);
         Self::finish_open(Db::ReadWrite(db), path, memory, started, repaired, created)
     }
@@ -373,6 +387,11 @@ impl Store {
     pub fn is_read_only(&self) -> bool {
         matches!(self.db, Db::ReadOnly(_))
     }
+
+    /// Whether this handle keeps its writes in memory (see [`Store::open_file_overlay`]).
+    pub fn is_overlay(&self) -> bool {
+        matches!(self.db, Db::Overlay(_))
+    }
 }
 
 /// Size and row count of one table.
@@ -388,6 +407,32 @@ pub struct TableStat {
     pub metadata_bytes: u64,
     /// Bytes lost to fragmentation.
     pub fragmented_bytes: u64,
+}
+
+/// A redb builder whose repair callback logs and sets the returned flag.
+fn builder_noting_repair() -> (redb::Builder, Arc<std::sync::atomic::AtomicBool>) {
+    let repaired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = repaired.clone();
+    let mut builder = Database::builder();
+    builder.set_repair_callback(move |session| {
+        flag.store(true, std::sync::atomic::Ordering::Relaxed);
+        tracing::warn!(
+            progress = session.progress(),
+            "repairing store after an unclean shutdown"
+        );
+    });
+    (builder, repaired)
+}
+
+/// The error of a read-write open, with the refusals an operator can act on.
+fn open_error(e: redb::DatabaseError, refused: impl Fn(String) -> StoreError) -> StoreError {
+    match e {
+        redb::DatabaseError::DatabaseAlreadyOpen => refused(ALREADY_OPEN.into()),
+        redb::DatabaseError::UpgradeRequired(v) => refused(format!(
+            "redb file format {v} needs an upgrade this build does not do"
+        )),
+        other => StoreError::Storage(other.into()),
+    }
 }
 
 /// redb files start with this magic; anything else is not a redb file at all.
@@ -581,6 +626,29 @@ impl ReadTx<'_> {
         )
     }
 
+    /// Streams a sequence table newest first without loading it: `f` gets each entry's
+    /// sequence number and its decoded value (or the corruption, naming the key) and returns
+    /// whether to go on.
+    pub fn seq_newest_first<T: DeserializeOwned>(
+        &self,
+        table: SeqTable,
+        f: impl FnMut(u64, Result<T>) -> bool,
+    ) -> Result<()> {
+        let t = self.tx.open_table(table.def())?;
+        visit_seq(self.codec, table, t.iter()?.rev(), f)
+    }
+
+    /// Streams a sequence table oldest first without loading it (see
+    /// [`ReadTx::seq_newest_first`]).
+    pub fn seq_oldest_first<T: DeserializeOwned>(
+        &self,
+        table: SeqTable,
+        f: impl FnMut(u64, Result<T>) -> bool,
+    ) -> Result<()> {
+        let t = self.tx.open_table(table.def())?;
+        visit_seq(self.codec, table, t.iter()?, f)
+    }
+
     /// Rows in a sequence table.
     pub fn seq_len(&self, table: SeqTable) -> Result<u64> {
         Ok(self.tx.open_table(table.def())?.len()?)
@@ -622,6 +690,33 @@ fn decode_seq_range<T: DeserializeOwned>(
         out.push((k.value(), value));
     }
     Ok(out)
+}
+
+type SeqRow<'a> = std::result::Result<
+    (
+        redb::AccessGuard<'a, u64>,
+        redb::AccessGuard<'a, &'static [u8]>,
+    ),
+    redb::StorageError,
+>;
+
+/// Decodes rows of a sequence table one at a time until `f` says stop.
+fn visit_seq<'a, T: DeserializeOwned>(
+    codec: &Codec,
+    table: SeqTable,
+    rows: impl Iterator<Item = SeqRow<'a>>,
+    mut f: impl FnMut(u64, Result<T>) -> bool,
+) -> Result<()> {
+    for row in rows {
+        let (k, v) = row?;
+        let value = codec
+            .decode(v.value())
+            .map_err(|r| corrupt(table.name(), k.value(), r));
+        if !f(k.value(), value) {
+            break;
+        }
+    }
+    Ok(())
 }
 
 fn read_meta_u64(

@@ -37,6 +37,11 @@ pub const RISK: TableDefinition<&str, &[u8]> = TableDefinition::new("risk_state"
 pub const JOURNAL: TableDefinition<u64, &[u8]> = TableDefinition::new("journal");
 /// The agent's own state (cash, tick, observation start, learning): name → record.
 pub const AGENT: TableDefinition<&str, &[u8]> = TableDefinition::new("agent_state");
+/// The Firestore collection of checkpoint entries (the record of [`CHECKPOINTS`] as a
+/// document), written by the agent's checkpoints and compared by `athena sync verify`.
+pub const CHECKPOINT_COLLECTION: &str = "checkpoints";
+/// The object-store directory of checkpoint files (`checkpoints/<file>`).
+pub const CHECKPOINT_OBJECT_DIR: &str = "checkpoints";
 /// Checkpoints: checkpoint id → record.
 pub const CHECKPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("checkpoints");
 /// Outbox: seq → row to push to the cloud.

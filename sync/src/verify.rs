@@ -1,7 +1,10 @@
 //! `athena sync verify`: compares what the store says the cloud should hold with what it holds.
 //!
 //! Checked: every local memory (collection `memories`), every cold index entry
-//! (`cold_index`) and every cold segment object. Keys with rows still in the outbox are not yet
+//! (`cold_index`) and every checkpoint entry (`checkpoints`) as documents; every cold segment
+//! and checkpoint file the store knows, and every object the manifest lists (everything the
+//! sync layer uploaded and has not deleted), as objects: present, of the right size and
+//! SHA-256, segments with intact records. Keys with rows still in the outbox are not yet
 //! synced: they are counted as pending, not as differences. Reads bypass the read cache.
 //! Numbers compare as numbers (Firestore keeps integers and doubles apart); the sync watermark
 //! field and the `_firestore_*` metadata the client adds on reading are ignored.
@@ -9,13 +12,15 @@
 use crate::coalesce::SEQ_FIELD;
 use crate::error::SyncError;
 use crate::firestore_sink::FirestoreSink;
+use crate::manifest::{MANIFEST_PATH, ManifestEntry};
 use crate::object_sink::ObjectStoreSink;
 use athena_storage::memory::MEMORY_COLLECTION;
 use athena_storage::memory::cold::COLD_INDEX_COLLECTION;
-use athena_storage::{Codec, Store};
+use athena_storage::tables::{CHECKPOINT_COLLECTION, CHECKPOINT_OBJECT_DIR};
+use athena_storage::{Codec, KeyedTable, Store, StoreError};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 /// One thing the cloud has wrong.
@@ -40,6 +45,27 @@ pub struct VerifyReport {
     pub differences: Vec<Difference>,
 }
 
+/// What the store says the cloud should hold, read in one snapshot.
+struct Local {
+    /// Remote keys with rows still in the outbox.
+    pending: HashSet<String>,
+    /// Documents: (collection, doc id, content).
+    documents: Vec<(String, String, Value)>,
+    /// Objects: path → what the store knows of it.
+    objects: BTreeMap<String, Expected>,
+}
+
+/// What an object should be.
+#[derive(Debug, Clone, Default)]
+struct Expected {
+    /// Size from the store's record (segment info, checkpoint entry).
+    bytes: Option<u64>,
+    /// A cold segment: its records must pass their checksums.
+    segment: bool,
+    /// Size and SHA-256 the manifest lists.
+    listed: Option<ManifestEntry>,
+}
+
 /// Compares the cloud with `store`. `firestore` and `objects` are the configured sinks (`None`
 /// when that role syncs nowhere, and is then not checked).
 pub async fn verify(
@@ -48,100 +74,144 @@ pub async fn verify(
     objects: Option<&ObjectStoreSink>,
 ) -> Result<VerifyReport, SyncError> {
     let s = store.clone();
-    let (pending, memories, cold, segments) = tokio::task::spawn_blocking(move || {
-        s.read(|r| {
-            let pending: HashSet<String> = r
-                .outbox_peek(0, usize::MAX)?
-                .into_iter()
-                .map(|(_, row)| row.op.remote_key())
-                .collect();
-            Ok((
-                pending,
-                r.all_memories()?,
-                r.cold_entries()?,
-                r.cold_segments()?,
-            ))
-        })
-    })
-    .await
-    .map_err(|e| SyncError::Task(e.to_string()))??;
+    let local = tokio::task::spawn_blocking(move || read_local(&s))
+        .await
+        .map_err(|e| SyncError::Task(e.to_string()))??;
     let mut report = VerifyReport::default();
     if let Some(fs) = firestore {
-        let mut expected: Vec<(String, String, Value)> = Vec::new();
-        for m in &memories {
-            expected.push((
-                MEMORY_COLLECTION.into(),
-                m.id.to_string(),
-                serde_json::to_value(m).unwrap_or(Value::Null),
-            ));
-        }
-        for e in &cold {
-            expected.push((
-                COLD_INDEX_COLLECTION.into(),
-                e.id.to_string(),
-                serde_json::to_value(e).unwrap_or(Value::Null),
-            ));
-        }
-        for (collection, doc, want) in expected {
-            let key = format!("{collection}/{doc}");
-            if pending.contains(&key) {
-                report.pending += 1;
-                continue;
-            }
-            report.documents += 1;
-            match fs.get_fresh(&collection, &doc).await {
-                Ok(Some(got)) => {
-                    if let Some(problem) =
-                        compare(want.as_object().cloned().unwrap_or_default(), got)
-                    {
-                        report.differences.push(Difference { key, problem });
-                    }
-                }
-                Ok(None) => report.differences.push(Difference {
-                    key,
-                    problem: "missing in Firestore".into(),
-                }),
-                Err(e) => report.differences.push(Difference {
-                    key,
-                    problem: format!("cannot read: {e}"),
-                }),
-            }
-        }
+        verify_documents(fs, &local, &mut report).await;
     }
     if let Some(os) = objects {
-        for info in &segments {
-            let key = format!("blob:{}", info.path);
-            if pending.contains(&key) {
-                report.pending += 1;
-                continue;
-            }
-            report.objects += 1;
-            match os.get(&info.path).await {
-                Ok(bytes) => {
-                    if let Err(e) = Codec::verify(&bytes) {
-                        report.differences.push(Difference {
-                            key,
-                            problem: format!("object is damaged: {e}"),
-                        });
-                    } else if bytes.len() as u64 != info.bytes {
-                        report.differences.push(Difference {
-                            key,
-                            problem: format!(
-                                "object has {} bytes, expected {}",
-                                bytes.len(),
-                                info.bytes
-                            ),
-                        });
-                    }
-                }
-                Err(e) => report.differences.push(Difference {
-                    key,
-                    problem: format!("missing or unreadable: {e}"),
-                }),
-            }
-        }
+        verify_objects(os, local, &mut report).await;
     }
     Ok(report)
+}
+
+/// Memories, cold index entries and checkpoint entries as documents; cold segments and
+/// checkpoint files as objects.
+fn read_local(store: &Store) -> Result<Local, StoreError> {
+    store.read(|r| {
+        let pending: HashSet<String> = r
+            .outbox_peek(0, usize::MAX)?
+            .into_iter()
+            .map(|(_, row)| row.op.remote_key())
+            .collect();
+        let mut documents = Vec::new();
+        for m in r.all_memories()? {
+            documents.push((MEMORY_COLLECTION.into(), m.id.to_string(), json(&m)));
+        }
+        for e in r.cold_entries()? {
+            documents.push((COLD_INDEX_COLLECTION.into(), e.id.to_string(), json(&e)));
+        }
+        let mut objects = BTreeMap::new();
+        for info in r.cold_segments()? {
+            objects.insert(
+                info.path.clone(),
+                Expected {
+                    bytes: Some(info.bytes),
+                    segment: true,
+                    listed: None,
+                },
+            );
+        }
+        for (id, entry) in r.all::<Value>(KeyedTable::Checkpoints)? {
+            if let Some(file) = entry.get("file").and_then(Value::as_str) {
+                objects.insert(
+                    format!("{CHECKPOINT_OBJECT_DIR}/{file}"),
+                    Expected {
+                        bytes: entry.get("bytes").and_then(Value::as_u64),
+                        segment: false,
+                        listed: None,
+                    },
+                );
+            }
+            documents.push((CHECKPOINT_COLLECTION.into(), id, entry));
+        }
+        Ok(Local {
+            pending,
+            documents,
+            objects,
+        })
+    })
+}
+
+fn json<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// Every expected document, read fresh and compared field by field.
+async fn verify_documents(fs: &FirestoreSink, local: &Local, report: &mut VerifyReport) {
+    for (collection, doc, want) in &local.documents {
+        let key = format!("{collection}/{doc}");
+        if local.pending.contains(&key) {
+            report.pending += 1;
+            continue;
+        }
+        report.documents += 1;
+        let problem = match fs.get_fresh(collection, doc).await {
+            Ok(Some(got)) => compare(want.as_object().cloned().unwrap_or_default(), got),
+            Ok(None) => Some("missing in Firestore".into()),
+            Err(e) => Some(format!("cannot read: {e}")),
+        };
+        if let Some(problem) = problem {
+            report.differences.push(Difference { key, problem });
+        }
+    }
+}
+
+/// Every object the store expects and every object the manifest lists (what the sync layer
+/// uploaded and has not deleted), each read once and checked for size, SHA-256 and, for
+/// segments, record checksums.
+async fn verify_objects(os: &ObjectStoreSink, local: Local, report: &mut VerifyReport) {
+    let mut objects = local.objects;
+    match os.manifest().await {
+        Ok(manifest) => {
+            for (path, entry) in manifest.objects {
+                objects.entry(path).or_default().listed = Some(entry);
+            }
+        }
+        Err(e) => report.differences.push(Difference {
+            key: format!("blob:{MANIFEST_PATH}"),
+            problem: format!("cannot read the manifest: {e}"),
+        }),
+    }
+    for (path, expected) in objects {
+        let key = format!("blob:{path}");
+        if local.pending.contains(&key) {
+            report.pending += 1;
+            continue;
+        }
+        report.objects += 1;
+        let problem = match os.get(&path).await {
+            Ok(bytes) => object_problem(&bytes, &expected),
+            Err(e) => Some(format!("missing or unreadable: {e}")),
+        };
+        if let Some(problem) = problem {
+            report.differences.push(Difference { key, problem });
+        }
+    }
+}
+
+/// What is wrong with an object's content, if anything.
+fn object_problem(bytes: &[u8], expected: &Expected) -> Option<String> {
+    if expected.segment
+        && let Err(e) = Codec::verify(bytes)
+    {
+        return Some(format!("object is damaged: {e}"));
+    }
+    if let Some(want) = expected.bytes.filter(|b| *b != bytes.len() as u64) {
+        return Some(format!("object has {} bytes, expected {want}", bytes.len()));
+    }
+    if let Some(listed) = &expected.listed {
+        let got = ManifestEntry::of(bytes);
+        if got != *listed {
+            return Some(format!(
+                "object differs from the manifest: {} bytes sha256 {}, listed {} bytes sha256 {}",
+                got.bytes, got.sha256, listed.bytes, listed.sha256
+            ));
+        }
+    }
+    None
 }
 
 /// The first field that differs, if any.

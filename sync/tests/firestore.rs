@@ -301,3 +301,93 @@ async fn verify_finds_documents_the_cloud_lost_or_changed() {
             .any(|d| d.problem == "missing in Firestore")
     );
 }
+
+#[tokio::test]
+async fn verify_compares_checkpoint_documents_and_every_uploaded_object() {
+    use athena_storage::KeyedTable;
+    let (sink, agent) = sink().await;
+    let sink = Arc::new(sink);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path(), &MemoryConfig::default()).unwrap());
+    // Two checkpoints as the agent writes them: a store entry, its file as an object and the
+    // entry as a document, in one transaction.
+    for n in 1..=2u64 {
+        let id = format!("ckpt-{n}");
+        let file = format!("{id}.ckpt");
+        let bytes = format!("checkpoint {n}").into_bytes();
+        let entry = json!({ "id": id, "created_ms": n, "tick": n, "bytes": bytes.len(),
+            "digest": "00", "file": file });
+        store
+            .write(|w| {
+                w.put(KeyedTable::Checkpoints, &id, &entry)?;
+                w.outbox_append(
+                    OutboxOp::PutBlob {
+                        path: format!("checkpoints/{file}"),
+                        bytes: bytes.clone(),
+                    },
+                    0,
+                )?;
+                w.outbox_append(OutboxOp::upsert("checkpoints", &id, &entry)?, 0)?;
+                Ok(())
+            })
+            .unwrap();
+    }
+    let objects = Arc::new(
+        athena_sync::ObjectStoreSink::from_url("file://sync", dir.path(), &agent).unwrap(),
+    );
+    Worker::new(
+        store.clone(),
+        sink.clone(),
+        objects.clone(),
+        &common::unpaced(),
+        3,
+        Arc::new(|| 0),
+    )
+    .drain()
+    .await
+    .unwrap();
+    let report = athena_sync::verify(&store, Some(&sink), Some(&objects))
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.documents, report.objects, report.differences.len()),
+        (2, 2, 0),
+        "{report:?}"
+    );
+
+    // The bucket loses one checkpoint file, Firestore the other checkpoint's document.
+    std::fs::remove_file(
+        dir.path()
+            .join("sync")
+            .join(&agent)
+            .join("checkpoints/ckpt-1.ckpt"),
+    )
+    .unwrap();
+    let other = FirestoreSink::connect(PROJECT, "(default)", &agent)
+        .await
+        .unwrap();
+    let gone = Write::Delete {
+        collection: "checkpoints".into(),
+        doc: "ckpt-2".into(),
+    };
+    assert!(other.push(&[gone]).await.iter().all(Result::is_ok));
+    let report = athena_sync::verify(&store, Some(&sink), Some(&objects))
+        .await
+        .unwrap();
+    let found: Vec<(&str, &str)> = report
+        .differences
+        .iter()
+        .map(|d| (d.key.as_str(), d.problem.as_str()))
+        .collect();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert!(
+        found.contains(&("checkpoints/ckpt-2", "missing in Firestore")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|(k, p)| *k == "blob:checkpoints/ckpt-1.ckpt" && p.starts_with("missing")),
+        "{found:?}"
+    );
+}
