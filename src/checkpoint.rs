@@ -72,33 +72,27 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Why a checkpoint cannot be made or used.
-#[derive(Debug)]
+/// Why a checkpoint cannot be made or used; each variant keeps its cause.
+#[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     /// The store failed.
-    Store(StoreError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
     /// Reading or writing the file failed.
-    Io(PathBuf, std::io::Error),
-    /// The file is not a valid checkpoint (bad magic, digest mismatch, undecodable, version).
+    #[error("{}", .0.display())]
+    Io(PathBuf, #[source] std::io::Error),
+    /// The contents could not be encoded (a bug: the snapshot holds something msgpack cannot).
+    #[error("encoding the checkpoint")]
+    Encode(#[source] rmp_serde::encode::Error),
+    /// The payload does not decompress: the file is damaged.
+    #[error("decompressing the checkpoint")]
+    Decompress(#[source] std::io::Error),
+    /// The payload does not decode: the file is damaged or of another build.
+    #[error("decoding the checkpoint")]
+    Decode(#[source] rmp_serde::decode::Error),
+    /// The file is not a valid checkpoint (bad magic, digest mismatch, version).
+    #[error("{0}")]
     Invalid(String),
-}
-
-impl std::fmt::Display for CheckpointError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Store(e) => write!(f, "store: {e}"),
-            Self::Io(p, e) => write!(f, "{}: {e}", p.display()),
-            Self::Invalid(m) => f.write_str(m),
-        }
-    }
-}
-
-impl std::error::Error for CheckpointError {}
-
-impl From<StoreError> for CheckpointError {
-    fn from(e: StoreError) -> Self {
-        Self::Store(e)
-    }
 }
 
 /// Takes a checkpoint of `store` at agent time `now_ms`: the file, the store entry, and the
@@ -110,7 +104,8 @@ pub fn create(
     now_ms: u64,
 ) -> Result<Entry, CheckpointError> {
     let config_digest = hex(&Sha256::digest(
-        serde_json::to_vec(config).map_err(|e| CheckpointError::Invalid(e.to_string()))?,
+        serde_json::to_vec(config)
+            .map_err(|e| CheckpointError::Invalid(format!("the configuration: {e}")))?,
     ));
     let mut contents = store.read(|r| {
         let agent: Option<AgentState> = r.get(KeyedTable::Agent, STATE_KEY)?;
@@ -187,10 +182,10 @@ pub fn object_path(file: &str) -> String {
 }
 
 fn encode(contents: &Contents) -> Result<Vec<u8>, CheckpointError> {
-    let packed = rmp_serde::to_vec_named(contents)
-        .map_err(|e| CheckpointError::Invalid(format!("encode: {e}")))?;
+    let packed = rmp_serde::to_vec_named(contents).map_err(CheckpointError::Encode)?;
+    // Compressing from memory into memory: the only I/O error is running out of memory.
     let payload = zstd::encode_all(packed.as_slice(), 3)
-        .map_err(|e| CheckpointError::Invalid(format!("compress: {e}")))?;
+        .map_err(|e| CheckpointError::Io(PathBuf::from("(zstd in memory)"), e))?;
     let mut out = Vec::with_capacity(40 + payload.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&Sha256::digest(&payload));
@@ -229,10 +224,8 @@ pub fn decode(bytes: &[u8]) -> Result<Contents, CheckpointError> {
             hex(&Sha256::digest(payload))
         )));
     }
-    let packed = zstd::decode_all(payload)
-        .map_err(|e| CheckpointError::Invalid(format!("decompress: {e}")))?;
-    let c: Contents = rmp_serde::from_slice(&packed)
-        .map_err(|e| CheckpointError::Invalid(format!("decode: {e}")))?;
+    let packed = zstd::decode_all(payload).map_err(CheckpointError::Decompress)?;
+    let c: Contents = rmp_serde::from_slice(&packed).map_err(CheckpointError::Decode)?;
     if c.format_version != FORMAT_VERSION {
         return Err(CheckpointError::Invalid(format!(
             "format version {} (this build reads {FORMAT_VERSION})",

@@ -515,20 +515,18 @@ impl Agent {
                 {
                     paper::compound(&mut self.state, tick, position).map(|f| vec![f])
                 }
-                (Intent::Compound { .. }, Some(_)) => {
-                    Err("compound reduced by the risk engine: rewards left unclaimed".into())
-                }
+                (Intent::Compound { .. }, Some(_)) => Err(paper::NotExecuted::CompoundReduced),
                 (Intent::Close { position, .. }, _) => {
                     paper::close(&mut self.state, tick, position).map(|f| vec![f])
                 }
-                (_, None) => Err(format!("pool {pool_id} missing from the market")),
+                (_, None) => Err(paper::NotExecuted::PoolMissing(pool_id.to_string())),
             };
             match result {
                 Ok(f) => {
                     executed = Some(f.iter().map(|e| e.usd).sum());
                     fills = f;
                 }
-                Err(e) => note = Some(e),
+                Err(e) => note = Some(e.to_string()),
             }
         }
         let record = DecisionRecord {

@@ -54,19 +54,44 @@ fn entry(
     }
 }
 
+/// Why an approved decision was not executed (journaled as the decision's note).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NotExecuted {
+    /// Cash does not cover the size and the gas.
+    #[error("cash ${cash:.2} does not cover ${size:.2} + gas ${gas:.2}")]
+    Cash {
+        /// Cash, USD.
+        cash: f64,
+        /// Size asked, USD.
+        size: f64,
+        /// Gas, USD.
+        gas: f64,
+    },
+    /// No open position has this id.
+    #[error("no position {0}")]
+    NoPosition(String),
+    /// The pool is not in this tick's market.
+    #[error("pool {0} missing from the market")]
+    PoolMissing(String),
+    /// The risk engine reduced a compound, which cannot be partial.
+    #[error("compound reduced by the risk engine: rewards left unclaimed")]
+    CompoundReduced,
+}
+
 /// Opens a position of `size` USD in `pool`.
 pub fn open(
     state: &mut AgentState,
     tick: &MarketTick,
     pool: &PoolSnapshot,
     size: f64,
-) -> Result<LedgerEntry, String> {
+) -> Result<LedgerEntry, NotExecuted> {
     let gas = tick.gas_usd(GAS_UNITS_ENTRY);
     if size + gas > state.cash_usd {
-        return Err(format!(
-            "cash ${:.2} does not cover ${size:.2} + gas ${gas:.2}",
-            state.cash_usd
-        ));
+        return Err(NotExecuted::Cash {
+            cash: state.cash_usd,
+            size,
+            gas,
+        });
     }
     let (fee, slip) = swap_costs(pool, size / 2.0);
     let deposited = size - fee - slip;
@@ -105,16 +130,20 @@ pub fn open(
 }
 
 /// Closes position `id`: swaps half back, claims rewards, books the realised PnL.
-pub fn close(state: &mut AgentState, tick: &MarketTick, id: &str) -> Result<LedgerEntry, String> {
+pub fn close(
+    state: &mut AgentState,
+    tick: &MarketTick,
+    id: &str,
+) -> Result<LedgerEntry, NotExecuted> {
     let i = state
         .positions
         .iter()
         .position(|p| p.id == id)
-        .ok_or_else(|| format!("no position {id}"))?;
+        .ok_or_else(|| NotExecuted::NoPosition(id.to_string()))?;
     let p = state.positions[i].clone();
     let pool = tick
         .pool(&p.pool)
-        .ok_or_else(|| format!("pool {} missing from the market", p.pool))?;
+        .ok_or_else(|| NotExecuted::PoolMissing(p.pool.clone()))?;
     let value = p.value_at(pool.prices_usd);
     let (fee, slip) = swap_costs(pool, value / 2.0);
     let gas = tick.gas_usd(GAS_UNITS_EXIT);
@@ -142,16 +171,16 @@ pub fn compound(
     state: &mut AgentState,
     tick: &MarketTick,
     id: &str,
-) -> Result<LedgerEntry, String> {
+) -> Result<LedgerEntry, NotExecuted> {
     let gas = tick.gas_usd(GAS_UNITS_CLAIM);
     let p = state
         .positions
         .iter_mut()
         .find(|p| p.id == id)
-        .ok_or_else(|| format!("no position {id}"))?;
+        .ok_or_else(|| NotExecuted::NoPosition(id.to_string()))?;
     let pool = tick
         .pool(&p.pool)
-        .ok_or_else(|| format!("pool {} missing from the market", p.pool))?;
+        .ok_or_else(|| NotExecuted::PoolMissing(p.pool.clone()))?;
     let rewards = p.rewards_usd;
     let (fee, slip) = swap_costs(pool, rewards / 2.0);
     let added = rewards - fee - slip;

@@ -64,13 +64,11 @@ pub async fn run(
     let (mut store, mut recovery) = match crate::recovery::start(&config, restore_from, now()).await
     {
         Ok(opened) => opened,
-        Err(e) => match reopen::is_unwritable(&e) {
-            Some(io) => {
-                let outage = fault.insert(Unwritable::now(io));
-                reopen::reopen(&config, outage, &mut stop, now).await?
-            }
-            None => return Err(e),
-        },
+        Err(e) if e.needs_reopen() => {
+            let outage = fault.insert(Unwritable::now(&e));
+            reopen::reopen(&config, outage, &mut stop, now).await?
+        }
+        Err(e) => return Err(e.into()),
     };
     if *stop.borrow() {
         println!("athena: stop asked for during start-up");

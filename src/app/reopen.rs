@@ -14,9 +14,8 @@
 //! instead of treating them as corruption.
 
 use crate::recovery::Recovery;
-use anyhow::Context;
 use athena_config::Config;
-use athena_storage::{Store, StoreError};
+use athena_storage::Store;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -98,13 +97,6 @@ pub enum GaveUp {
     },
 }
 
-/// Whether `e` (or any of its causes) is a store I/O failure that a reopen may cure.
-pub fn is_unwritable(e: &anyhow::Error) -> Option<&StoreError> {
-    e.chain()
-        .filter_map(|c| c.downcast_ref::<StoreError>())
-        .find(|s| s.needs_reopen())
-}
-
 /// Opens the store again once it can be written, then runs the ladder on it; see the module
 /// doc. `stop` turning true ends the wait.
 pub async fn reopen(
@@ -144,34 +136,43 @@ pub async fn reopen(
         }
         fault.attempts += 1;
         fault.backoff = (fault.backoff * 2).min(MAX_BACKOFF);
-        match probe(config).await {
-            Ok(()) => break,
-            Err(cause) => {
-                tracing::warn!(attempts = fault.attempts, %cause, "the store is still not writable");
-                fault.cause = fault.better_cause(cause);
+        let failed = match probe(config).await {
+            Ok(()) => {
+                match crate::recovery::reopen(config, reopened(fault), agent_now_ms()).await {
+                    Ok(opened) => return Ok(opened),
+                    // The disk failed again between the probe and the ladder: keep waiting.
+                    Err(e) if e.needs_reopen() => athena_sync::one_line(&e),
+                    Err(e) => return Err(anyhow::Error::new(e).context("reopening the store")),
+                }
             }
-        }
+            Err(cause) => cause,
+        };
+        tracing::warn!(attempts = fault.attempts, cause = %failed, "the store is still not writable");
+        fault.cause = fault.better_cause(failed);
     }
-    let cause = format!(
+}
+
+/// The cause recorded for a recovery after `fault`.
+fn reopened(fault: &Unwritable) -> String {
+    format!(
         "the store could not be written for {} ({}); reopened at attempt {}",
         humantime::format_duration(Duration::from_secs(fault.since.elapsed().as_secs())),
         fault.cause,
         fault.attempts
-    );
-    crate::recovery::reopen(config, cause, agent_now_ms())
-        .await
-        .context("reopening the store")
+    )
 }
 
 /// Opens the store and commits a probe write; the error in one line when either fails.
 async fn probe(config: &Config) -> Result<(), String> {
     let cfg = config.clone();
     let wall_ms = crate::clock::Clock::now_ms(&crate::clock::SystemClock);
-    tokio::task::spawn_blocking(move || {
+    let probed = tokio::task::spawn_blocking(move || {
         let store = super::open_store(&cfg)?;
         store.write(|w| w.set_meta_u64(PROBE_KEY, wall_ms))
     })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| athena_sync::one_line(&e))
+    .await;
+    match probed {
+        Ok(result) => result.map_err(|e| athena_sync::one_line(&e)),
+        Err(e) => Err(athena_sync::one_line(&e)),
+    }
 }

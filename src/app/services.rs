@@ -78,6 +78,7 @@ pub(super) async fn checkpoint(store: &Arc<Store>, config: &Config, at_ms: u64) 
     match result {
         Ok(Ok(e)) => tracing::info!(id = %e.id, bytes = e.bytes, "checkpoint"),
         Ok(Err(e)) => {
+            let e = athena_sync::one_line(&e);
             tracing::error!(error = %e, "checkpoint failed");
             println!("athena: checkpoint failed: {e}");
         }

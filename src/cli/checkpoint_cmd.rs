@@ -106,7 +106,11 @@ pub(super) fn run(config: &Config, cmd: &CheckpointCommand) -> anyhow::Result<()
                 Err(e) => {
                     return Err(Exit {
                         code: 1,
-                        message: format!("{}: invalid: {e}", path.display()),
+                        message: format!(
+                            "{}: invalid: {}",
+                            path.display(),
+                            athena_sync::one_line(&e)
+                        ),
                     }
                     .into());
                 }

@@ -24,7 +24,6 @@ pub mod sources;
 use crate::agent::state::{AgentState, STATE_KEY};
 use crate::app::CLEAN_SHUTDOWN_KEY;
 use crate::risk::{Observation, RiskEngine};
-use anyhow::Context;
 use athena_config::{Config, DocumentSink};
 use athena_storage::{KeyedTable, STORE_FILE, SeqTable, Store, StoreError};
 use athena_sync::{FirestoreSink, ObjectStoreSink};
@@ -77,32 +76,49 @@ pub struct Recovery {
     pub total_ms: f64,
 }
 
-/// Why a restore could not be made.
-#[derive(Debug)]
+/// Why the ladder or a restore could not finish; each variant keeps its cause.
+#[derive(Debug, thiserror::Error)]
 pub enum RecoveryError {
-    /// The store failed.
-    Store(StoreError),
+    /// The store failed while in use.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The store could not be opened: refused (not an Athena store, another schema, held by
+    /// another process: an operator decides) or an I/O failure (the caller retries; see
+    /// [`RecoveryError::needs_reopen`]). Never a reason to quarantine it.
+    #[error("opening the store in {}", dir.display())]
+    Open {
+        /// The data directory.
+        dir: PathBuf,
+        /// Why it did not open.
+        #[source]
+        source: StoreError,
+    },
     /// No source held a usable checkpoint (each source's reason listed).
+    #[error("nothing to restore from: {0}")]
     NothingToRestore(String),
-    /// Bad input (an unknown checkpoint, a source that is not configured).
+    /// Bad input (an unknown checkpoint, a source that is not configured, a restore onto an
+    /// existing store): fix the request.
+    #[error("{0}")]
     Invalid(String),
+    /// The risk engine refused a control the recovery needs (a bug: its reason is fixed).
+    #[error("the risk engine refused the recovery's control")]
+    Refused(#[from] crate::risk::controls::Refused),
+    /// A blocking task panicked or was cancelled: a bug.
+    #[error("a recovery task failed")]
+    Task(#[from] tokio::task::JoinError),
+    /// The object store or Firestore of the configuration could not be set up.
+    #[error(transparent)]
+    Sync(#[from] athena_sync::SyncError),
 }
 
-impl std::fmt::Display for RecoveryError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl RecoveryError {
+    /// Whether the store could not be read or written because of the disk: reopen it later,
+    /// never quarantine it.
+    pub fn needs_reopen(&self) -> bool {
         match self {
-            Self::Store(e) => write!(f, "store: {e}"),
-            Self::NothingToRestore(why) => write!(f, "nothing to restore from: {why}"),
-            Self::Invalid(m) => f.write_str(m),
+            Self::Store(e) | Self::Open { source: e, .. } => e.needs_reopen(),
+            _ => false,
         }
-    }
-}
-
-impl std::error::Error for RecoveryError {}
-
-impl From<StoreError> for RecoveryError {
-    fn from(e: StoreError) -> Self {
-        Self::Store(e)
     }
 }
 
@@ -151,7 +167,7 @@ pub async fn start(
     config: &Config,
     restore_from: Option<Source>,
     now_ms: u64,
-) -> anyhow::Result<(Store, Option<Recovery>)> {
+) -> Result<(Store, Option<Recovery>), RecoveryError> {
     ladder(config, restore_from, now_ms, None).await
 }
 
@@ -162,7 +178,7 @@ pub async fn reopen(
     config: &Config,
     cause: String,
     now_ms: u64,
-) -> anyhow::Result<(Store, Option<Recovery>)> {
+) -> Result<(Store, Option<Recovery>), RecoveryError> {
     ladder(config, None, now_ms, Some(cause)).await
 }
 
@@ -171,7 +187,7 @@ async fn ladder(
     restore_from: Option<Source>,
     now_ms: u64,
     reopen_cause: Option<String>,
-) -> anyhow::Result<(Store, Option<Recovery>)> {
+) -> Result<(Store, Option<Recovery>), RecoveryError> {
     let mut steps = Steps::new();
     let mut rec = Recovery {
         wall_ms: wall_ms(),
@@ -182,11 +198,11 @@ async fn ladder(
     if let Some(source) = restore_from {
         let path = dir.join(STORE_FILE);
         if path.exists() {
-            anyhow::bail!(
+            return Err(RecoveryError::Invalid(format!(
                 "--restore-from {source}: {} already exists; a restore starts on an empty data \
                  directory (move the store aside, or run without --restore-from)",
                 path.display()
-            );
+            )));
         }
         rec.cause = format!("restore requested from {source}");
         let plan = Plan {
@@ -223,9 +239,7 @@ async fn ladder(
                 let bad = match verify_resume_records(&store) {
                     Ok(bad) => bad,
                     // An I/O failure says nothing about the records: retry, never quarantine.
-                    Err(e) if e.needs_reopen() => {
-                        return Err(e).context("verifying the store");
-                    }
+                    Err(e) if e.needs_reopen() => return Err(e.into()),
                     Err(e) => vec![format!("the store cannot be read: {e}")],
                 };
                 if bad.is_empty() {
@@ -241,15 +255,11 @@ async fn ladder(
                     recover_corrupt(config, &mut rec, &mut steps).await?;
                 }
             }
-            Err(e @ StoreError::Refused { .. }) => {
-                // Not an Athena store, another schema, or held by another process: an operator
-                // decides; nothing is moved.
-                return Err(e).with_context(|| format!("opening the store in {}", dir.display()));
-            }
-            Err(e) if e.needs_reopen() => {
-                // Disk full, an I/O error, a read-only file system: the file is not at fault,
-                // so it is never quarantined; the caller retries the open.
-                return Err(e).with_context(|| format!("opening the store in {}", dir.display()));
+            // Not an Athena store, another schema, or held by another process: an operator
+            // decides; nothing is moved. Disk full, an I/O error, a read-only file system: the
+            // file is not at fault, so it is never quarantined; the caller retries the open.
+            Err(e) if matches!(e, StoreError::Refused { .. }) || e.needs_reopen() => {
+                return Err(RecoveryError::Open { dir, source: e });
             }
             Err(e) => {
                 steps.done("open store", format!("failed: {e}"));
@@ -262,15 +272,13 @@ async fn ladder(
     let (store, rec) = tokio::task::spawn_blocking(move || {
         let store = match kept {
             Some(s) => s,
-            None => crate::app::open_store(&cfg).with_context(|| {
-                format!(
-                    "opening the restored store in {}",
-                    cfg.agent.data_dir.display()
-                )
+            None => crate::app::open_store(&cfg).map_err(|source| RecoveryError::Open {
+                dir: cfg.agent.data_dir.clone(),
+                source,
             })?,
         };
         let rec = finish(&store, &cfg, rec, steps, now_ms)?;
-        Ok::<_, anyhow::Error>((store, rec))
+        Ok::<_, RecoveryError>((store, rec))
     })
     .await??;
     Ok((store, Some(rec)))
@@ -375,7 +383,7 @@ async fn recover_corrupt(
 }
 
 /// The object store of `config`, when one is configured.
-fn object_store(config: &Config) -> Result<Option<ObjectStoreSink>, String> {
+fn object_store(config: &Config) -> Result<Option<ObjectStoreSink>, athena_sync::SyncError> {
     let s = &config.sync;
     if s.object_store_url.is_empty() {
         return Ok(None);
@@ -386,11 +394,10 @@ fn object_store(config: &Config) -> Result<Option<ObjectStoreSink>, String> {
         &config.agent.agent_id,
     )
     .map(Some)
-    .map_err(|e| e.to_string())
 }
 
 /// The Firestore mirror of `config`, when documents go to Firestore.
-async fn firestore(config: &Config) -> Result<Option<FirestoreSink>, String> {
+async fn firestore(config: &Config) -> Result<Option<FirestoreSink>, athena_sync::SyncError> {
     let s = &config.sync;
     if s.documents != DocumentSink::Firestore {
         return Ok(None);
@@ -402,7 +409,6 @@ async fn firestore(config: &Config) -> Result<Option<FirestoreSink>, String> {
     )
     .await
     .map(Some)
-    .map_err(|e| e.to_string())
 }
 
 /// What a restore does: where it looks, what it replays, whether it replaces a store.
@@ -432,11 +438,14 @@ async fn restore_into(
         wanted,
         replace,
     } = plan;
-    let objects = object_store(config).map_err(RecoveryError::Invalid)?;
+    let objects = object_store(config)?;
     let fs = match firestore(config).await {
         Ok(f) => f,
         Err(e) => {
-            steps.done("connect firestore", format!("unavailable: {e}"));
+            steps.done(
+                "connect firestore",
+                format!("unavailable: {}", athena_sync::one_line(&e)),
+            );
             None
         }
     };
@@ -448,12 +457,14 @@ async fn restore_into(
             Source::Local => sources::local(&config.agent.data_dir, wanted),
             Source::Gcs => match &objects {
                 Some(o) => sources::object_store(o, wanted).await,
-                None => Err("no object store is configured (sync.object_store_url)".into()),
+                None => Err(sources::SourceError::Missing(
+                    "no object store is configured (sync.object_store_url)".into(),
+                )),
             },
             Source::Firestore => match (&fs, wanted) {
-                (_, Some(w)) => Err(format!(
+                (_, Some(w)) => Err(sources::SourceError::Missing(format!(
                     "Firestore holds no checkpoint contents; {w} cannot be restored from it"
-                )),
+                ))),
                 (Some(f), None) => sources::firestore_rebuild(f).await.map(|(c, max)| {
                     cloud_max_seq = cloud_max_seq.max(max);
                     let location = format!("firestore:{}", c.id);
@@ -465,7 +476,9 @@ async fn restore_into(
                         skipped: Vec::new(),
                     }
                 }),
-                (None, None) => Err("documents do not go to Firestore (sync.documents)".into()),
+                (None, None) => Err(sources::SourceError::Missing(
+                    "documents do not go to Firestore (sync.documents)".into(),
+                )),
             },
         };
         match lookup {
@@ -492,6 +505,7 @@ async fn restore_into(
                 }
             }
             Err(e) => {
+                let e = athena_sync::one_line(&e);
                 steps.done(
                     &format!("find checkpoint ({source})"),
                     format!("unavailable: {e}"),
@@ -529,7 +543,10 @@ async fn restore_into(
                     r.cold_live = Some(m.cold_live);
                     steps.done("memories", format!("{} from Firestore", r.memories.len()));
                 }
-                Err(e) => steps.done("memories", format!("none: Firestore unreadable: {e}")),
+                Err(e) => steps.done(
+                    "memories",
+                    format!("none: Firestore unreadable: {}", athena_sync::one_line(&e)),
+                ),
             },
             None => steps.done(
                 "memories",
@@ -584,7 +601,7 @@ fn finish(
     mut rec: Recovery,
     mut steps: Steps,
     now_ms: u64,
-) -> anyhow::Result<Recovery> {
+) -> Result<Recovery, RecoveryError> {
     let engine = RiskEngine::new(config.risk.clone(), config.gas.clone());
     let truth = reconcile::PaperLedger {
         starting_usd: config.executor.paper_starting_usd,
@@ -640,15 +657,12 @@ fn finish(
         steps.done("reconcile", "no book yet: nothing to compare");
     }
     if rec.restored_from == Some(Source::Firestore) {
-        journal.extend(
-            engine
-                .stop(
-                    &mut risk,
-                    "rebuilt from Firestore: the breaker history is lost; review, then athena                      risk resume",
-                    at,
-                )
-                .map_err(|e| anyhow::anyhow!("{e}"))?,
-        );
+        journal.extend(engine.stop(
+            &mut risk,
+            "rebuilt from Firestore: the breaker history is lost; review, then athena \
+                     risk resume",
+            at,
+        )?);
     }
     journal.extend(engine.record(&mut risk, Observation::Recovered { at_ms: at }));
     rec.agent_ms = at;
@@ -718,5 +732,5 @@ pub async fn restore_command(
     let now = store
         .read(|r| r.get::<AgentState>(KeyedTable::Agent, STATE_KEY))?
         .map_or(0, |a| a.last_tick_ms);
-    finish(&store, config, rec, steps, now).map_err(|e| RecoveryError::Invalid(e.to_string()))
+    finish(&store, config, rec, steps, now)
 }

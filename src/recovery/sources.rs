@@ -57,6 +57,32 @@ impl std::fmt::Display for Source {
     }
 }
 
+/// Why a source could not be read: a restore records it and tries the next source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The local checkpoint folder cannot be listed.
+    #[error("{}", .0.display())]
+    Io(PathBuf, #[source] std::io::Error),
+    /// The cloud failed to answer (or refused): retry later.
+    #[error("the cloud")]
+    Cloud(#[from] athena_sync::SinkError),
+    /// A sink for the source could not be built.
+    #[error(transparent)]
+    Sync(#[from] athena_sync::SyncError),
+    /// A cloud document does not decode into what it should hold.
+    #[error("{what}")]
+    Document {
+        /// Which document.
+        what: String,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The source holds nothing usable, or is not configured.
+    #[error("{0}")]
+    Missing(String),
+}
+
 /// A verified checkpoint and where it came from.
 #[derive(Debug, Clone)]
 pub struct Found {
@@ -93,7 +119,7 @@ fn candidates<'a>(names: impl Iterator<Item = &'a str>, wanted: Option<&str>) ->
 }
 
 /// The newest valid checkpoint file in `data_dir` (or the one named `wanted`).
-pub fn local(data_dir: &Path, wanted: Option<&str>) -> Result<Lookup, String> {
+pub fn local(data_dir: &Path, wanted: Option<&str>) -> Result<Lookup, SourceError> {
     let dir = data_dir.join(checkpoint::DIR);
     let names: Vec<String> = match std::fs::read_dir(&dir) {
         Ok(rd) => rd
@@ -101,7 +127,7 @@ pub fn local(data_dir: &Path, wanted: Option<&str>) -> Result<Lookup, String> {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(format!("{}: {e}", dir.display())),
+        Err(e) => return Err(SourceError::Io(dir, e)),
     };
     let mut skipped = Vec::new();
     for name in candidates(names.iter().map(String::as_str), wanted) {
@@ -114,7 +140,7 @@ pub fn local(data_dir: &Path, wanted: Option<&str>) -> Result<Lookup, String> {
                     skipped,
                 });
             }
-            Err(e) => skipped.push(format!("{name}: {e}")),
+            Err(e) => skipped.push(format!("{name}: {}", athena_sync::one_line(&e))),
         }
     }
     Ok(Lookup {
@@ -125,8 +151,11 @@ pub fn local(data_dir: &Path, wanted: Option<&str>) -> Result<Lookup, String> {
 
 /// The newest valid checkpoint object in the object store (or the one named `wanted`), found
 /// through the manifest.
-pub async fn object_store(sink: &ObjectStoreSink, wanted: Option<&str>) -> Result<Lookup, String> {
-    let manifest = sink.manifest().await.map_err(|e| e.to_string())?;
+pub async fn object_store(
+    sink: &ObjectStoreSink,
+    wanted: Option<&str>,
+) -> Result<Lookup, SourceError> {
+    let manifest = sink.manifest().await?;
     let prefix = format!("{}/", checkpoint::DIR);
     let names = manifest
         .objects
@@ -144,7 +173,7 @@ pub async fn object_store(sink: &ObjectStoreSink, wanted: Option<&str>) -> Resul
                         skipped,
                     });
                 }
-                Err(e) => skipped.push(format!("{path}: {e}")),
+                Err(e) => skipped.push(format!("{path}: {}", athena_sync::one_line(&e))),
             },
             Err(e) => skipped.push(format!("{path}: {e}")),
         }
@@ -179,8 +208,8 @@ async fn documents(
     fs: &FirestoreSink,
     collection: &str,
     max_seq: &mut u64,
-) -> Result<Vec<(String, Map<String, Value>)>, String> {
-    let mut docs = fs.list(collection).await.map_err(|e| e.to_string())?;
+) -> Result<Vec<(String, Map<String, Value>)>, SourceError> {
+    let mut docs = fs.list(collection).await?;
     for (_, d) in &mut docs {
         if let Some(seq) = d
             .remove(athena_sync::coalesce::SEQ_FIELD)
@@ -193,8 +222,14 @@ async fn documents(
     Ok(docs)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(what: &str, doc: Map<String, Value>) -> Result<T, String> {
-    serde_json::from_value(Value::Object(doc)).map_err(|e| format!("{what}: {e}"))
+fn parse<T: serde::de::DeserializeOwned>(
+    what: &str,
+    doc: Map<String, Value>,
+) -> Result<T, SourceError> {
+    serde_json::from_value(Value::Object(doc)).map_err(|source| SourceError::Document {
+        what: what.to_string(),
+        source,
+    })
 }
 
 /// What the Firestore mirror holds of the agent's memories: every memory and the ids of the
@@ -209,7 +244,7 @@ pub struct CloudMemories {
 }
 
 /// Reads the memories and the cold index from Firestore.
-pub async fn firestore_memories(fs: &FirestoreSink) -> Result<CloudMemories, String> {
+pub async fn firestore_memories(fs: &FirestoreSink) -> Result<CloudMemories, SourceError> {
     let mut max_seq = 0;
     let mut memories = Vec::new();
     for (id, doc) in documents(fs, athena_storage::memory::MEMORY_COLLECTION, &mut max_seq).await? {
@@ -250,19 +285,23 @@ struct BookDoc {
 /// ledger up to that snapshot, no risk history (the caller holds trading for an operator), and
 /// the outbox watermark above every sequence the documents carry. Returns the contents and the
 /// highest sequence seen.
-pub async fn firestore_rebuild(fs: &FirestoreSink) -> Result<(Contents, u64), String> {
+pub async fn firestore_rebuild(fs: &FirestoreSink) -> Result<(Contents, u64), SourceError> {
     let mut max_seq = 0;
     let book = documents(fs, "agent", &mut max_seq)
         .await?
         .into_iter()
         .find(|(id, _)| id == "book")
-        .ok_or("Firestore holds no book snapshot (agent/book): nothing to rebuild from")?;
+        .ok_or_else(|| {
+            SourceError::Missing(
+                "Firestore holds no book snapshot (agent/book): nothing to rebuild from".into(),
+            )
+        })?;
     let book: BookDoc = parse("agent/book", book.1)?;
     let mut ledger: Vec<(u64, LedgerEntry)> = Vec::new();
     for (id, doc) in documents(fs, "ledger", &mut max_seq).await? {
-        let seq: u64 = id
-            .parse()
-            .map_err(|_| format!("ledger document {id:?} is not a sequence number"))?;
+        let seq: u64 = id.parse().map_err(|_| {
+            SourceError::Missing(format!("ledger document {id:?} is not a sequence number"))
+        })?;
         let e: LedgerEntry = parse(&format!("ledger/{id}"), doc)?;
         if e.at_ms <= book.at_ms {
             ledger.push((seq, e));

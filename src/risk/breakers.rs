@@ -77,13 +77,16 @@ impl BreakerKind {
     }
 
     /// The breaker named `name`, or an error listing the names.
-    pub fn parse(name: &str) -> Result<Self, String> {
+    pub fn parse(name: &str) -> Result<Self, crate::risk::controls::Refused> {
         Self::ALL
             .into_iter()
             .find(|k| k.as_str() == name)
             .ok_or_else(|| {
                 let names: Vec<&str> = Self::ALL.iter().map(|k| k.as_str()).collect();
-                format!("unknown breaker {name:?}; one of {}", names.join(", "))
+                crate::risk::controls::Refused(format!(
+                    "unknown breaker {name:?}; one of {}",
+                    names.join(", ")
+                ))
             })
     }
 

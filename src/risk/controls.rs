@@ -10,14 +10,9 @@ use crate::risk::{BreakerKind, RiskEngine};
 pub const MAX_OVERRIDE_MS: u64 = 24 * 3_600_000;
 
 /// Why a control was refused (bad input from an operator).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct Refused(pub String);
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 fn need_reason(reason: &str) -> Result<String, Refused> {
     let r = reason.trim();
@@ -111,7 +106,7 @@ impl RiskEngine {
         now_ms: u64,
     ) -> Result<Vec<RiskJournal>, Refused> {
         let reason = need_reason(reason)?;
-        limit.check(value).map_err(Refused)?;
+        limit.check(value)?;
         if for_ms == 0 || for_ms > MAX_OVERRIDE_MS {
             return Err(Refused(format!(
                 "an override lasts more than 0 and at most {} h",

@@ -126,18 +126,21 @@ impl Limit {
     }
 
     /// The limit with configuration key `key`.
-    pub fn parse(key: &str) -> Result<Self, String> {
+    pub fn parse(key: &str) -> Result<Self, crate::risk::controls::Refused> {
         Self::ALL
             .into_iter()
             .find(|l| l.key() == key || l.key().split_once('.').is_some_and(|(_, k)| k == key))
             .ok_or_else(|| {
                 let keys: Vec<&str> = Self::ALL.iter().map(|l| l.key()).collect();
-                format!("unknown limit {key:?}; one of {}", keys.join(", "))
+                crate::risk::controls::Refused(format!(
+                    "unknown limit {key:?}; one of {}",
+                    keys.join(", ")
+                ))
             })
     }
 
     /// Whether `value` is a valid setting of this limit.
-    pub fn check(self, value: f64) -> Result<(), String> {
+    pub fn check(self, value: f64) -> Result<(), crate::risk::controls::Refused> {
         let fraction = matches!(
             self,
             Self::MaxPositionFraction
@@ -159,12 +162,12 @@ impl Limit {
         if ok {
             Ok(())
         } else if fraction {
-            Err(format!(
+            Err(crate::risk::controls::Refused(format!(
                 "{} must be a fraction in (0, 1], got {value}",
                 self.key()
-            ))
+            )))
         } else {
-            Err(format!(
+            Err(crate::risk::controls::Refused(format!(
                 "{} must be a finite non-negative number{}, got {value}",
                 self.key(),
                 if self == Self::MaxPositions {
@@ -172,7 +175,7 @@ impl Limit {
                 } else {
                     ""
                 }
-            ))
+            )))
         }
     }
 }

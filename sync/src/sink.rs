@@ -60,6 +60,8 @@ impl fmt::Display for SinkError {
     }
 }
 
+impl std::error::Error for SinkError {}
+
 /// The result of one write of a push.
 pub type WriteResult = Result<(), SinkError>;
 
