@@ -13,12 +13,12 @@
 use athena::agent::state::{AgentState, LedgerEntry, STATE_KEY};
 use athena::journal::JournalRecord;
 use athena_storage::{KeyedTable, SeqTable, Store};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_athena");
+mod support;
+use support::*;
 
 /// A config file in `dir` syncing to the emulator and the GCS server under a fresh agent id,
 /// flushing every second.
@@ -48,88 +48,12 @@ fn athena(config: &Path) -> Command {
     c
 }
 
-/// Starts `athena run` with its output going to `log`.
-/// A running `athena` child, killed with SIGKILL if the test panics before it is waited for
-/// (no agent outlives its test).
-struct Running(Child);
-
-impl std::ops::Deref for Running {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Running {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
+/// Starts `athena --config CONFIG run EXTRA` with its output going to `log`.
 fn spawn_run(config: &Path, log: &Path, extra: &[&str], env: &[(&str, &str)]) -> Running {
-    let out = std::fs::File::create(log).unwrap();
-    let mut c = athena(config);
-    c.arg("run").args(extra);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    Running(
-        c.stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap(),
-    )
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig} failed");
-}
-
-/// Waits until `log` holds a line containing `needle`, or panics after `limit`.
-fn wait_for(log: &Path, needle: &str, limit: Duration) -> String {
-    wait_for_line(log, needle, |line| line.contains(needle), limit)
-}
-
-/// Waits until `log` holds a line `matches` accepts (described by `what`), or panics after
-/// `limit`.
-fn wait_for_line(
-    log: &Path,
-    what: &str,
-    matches: impl Fn(&str) -> bool,
-    limit: Duration,
-) -> String {
-    let needle = what;
-    let started = Instant::now();
-    loop {
-        if let Ok(f) = std::fs::File::open(log) {
-            for line in BufReader::new(f).lines().map_while(Result::ok) {
-                if matches(&line) {
-                    return line;
-                }
-            }
-        }
-        assert!(
-            started.elapsed() < limit,
-            "no {needle:?} in {} after {limit:?}:\n{}",
-            log.display(),
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let config = config.to_str().unwrap();
+    let mut args = vec!["--config", config, "run"];
+    args.extend_from_slice(extra);
+    spawn(&args, env, log)
 }
 
 /// SIGTERM, then waits for a clean stop.
@@ -427,7 +351,7 @@ fn after_disk_loss_restore_from_gcs_brings_back_what_the_cloud_held() {
             .and_then(|n| n.parse::<u64>().ok())
             .is_some_and(|n| n >= 2)
     };
-    wait_for_line(&log, "two trades", traded, Duration::from_secs(120));
+    wait_line(&log, "two trades", traded, Duration::from_secs(120));
     stop_cleanly(child, &log);
     let before = snapshot(&data);
     assert!(before.agent.totals.trades >= 2 && !before.memories.is_empty());

@@ -4,6 +4,26 @@ mod common;
 use athena_storage::{Category, MemoryType, STORE_FILE, Store, StoreError};
 use common::*;
 
+/// Flips one byte of the memory record holding `marker` in the store file of `dir`. Hot
+/// records are plain msgpack, so the content is in the file verbatim; the memory record's
+/// string is not preceded by a JSON quote, so the outbox row holding the same text as JSON is
+/// left alone.
+fn flip_in_memory_record(dir: &std::path::Path, marker: &[u8]) {
+    let path = dir.join(STORE_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let positions: Vec<usize> = bytes
+        .windows(marker.len())
+        .enumerate()
+        .filter(|(i, w)| *w == marker && bytes[i - 1] != b'"')
+        .map(|(i, _)| i)
+        .collect();
+    assert!(!positions.is_empty(), "marker not found in the file");
+    for p in &positions {
+        bytes[p + 7] ^= 0x20;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+}
+
 fn refused(dir: &std::path::Path) -> String {
     match Store::open(dir, &athena_config::MemoryConfig::default()) {
         Err(e @ StoreError::Refused { .. }) => e.to_string(),
@@ -99,23 +119,7 @@ fn flipped_bytes_in_a_stored_record_are_found_and_named() {
         store.insert_memory(&victim, T0).unwrap();
         assert!(store.verify_records().unwrap().is_clean());
     }
-    // Hot records are plain msgpack: the content is in the file verbatim. Flip one byte of it.
-    let path = dir.path().join(STORE_FILE);
-    let mut bytes = std::fs::read(&path).unwrap();
-    let needle = b"UNIQUE-MARKER-CONTENT";
-    // The memory record is msgpack (its string is not preceded by a JSON quote); the outbox
-    // row holding the same text as JSON is left alone.
-    let positions: Vec<usize> = bytes
-        .windows(needle.len())
-        .enumerate()
-        .filter(|(i, w)| *w == needle && bytes[i - 1] != b'"')
-        .map(|(i, _)| i)
-        .collect();
-    assert!(!positions.is_empty(), "marker not found in the file");
-    for p in &positions {
-        bytes[p + 7] ^= 0x20;
-    }
-    std::fs::write(&path, &bytes).unwrap();
+    flip_in_memory_record(dir.path(), b"UNIQUE-MARKER-CONTENT");
 
     let mut store = open(dir.path());
     let report = store.verify_records().unwrap();
@@ -192,20 +196,7 @@ fn pruning_skips_a_corrupt_record_names_it_and_prunes_the_rest() {
         store.insert_memories(&low, T0).unwrap();
         store.insert_memory(&victim, T0).unwrap();
     }
-    let path = dir.path().join(STORE_FILE);
-    let mut bytes = std::fs::read(&path).unwrap();
-    let needle = b"UNIQUE-PRUNE-VICTIM";
-    let positions: Vec<usize> = bytes
-        .windows(needle.len())
-        .enumerate()
-        .filter(|(i, w)| *w == needle && bytes[i - 1] != b'"')
-        .map(|(i, _)| i)
-        .collect();
-    assert!(!positions.is_empty(), "marker not found in the file");
-    for p in &positions {
-        bytes[p + 7] ^= 0x20;
-    }
-    std::fs::write(&path, &bytes).unwrap();
+    flip_in_memory_record(dir.path(), b"UNIQUE-PRUNE-VICTIM");
 
     let store = open(dir.path());
     let three_days = 3 * 86_400_000;

@@ -39,9 +39,16 @@ impl Drop for Running {
 
 /// Starts `athena run` (`args` before `run`, `env` added) with stdout and stderr in `log`.
 pub fn spawn_run(args: &[&str], env: &[(&str, &str)], log: &Path) -> Running {
+    let mut all = args.to_vec();
+    all.push("run");
+    spawn(&all, env, log)
+}
+
+/// Starts `athena ARGS` (`env` added) with stdout and stderr in `log`.
+pub fn spawn(args: &[&str], env: &[(&str, &str)], log: &Path) -> Running {
     let out = std::fs::File::create(log).unwrap();
     let mut c = Command::new(BIN);
-    c.args(args).arg("run");
+    c.args(args);
     for (k, v) in env {
         c.env(k, v);
     }
