@@ -238,34 +238,31 @@ impl Codec {
     }
 
     /// Checks the header and checksum of a stored record; returns the header.
-    pub fn verify(bytes: &[u8]) -> std::result::Result<Header, String> {
+    pub fn verify(bytes: &[u8]) -> std::result::Result<Header, CodecError> {
         if bytes.len() < HEADER_LEN {
-            return Err(format!(
-                "record of {} bytes is shorter than its header",
-                bytes.len()
-            ));
+            return Err(CodecError::Short(bytes.len()));
         }
         if bytes[0] != MAGIC {
-            return Err(format!("bad magic byte {:#04x}", bytes[0]));
+            return Err(CodecError::Magic(bytes[0]));
         }
         let stored = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
         let actual = checksum(&bytes[..8], &bytes[HEADER_LEN..]);
         if stored != actual {
-            return Err(format!(
-                "checksum mismatch (stored {stored:#010x}, computed {actual:#010x})"
-            ));
+            return Err(CodecError::Checksum {
+                stored,
+                computed: actual,
+            });
         }
         if bytes[1] == 0 || bytes[1] > FORMAT_VERSION {
-            return Err(format!("unsupported record format version {}", bytes[1]));
+            return Err(CodecError::Version(bytes[1]));
         }
         let compression = match bytes[2] {
             0 => Compression::None,
             1 => Compression::Zstd,
             2 => Compression::ZstdDict,
-            c => return Err(format!("unknown compression {c}")),
+            c => return Err(CodecError::Compression(c)),
         };
-        let kind =
-            RecordKind::from_u8(bytes[3]).ok_or(format!("unknown record kind {}", bytes[3]))?;
+        let kind = RecordKind::from_u8(bytes[3]).ok_or(CodecError::Kind(bytes[3]))?;
         let dictionary = u32::from_le_bytes(bytes[4..8].try_into().expect("4 bytes"));
         Ok(Header {
             version: bytes[1],
@@ -276,20 +273,24 @@ impl Codec {
     }
 
     /// Verifies and decompresses a record into its msgpack bytes.
-    pub fn decode_bytes(&self, bytes: &[u8]) -> std::result::Result<(Header, Vec<u8>), String> {
+    pub fn decode_bytes(&self, bytes: &[u8]) -> std::result::Result<(Header, Vec<u8>), CodecError> {
         let header = Self::verify(bytes)?;
         Ok((header, self.decompress(header, &bytes[HEADER_LEN..])?))
     }
 
-    fn decompress(&self, header: Header, payload: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    fn decompress(
+        &self,
+        header: Header,
+        payload: &[u8],
+    ) -> std::result::Result<Vec<u8>, CodecError> {
         let raw = match header.compression {
             Compression::None => payload.to_vec(),
             Compression::Zstd | Compression::ZstdDict => {
                 let size = zstd::zstd_safe::get_frame_content_size(payload)
-                    .map_err(|_| "zstd frame header unreadable".to_string())?
-                    .ok_or("zstd frame without content size")?;
+                    .map_err(|_| CodecError::FrameHeader)?
+                    .ok_or(CodecError::NoContentSize)?;
                 if size > MAX_DECODED {
-                    return Err(format!("decoded size {size} exceeds the limit"));
+                    return Err(CodecError::TooLarge(size));
                 }
                 let mut out = Vec::with_capacity(size as usize);
                 let res = if header.compression == Compression::ZstdDict {
@@ -300,7 +301,7 @@ impl Codec {
                         .decoders
                         .get(&header.dictionary)
                         .cloned()
-                        .ok_or(format!("dictionary {} is missing", header.dictionary))?;
+                        .ok_or(CodecError::MissingDictionary(header.dictionary))?;
                     DCTX.with(|d| {
                         d.borrow_mut()
                             .decompress_using_ddict(&mut out, payload, dict.as_ddict())
@@ -308,7 +309,7 @@ impl Codec {
                 } else {
                     DCTX.with(|d| d.borrow_mut().decompress(&mut out, payload))
                 };
-                res.map_err(|code| format!("zstd decompress failed: {code}"))?;
+                res.map_err(|code| CodecError::Decompress(code.to_string()))?;
                 out
             }
         };
@@ -316,7 +317,7 @@ impl Codec {
     }
 
     /// Verifies, decompresses and deserializes a record.
-    pub fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> std::result::Result<T, String> {
+    pub fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> std::result::Result<T, CodecError> {
         let header = Self::verify(bytes)?;
         let payload = &bytes[HEADER_LEN..];
         let result = if header.compression == Compression::None {
@@ -324,8 +325,56 @@ impl Codec {
         } else {
             rmp_serde::from_slice(&self.decompress(header, payload)?)
         };
-        result.map_err(|e| format!("msgpack decode failed: {e}"))
+        result.map_err(CodecError::Decode)
     }
+}
+
+/// Why a stored record cannot be read; the store names its table and key
+/// ([`crate::StoreError::Corrupt`]).
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// Fewer bytes than a header.
+    #[error("record of {0} bytes is shorter than its header")]
+    Short(usize),
+    /// Not a record of ours.
+    #[error("bad magic byte {0:#04x}")]
+    Magic(u8),
+    /// The bytes changed since they were written.
+    #[error("checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    Checksum {
+        /// The checksum in the header.
+        stored: u32,
+        /// The checksum of the bytes.
+        computed: u32,
+    },
+    /// A format this build does not read.
+    #[error("unsupported record format version {0}")]
+    Version(u8),
+    /// An unknown compression byte.
+    #[error("unknown compression {0}")]
+    Compression(u8),
+    /// An unknown record kind byte.
+    #[error("unknown record kind {0}")]
+    Kind(u8),
+    /// The zstd frame header does not parse.
+    #[error("zstd frame header unreadable")]
+    FrameHeader,
+    /// A zstd frame that does not say its size (we always write it).
+    #[error("zstd frame without content size")]
+    NoContentSize,
+    /// A frame claiming more than a record may hold.
+    #[error("decoded size {0} exceeds the limit")]
+    TooLarge(u64),
+    /// The dictionary the record was compressed with is not in the store.
+    #[error("dictionary {0} is missing")]
+    MissingDictionary(u32),
+    /// zstd refused the frame (its error code's name).
+    #[error("zstd decompress failed: {0}")]
+    Decompress(String),
+    /// The payload is not the msgpack of the expected type (the detail is in the message too:
+    /// a corrupt record's reason is stored as text).
+    #[error("msgpack decode failed: {0}")]
+    Decode(#[source] rmp_serde::decode::Error),
 }
 
 fn checksum(header: &[u8], payload: &[u8]) -> u32 {
@@ -444,7 +493,7 @@ mod tests {
             .unwrap();
         let fresh = Codec::new(3);
         let err = fresh.decode::<Sample>(&bytes).unwrap_err();
-        assert!(err.contains("dictionary 7 is missing"), "{err}");
+        assert!(matches!(err, CodecError::MissingDictionary(7)), "{err}");
     }
 
     #[test]

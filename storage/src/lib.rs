@@ -21,7 +21,7 @@ mod store;
 pub mod tables;
 mod verify;
 
-pub use codec::{Codec, Compression, RecordKind};
+pub use codec::{Codec, CodecError, Compression, RecordKind};
 pub use error::{Result, StoreError};
 pub use memory::cold::{ArchivedMemory, ColdEntry, ColdRecall, SegmentFetcher, SegmentInfo};
 pub use memory::prune::PruneReport;

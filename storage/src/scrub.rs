@@ -121,7 +121,7 @@ fn walk<K: Key + 'static>(
     render: fn(&[u8]) -> String,
     cursor: &ScrubCursor,
     limit: usize,
-    check: &dyn Fn(&[u8]) -> std::result::Result<(), String>,
+    check: &dyn Fn(&[u8]) -> std::result::Result<(), crate::codec::CodecError>,
     slice: &mut ScrubSlice,
 ) -> Result<(usize, Option<Vec<u8>>)> {
     let name = redb::TableHandle::name(&def).to_string();
@@ -147,7 +147,7 @@ fn walk<K: Key + 'static>(
             slice.corrupt.push(CorruptRecord {
                 table: name.clone(),
                 key: render(&key_bytes),
-                reason,
+                reason: reason.to_string(),
             });
         }
         last = Some(key_bytes);

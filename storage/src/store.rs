@@ -464,12 +464,12 @@ pub struct ReadTx<'s> {
 pub(crate) fn corrupt(
     table: &'static str,
     key: impl std::fmt::Display,
-    reason: String,
+    reason: impl std::fmt::Display,
 ) -> StoreError {
     StoreError::Corrupt {
         table,
         key: key.to_string(),
-        reason,
+        reason: reason.to_string(),
     }
 }
 

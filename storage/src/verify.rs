@@ -2,7 +2,7 @@
 //! and the consistency of the memory indexes with the records. redb's own page-level check is
 //! [`Store::check_integrity`]; `athena store verify` runs both.
 
-use crate::codec::Codec;
+use crate::codec::{Codec, CodecError};
 use crate::error::Result;
 use crate::memory::Memory;
 use crate::memory::cold::{ColdEntry, SegmentInfo};
@@ -42,7 +42,7 @@ impl VerifyReport {
     }
 }
 
-type Check<'a> = dyn Fn(&[u8]) -> std::result::Result<(), String> + 'a;
+type Check<'a> = dyn Fn(&[u8]) -> std::result::Result<(), CodecError> + 'a;
 
 impl Store {
     /// Verifies every record and the memory indexes.
@@ -110,20 +110,20 @@ impl Store {
     }
 }
 
-fn bad(table: &str, key: impl std::fmt::Display, reason: String) -> CorruptRecord {
+fn bad(table: &str, key: impl std::fmt::Display, reason: impl std::fmt::Display) -> CorruptRecord {
     CorruptRecord {
         table: table.to_string(),
         key: key.to_string(),
-        reason,
+        reason: reason.to_string(),
     }
 }
 
 /// Whether a stored record's header, checksum and dictionary are sound (its content is not
 /// decoded into a type).
-pub(crate) fn record_intact(codec: &Codec, raw: &[u8]) -> std::result::Result<(), String> {
+pub(crate) fn record_intact(codec: &Codec, raw: &[u8]) -> std::result::Result<(), CodecError> {
     let (header, _) = codec.decode_bytes(raw)?;
     if header.dictionary != 0 && !codec.has_dictionary(header.dictionary) {
-        return Err(format!("dictionary {} is missing", header.dictionary));
+        return Err(CodecError::MissingDictionary(header.dictionary));
     }
     Ok(())
 }

@@ -111,13 +111,35 @@ impl Write {
     }
 }
 
+/// Why outbox rows cannot become a write (they go to the dead letters with it).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Unsendable {
+    /// An upsert whose body is JSON but not an object.
+    #[error("document body is not a JSON object but {0}")]
+    BodyNotObject(&'static str),
+    /// An upsert whose body is not JSON.
+    #[error("document body is not JSON: {0}")]
+    BodyNotJson(String),
+    /// An increment by NaN or an infinity.
+    #[error("increment of {field} by {delta} is not a finite number")]
+    NonFiniteIncrement {
+        /// The field.
+        field: String,
+        /// The delta.
+        delta: f64,
+    },
+    /// Compaction was asked to fold no rows (a bug in the caller).
+    #[error("nothing to fold")]
+    NothingToFold,
+}
+
 /// The coalesced write of one key and the outbox rows it stands for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Coalesced {
     /// The remote key (`collection/doc` or `blob:path`).
     pub key: String,
     /// The net write, or why the key's rows cannot be sent.
-    pub write: Result<Write, String>,
+    pub write: Result<Write, Unsendable>,
     /// Sequence numbers of the rows it covers, ascending.
     pub seqs: Vec<u64>,
 }
@@ -151,7 +173,7 @@ pub fn coalesce(rows: impl IntoIterator<Item = (u64, OutboxRow)>) -> Vec<Coalesc
 }
 
 /// The write of row `seq` alone.
-pub fn single(op: OutboxOp, seq: u64) -> Result<Write, String> {
+pub fn single(op: OutboxOp, seq: u64) -> Result<Write, Unsendable> {
     Ok(match op {
         OutboxOp::Upsert {
             collection,
@@ -160,13 +182,8 @@ pub fn single(op: OutboxOp, seq: u64) -> Result<Write, String> {
         } => {
             let body = match serde_json::from_str::<Value>(&body) {
                 Ok(Value::Object(map)) => map,
-                Ok(other) => {
-                    return Err(format!(
-                        "document body is not a JSON object but {}",
-                        kind_of(&other)
-                    ));
-                }
-                Err(e) => return Err(format!("document body is not JSON: {e}")),
+                Ok(other) => return Err(Unsendable::BodyNotObject(kind_of(&other))),
+                Err(e) => return Err(Unsendable::BodyNotJson(e.to_string())),
             };
             Write::Set {
                 collection,
@@ -182,9 +199,10 @@ pub fn single(op: OutboxOp, seq: u64) -> Result<Write, String> {
             fields,
         } => {
             if let Some((field, delta)) = fields.iter().find(|(_, d)| !d.is_finite()) {
-                return Err(format!(
-                    "increment of {field} by {delta} is not a finite number"
-                ));
+                return Err(Unsendable::NonFiniteIncrement {
+                    field: field.clone(),
+                    delta: *delta,
+                });
             }
             Write::Increment {
                 collection,
@@ -227,7 +245,7 @@ pub(crate) fn add_parts(into: &mut Increments, parts: BTreeMap<u64, Increments>)
 }
 
 /// `prev` followed by row `seq` (`op`) on the same key.
-fn merge(prev: Write, op: OutboxOp, seq: u64) -> Result<Write, String> {
+fn merge(prev: Write, op: OutboxOp, seq: u64) -> Result<Write, Unsendable> {
     let next = single(op, seq)?;
     Ok(match (prev, next) {
         (
@@ -497,6 +515,7 @@ mod tests {
             c[0].write
                 .as_ref()
                 .unwrap_err()
+                .to_string()
                 .contains("not a JSON object but an array")
         );
         assert_eq!(

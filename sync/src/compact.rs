@@ -86,11 +86,15 @@ pub fn fold(
     older_seq: u64,
     newer: OutboxOp,
     newer_seq: u64,
-) -> Result<OutboxOp, String> {
+) -> Result<OutboxOp, crate::coalesce::Unsendable> {
     let row = |op| OutboxRow { created_ms: 0, op };
     let mut merged = coalesce([(older_seq, row(older)), (newer_seq, row(newer))]);
     debug_assert_eq!(merged.len(), 1, "fold is called for one key");
-    merged.pop().ok_or("nothing to fold")?.write.map(into_op)
+    merged
+        .pop()
+        .ok_or(crate::coalesce::Unsendable::NothingToFold)?
+        .write
+        .map(into_op)
 }
 
 /// An outbox op that applies like `w` does on a document nobody sent anything for yet.

@@ -22,12 +22,12 @@ pub mod status;
 pub mod verify;
 pub mod worker;
 
-pub use coalesce::{Coalesced, Increments, State, Write, coalesce};
+pub use coalesce::{Coalesced, Increments, State, Unsendable, Write, coalesce};
 pub use compact::{CompactReport, compact_outbox};
 pub use config::{Sinks, WorkerSinks};
 pub use error::{SyncError, one_line};
 pub use firestore_sink::{FirestoreSink, RequestCounts};
-pub use manifest::{MANIFEST_PATH, Manifest, ManifestChange, ManifestEntry};
+pub use manifest::{MANIFEST_PATH, Manifest, ManifestChange, ManifestEntry, ManifestError};
 pub use memory_sink::MemorySink;
 pub use object_sink::{BlockingFetcher, ObjectStoreSink};
 pub use sink::{ErrorKind, NoneSink, Sink, SinkError, SinkRole, WriteResult};

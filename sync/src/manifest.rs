@@ -70,19 +70,29 @@ impl Default for Manifest {
     }
 }
 
+/// Why a stored manifest cannot be used (the sink rebuilds it from the objects).
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// Not the JSON of a manifest.
+    #[error("manifest is not valid: {0}")]
+    NotValid(#[source] serde_json::Error),
+    /// Another format.
+    #[error("manifest format {0} is not {MANIFEST_FORMAT}")]
+    Format(u32),
+    /// Changed since it was written.
+    #[error("manifest digest does not match its entries")]
+    Digest,
+}
+
 impl Manifest {
     /// Parses and checks a stored manifest.
-    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let m: Self =
-            serde_json::from_slice(bytes).map_err(|e| format!("manifest is not valid: {e}"))?;
+    pub fn decode(bytes: &[u8]) -> Result<Self, ManifestError> {
+        let m: Self = serde_json::from_slice(bytes).map_err(ManifestError::NotValid)?;
         if m.format != MANIFEST_FORMAT {
-            return Err(format!(
-                "manifest format {} is not {MANIFEST_FORMAT}",
-                m.format
-            ));
+            return Err(ManifestError::Format(m.format));
         }
         if m.digest != m.entries_digest() {
-            return Err("manifest digest does not match its entries".into());
+            return Err(ManifestError::Digest);
         }
         Ok(m)
     }
@@ -140,11 +150,13 @@ mod tests {
         let tampered = String::from_utf8(bytes)
             .unwrap()
             .replace("\"bytes\": 3", "\"bytes\": 4");
-        assert!(
-            Manifest::decode(tampered.as_bytes())
-                .unwrap_err()
-                .contains("digest")
-        );
-        assert!(Manifest::decode(b"{}").unwrap_err().contains("not valid"));
+        assert!(matches!(
+            Manifest::decode(tampered.as_bytes()),
+            Err(ManifestError::Digest)
+        ));
+        assert!(matches!(
+            Manifest::decode(b"{}"),
+            Err(ManifestError::NotValid(_))
+        ));
     }
 }

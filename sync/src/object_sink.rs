@@ -140,7 +140,8 @@ impl ObjectStoreSink {
         match self.store.get(&self.location(MANIFEST_PATH)).await {
             Ok(got) => {
                 let bytes = got.bytes().await.map_err(classify)?;
-                Manifest::decode(&bytes).map_err(|e| SinkError::new(ErrorKind::Permanent, e))
+                Manifest::decode(&bytes)
+                    .map_err(|e| SinkError::new(ErrorKind::Permanent, e.to_string()))
             }
             Err(object_store::Error::NotFound { .. }) => Ok(Manifest::default()),
             Err(e) => Err(classify(e)),

@@ -513,7 +513,7 @@ impl Store {
                     .decode(&bytes)
                     .map_err(|reason| StoreError::SegmentUnavailable {
                         segment: info.id.clone(),
-                        reason,
+                        reason: reason.to_string(),
                     })?;
             out.memories.extend(
                 segment
