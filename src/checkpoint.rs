@@ -197,10 +197,14 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     use std::io::Write;
     let io = |e| CheckpointError::Io(path.to_path_buf(), e);
     let tmp = path.with_extension("ckpt.tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        // A failed write (a full disk) leaves nothing behind to pile up.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
+    }
     if let Some(dir) = path.parent() {
         std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
@@ -243,11 +247,15 @@ pub fn verify_file(path: &Path) -> Result<Contents, CheckpointError> {
 
 /// Every checkpoint entry of the store, oldest first.
 pub fn list(store: &Store) -> Result<Vec<Entry>, StoreError> {
-    let mut v: Vec<Entry> = store
-        .read(|r| r.all(KeyedTable::Checkpoints))?
-        .into_iter()
-        .map(|(_, e)| e)
-        .collect();
+    let mut v: Vec<Entry> = Vec::new();
+    for (_, entry) in store.read(|r| r.each(KeyedTable::Checkpoints))? {
+        match entry {
+            Ok(e) => v.push(e),
+            // Skipped, not fatal: one damaged entry must not stop checkpoints (the scrubber
+            // reports it and trips memory_corruption).
+            Err(e) => tracing::warn!(error = %e, "a checkpoint entry is corrupt; skipped"),
+        }
+    }
     v.sort_by_key(|e| (e.created_ms, e.id.clone()));
     Ok(v)
 }

@@ -155,3 +155,42 @@ fn checkpoint_restore_quarantines_the_store_and_restores_the_checkpoint() {
     assert_eq!(restored, state);
     assert_eq!(store.read(|r| r.memory_count()).unwrap(), memories);
 }
+
+/// One damaged checkpoint entry does not switch checkpoints off: it is skipped by the list,
+/// the next checkpoint and the thinning go on.
+#[test]
+fn a_corrupt_checkpoint_entry_is_skipped_and_checkpoints_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = athena_config::Config::default();
+    config.agent.data_dir = dir.path().to_path_buf();
+    let store = Store::open(dir.path(), &config.memory).unwrap();
+    backtest::run(&config, &store, 1, |_, _| {}).unwrap();
+    let hour = 3_600_000;
+    let first = checkpoint::create(&store, dir.path(), &config, 10 * hour).unwrap();
+    let second = checkpoint::create(&store, dir.path(), &config, 11 * hour).unwrap();
+    drop(store);
+    {
+        let db = redb::Database::open(dir.path().join(athena_storage::STORE_FILE)).unwrap();
+        let tx = db.begin_write().unwrap();
+        tx.open_table(athena_storage::tables::CHECKPOINTS)
+            .unwrap()
+            .insert(first.id.as_str(), b"not a record".as_slice())
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let store = Store::open(dir.path(), &config.memory).unwrap();
+    let ids = |s: &Store| -> Vec<String> {
+        checkpoint::list(s)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect()
+    };
+    assert_eq!(ids(&store), vec![second.id.clone()]);
+    let third = checkpoint::create(&store, dir.path(), &config, 12 * hour).unwrap();
+    assert_eq!(ids(&store), vec![second.id.clone(), third.id.clone()]);
+    // Past the hourly window the first of the day (the second checkpoint) is kept.
+    let removed = checkpoint::thin(&store, dir.path(), hour, 40 * hour).unwrap();
+    assert_eq!(removed, vec![third.id]);
+    assert_eq!(ids(&store), vec![second.id]);
+}

@@ -162,6 +162,45 @@ async fn a_corrupt_store_is_quarantined_and_the_newest_local_checkpoint_restored
     assert!(r.within_tolerance, "{r:?}");
 }
 
+/// A store stopped cleanly and damaged afterwards (a bad record, or pages redb panics on) is
+/// restored at the next start, not refused at every start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cleanly_stopped_store_that_is_damaged_is_quarantined_and_restored() {
+    for damage in ["record", "pages"] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), false);
+        let (id, before, _) = crashed_run(&config, false);
+        Store::open(dir.path(), &config.memory)
+            .unwrap()
+            .write(|w| w.set_meta_u64(CLEAN_SHUTDOWN_KEY, before.last_tick_ms))
+            .unwrap();
+        match damage {
+            "record" => corrupt_agent_record(dir.path()),
+            _ => {
+                let path = dir.path().join(STORE_FILE);
+                let mut bytes = std::fs::read(&path).unwrap();
+                for at in (8192..bytes.len()).step_by(6151) {
+                    bytes[at] ^= 0x5A;
+                }
+                std::fs::write(&path, bytes).unwrap();
+            }
+        }
+        let (store, rec) = start(&config).await;
+        assert!(
+            rec.cause.contains("damaged") || rec.cause.contains("does not open"),
+            "{damage}: {}",
+            rec.cause
+        );
+        assert_eq!(rec.restored_from, Some(Source::Local), "{damage}");
+        assert!(
+            rec.checkpoint.as_ref().unwrap().starts_with(&id),
+            "{damage}"
+        );
+        assert_eq!(quarantined_files(dir.path()).len(), 1, "{damage}");
+        assert_eq!(agent_state(&store), before, "{damage}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flipped_checkpoint_is_skipped_and_the_previous_valid_one_used() {
     let dir = tempfile::tempdir().unwrap();

@@ -115,11 +115,14 @@ impl Status {
     /// Publishes it to `dir/status.json` (written aside, then renamed: readers never see half).
     pub fn publish(&self, dir: &std::path::Path) -> std::io::Result<()> {
         let tmp = dir.join(format!("{STATUS_FILE}.tmp"));
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?,
-        )?;
-        std::fs::rename(tmp, dir.join(STATUS_FILE))
+        let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        let written =
+            std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, dir.join(STATUS_FILE)));
+        if written.is_err() {
+            // A full disk leaves no partial file behind.
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written
     }
 }
 

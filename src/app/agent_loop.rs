@@ -39,6 +39,8 @@ pub(super) struct Loop {
     pub outage: Option<Instant>,
     /// When the first tick of this session committed.
     pub first_commit: Arc<std::sync::OnceLock<Instant>>,
+    /// The agent time of the last committed tick (pruning ages memories on it).
+    pub agent_time: Arc<AtomicU64>,
 }
 
 /// How the loop ended.
@@ -135,6 +137,7 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
             }
         };
         l.clock.reached(report.at_ms);
+        l.agent_time.store(report.at_ms, Ordering::Relaxed);
         l.first_commit.get_or_init(Instant::now);
         if first_tick {
             first_tick = false;

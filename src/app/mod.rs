@@ -28,7 +28,7 @@ use athena_storage::Store;
 use athena_sync::WorkerSinks;
 use reopen::Unwritable;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 
 /// Meta key of the clean-shutdown marker: the agent time of the last clean stop, 0 while the
@@ -145,21 +145,19 @@ impl Session<'_> {
         &self,
         store: Arc<Store>,
         mut stop: watch::Receiver<bool>,
-    ) -> anyhow::Result<(Ended, std::time::Duration)> {
+    ) -> anyhow::Result<(Ended, Duration)> {
         let config = self.config;
-        let resume_at = store
-            .read(|r| {
-                r.get::<crate::agent::state::AgentState>(
-                    athena_storage::KeyedTable::Agent,
-                    crate::agent::state::STATE_KEY,
-                )
-            })?
-            .map_or(0, |a| a.last_tick_ms);
+        let (resume_at, memories) = match resume_point(&store) {
+            Ok(read) => read,
+            Err(e) if e.needs_reopen() => {
+                return Ok((Ended::Unwritable(Unwritable::now(&e)), Duration::ZERO));
+            }
+            Err(e) => return Err(e.into()),
+        };
         let clock = crate::clock::from_config(
             &config.agent,
             crate::clock::start_of_run(config, resume_at)?,
         );
-        let memories = store.read(|r| r.memory_count())?;
         tracing::info!(
             path = %store.path().display(),
             open_ms = store.open_report.micros / 1000,
@@ -173,7 +171,7 @@ impl Session<'_> {
             humantime::format_duration(config.memory.prune_interval)
         );
         if let Some(fault) = mark_running(&store).await? {
-            return Ok((Ended::Unwritable(fault), std::time::Duration::ZERO));
+            return Ok((Ended::Unwritable(fault), Duration::ZERO));
         }
 
         let (services_stop_tx, services_stop) = watch::channel(false);
@@ -192,6 +190,7 @@ impl Session<'_> {
             services_stop.clone(),
         ));
         let first_commit = Arc::new(std::sync::OnceLock::new());
+        let agent_time = Arc::new(std::sync::atomic::AtomicU64::new(resume_at));
         let mut agent = tokio::spawn(agent_loop::run(agent_loop::Loop {
             store: store.clone(),
             config: config.clone(),
@@ -202,16 +201,18 @@ impl Session<'_> {
             started: self.started,
             outage: self.outage,
             first_commit: first_commit.clone(),
+            agent_time: agent_time.clone(),
         }));
-        let pruning = tokio::spawn(services::pruning(
-            store.clone(),
-            clock.clone(),
-            config.memory.prune_interval,
-            services_stop.clone(),
+        let pruning = tokio::spawn(services::pruning(services::Pruning {
+            store: store.clone(),
+            clock: clock.clone(),
+            agent_time: agent_time.clone(),
+            interval: config.memory.prune_interval,
+            stop: services_stop.clone(),
             pruned,
-            findings_tx,
-            fault_tx,
-        ));
+            findings: findings_tx,
+            fault: fault_tx,
+        }));
         let now = clock.clone();
         let worker = athena_sync::Worker::new(
             store.clone(),
@@ -252,9 +253,7 @@ impl Session<'_> {
             }
             (agent_loop::End::Stopped, None) => None,
         };
-        let healthy_for = first_commit
-            .get()
-            .map_or(std::time::Duration::ZERO, Instant::elapsed);
+        let healthy_for = first_commit.get().map_or(Duration::ZERO, Instant::elapsed);
         if let Some(f) = failure {
             // Nothing more is written: no checkpoint, no marker. The worker stops at once (its
             // drain fails on the same store) and every handle on the store is released.
@@ -286,12 +285,7 @@ impl Session<'_> {
         sync_stop.send(true).ok();
         // The worker drains for at most the deadline itself; allow it that plus a margin.
         let deadline = config.recovery.shutdown_deadline;
-        services::join(
-            "sync worker",
-            sync,
-            deadline + std::time::Duration::from_secs(5),
-        )
-        .await;
+        services::join("sync worker", sync, deadline + Duration::from_secs(5)).await;
         let marker = store.clone();
         tokio::task::spawn_blocking(move || {
             marker.write(|w| w.set_meta_u64(CLEAN_SHUTDOWN_KEY, clock_at_stop.max(1)))
@@ -300,6 +294,17 @@ impl Session<'_> {
         println!("athena: stopped cleanly");
         Ok(())
     }
+}
+
+/// The agent time the store's run reached (0: none yet) and its memory count.
+fn resume_point(store: &Store) -> Result<(u64, u64), athena_storage::StoreError> {
+    store.read(|r| {
+        let agent: Option<crate::agent::state::AgentState> = r.get(
+            athena_storage::KeyedTable::Agent,
+            crate::agent::state::STATE_KEY,
+        )?;
+        Ok((agent.map_or(0, |a| a.last_tick_ms), r.memory_count()?))
+    })
 }
 
 /// Clears the clean-shutdown marker: from here on a stop that does not finish in order is a

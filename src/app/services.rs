@@ -10,25 +10,50 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-/// Prunes memory every `interval` of agent time until told to stop. A corrupt record is
-/// skipped by the pass and sent to `findings` (the agent loop trips memory_corruption once for
-/// it); a store that cannot be written ends the service and is reported on `fault`.
-pub(super) async fn pruning(
-    store: Arc<Store>,
-    clock: Arc<dyn Clock>,
-    interval: Duration,
-    mut stop: watch::Receiver<bool>,
-    pruned: Arc<AtomicU64>,
-    findings: mpsc::UnboundedSender<CorruptRecord>,
-    fault: watch::Sender<Option<Unwritable>>,
-) {
+/// What the pruning service needs.
+pub(super) struct Pruning {
+    pub store: Arc<Store>,
+    pub clock: Arc<dyn Clock>,
+    /// The agent time of the last committed tick (0: none yet).
+    pub agent_time: Arc<AtomicU64>,
+    /// Agent time between two passes.
+    pub interval: Duration,
+    pub stop: watch::Receiver<bool>,
+    /// Memories removed so far (the status line shows it).
+    pub pruned: Arc<AtomicU64>,
+    /// Corrupt records a pass skipped.
+    pub findings: mpsc::UnboundedSender<CorruptRecord>,
+    /// Set when the store cannot be written.
+    pub fault: watch::Sender<Option<Unwritable>>,
+}
+
+/// Prunes memory every `interval` of agent time, at the agent's time (the last committed
+/// tick), until told to stop. A corrupt record is skipped by the pass and sent to `findings`
+/// (the agent loop trips memory_corruption once for it); a store that cannot be written ends
+/// the service and is reported on `fault`.
+pub(super) async fn pruning(p: Pruning) {
+    let Pruning {
+        store,
+        clock,
+        agent_time,
+        interval,
+        mut stop,
+        pruned,
+        findings,
+        fault,
+    } = p;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(clock.wall_duration(interval)) => {}
             _ = stop.changed() => return,
         }
         let store = store.clone();
-        let now = clock.now_ms();
+        // Memories age on the agent's time: the last committed tick, not a clock the agent
+        // may lag behind (at a high time scale it would prune what it just learned).
+        let now = match agent_time.load(Ordering::Relaxed) {
+            0 => clock.now_ms(),
+            at => at,
+        };
         match tokio::task::spawn_blocking(move || store.prune(now)).await {
             Ok(Ok(report)) => {
                 // The agent's status line shows the running total; the details go to the log.

@@ -214,7 +214,17 @@ async fn ladder(
         restore_into(config, plan, &mut rec, &mut steps, &|_, _| {}).await?;
     } else {
         let cfg = config.clone();
-        let opened = tokio::task::spawn_blocking(move || crate::app::open_store(&cfg)).await?;
+        let opened = match tokio::task::spawn_blocking(move || crate::app::open_store(&cfg)).await {
+            Ok(opened) => opened,
+            // redb panics on some damaged files instead of returning an error: the file is
+            // at fault, so it takes the corrupt-store rung.
+            Err(e) if e.is_panic() => Err(StoreError::Corrupt {
+                table: "(file)",
+                key: STORE_FILE.into(),
+                reason: "redb panicked opening it".into(),
+            }),
+            Err(e) => return Err(e.into()),
+        };
         match opened {
             Ok(store) => {
                 let report = store.open_report;
@@ -227,20 +237,25 @@ async fn ladder(
                     },
                 );
                 let marker = store.read(|r| r.meta_u64(CLEAN_SHUTDOWN_KEY))?;
-                if marker != Some(0) {
-                    // A new store, a clean stop, or a store no `athena run` has used.
-                    return Ok((store, None));
-                }
-                rec.cause = reopen_cause.clone().unwrap_or_else(|| {
-                    "crash: the previous process did not shut down cleanly (no clean-shutdown \
-                     marker)"
-                        .into()
-                });
-                let bad = match verify_resume_records(&store) {
+                // The records the agent resumes from are read on every start (a clean stop
+                // does not protect them from the disk), so a damaged one is restored, never a
+                // start that fails again and again.
+                let bad = match verify_unwinding(&store) {
                     Ok(bad) => bad,
                     // An I/O failure says nothing about the records: retry, never quarantine.
                     Err(e) if e.needs_reopen() => return Err(e.into()),
                     Err(e) => vec![format!("the store cannot be read: {e}")],
+                };
+                if marker != Some(0) && bad.is_empty() {
+                    // A new store, a clean stop, or a store no `athena run` has used.
+                    return Ok((store, None));
+                }
+                rec.cause = match (&reopen_cause, marker) {
+                    (Some(cause), _) => cause.clone(),
+                    (None, Some(0)) => "crash: the previous process did not shut down cleanly \
+                                        (no clean-shutdown marker)"
+                        .into(),
+                    (None, _) => "the store was stopped cleanly but is damaged".into(),
                 };
                 if bad.is_empty() {
                     steps.done(
@@ -282,6 +297,20 @@ async fn ladder(
     })
     .await??;
     Ok((store, Some(rec)))
+}
+
+/// [`verify_resume_records`], where a panic inside redb (it panics on some damaged pages
+/// instead of returning an error) counts as a record that fails.
+fn verify_unwinding(store: &Store) -> Result<Vec<String>, StoreError> {
+    let read = std::panic::AssertUnwindSafe(|| verify_resume_records(store));
+    std::panic::catch_unwind(read).unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        Ok(vec![format!("redb cannot read a page: {why}")])
+    })
 }
 
 /// Reads every record the agent resumes from; returns the ones that fail, named (an `Err` only

@@ -610,6 +610,22 @@ impl ReadTx<'_> {
         Ok(out)
     }
 
+    /// Every record of a string-keyed table, in key order, each decoded on its own: a corrupt
+    /// record is its own `Err` (naming it), never a reason to lose the others.
+    pub fn each<T: DeserializeOwned>(&self, table: KeyedTable) -> Result<Vec<(String, Result<T>)>> {
+        let t = self.tx.open_table(table.def())?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let value = self
+                .codec
+                .decode(v.value())
+                .map_err(|r| corrupt(table.name(), k.value(), r));
+            out.push((k.value().to_string(), value));
+        }
+        Ok(out)
+    }
+
     /// Entries of a sequence table with seq > `after`, at most `limit`, in order.
     pub fn seq_after<T: DeserializeOwned>(
         &self,
