@@ -597,17 +597,10 @@ impl ReadTx<'_> {
 
     /// Every record of a string-keyed table, in key order.
     pub fn all<T: DeserializeOwned>(&self, table: KeyedTable) -> Result<Vec<(String, T)>> {
-        let t = self.tx.open_table(table.def())?;
-        let mut out = Vec::new();
-        for row in t.iter()? {
-            let (k, v) = row?;
-            let value = self
-                .codec
-                .decode(v.value())
-                .map_err(|r| corrupt(table.name(), k.value(), r))?;
-            out.push((k.value().to_string(), value));
-        }
-        Ok(out)
+        self.each(table)?
+            .into_iter()
+            .map(|(k, v)| v.map(|v| (k, v)))
+            .collect()
     }
 
     /// Every record of a string-keyed table, in key order, each decoded on its own: a corrupt
