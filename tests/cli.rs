@@ -4,7 +4,8 @@ use athena_storage::{Category, Memory, MemoryType, Metadata, Source, Store};
 use std::path::Path;
 use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_athena");
+mod support;
+use support::{BIN, Tmpfs};
 /// November 2023: in the past for the wall clock the CLI uses.
 const T0: u64 = 1_700_000_000_000;
 
@@ -961,28 +962,6 @@ fn sync_verify_finds_a_checkpoint_object_lost_from_the_bucket() {
             && err.contains("missing or unreadable"),
         "{err}"
     );
-}
-
-/// A tmpfs mounted for one test, unmounted when dropped (even when the test fails).
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, megabytes: u64) -> Self {
-        std::fs::create_dir_all(at).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
-            .arg(at)
-            .status()
-            .expect("run mount");
-        assert!(ok.success(), "mount -t tmpfs needs root (CAP_SYS_ADMIN)");
-        Self(at.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
 }
 
 #[test]

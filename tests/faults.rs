@@ -11,51 +11,6 @@ use support::*;
 
 const LONG: Duration = Duration::from_secs(180);
 
-/// A tmpfs of `size` mounted at `dir`, unmounted when dropped (the tests run as root, as CI
-/// does; a machine where mounting is refused fails the test with the reason).
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Self {
-        std::fs::create_dir_all(dir).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "cannot mount a tmpfs for the full-disk test (needs root): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Self(dir.to_path_buf())
-    }
-
-    /// Writes a file until the file system is full; returns its path.
-    fn fill(&self) -> PathBuf {
-        use std::io::Write;
-        let path = self.0.join("filler");
-        let mut f = std::fs::File::create(&path).unwrap();
-        let chunk = vec![0u8; 1 << 20];
-        loop {
-            match f.write_all(&chunk) {
-                Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(28) => break,
-                Err(e) => panic!("filling the tmpfs: {e}"),
-            }
-        }
-        // What a partial write left fits; nothing more does.
-        let _ = f.sync_all();
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 /// Polls `athena status --json` until a running agent publishes a status that is not stale
 /// with a last tick at or past `at_least`; returns that tick.
 fn wait_live_tick(data: &str, at_least: u64) -> u64 {
@@ -101,7 +56,7 @@ fn count(log: &Path, needle: &str) -> usize {
 #[test]
 fn a_full_disk_stops_execution_and_the_agent_resumes_when_space_returns() {
     let dir = tempfile::tempdir().unwrap();
-    let fs = Tmpfs::mount(&dir.path().join("fs"), "48m");
+    let fs = Tmpfs::mount(&dir.path().join("fs"), 48);
     let data = fs.0.join("data");
     let data = data.to_str().unwrap();
     let log = dir.path().join("run.log");
@@ -161,7 +116,7 @@ fn a_full_disk_stops_execution_and_the_agent_resumes_when_space_returns() {
 #[test]
 fn a_disk_that_stays_full_ends_the_process_after_the_deadline() {
     let dir = tempfile::tempdir().unwrap();
-    let fs = Tmpfs::mount(&dir.path().join("fs"), "32m");
+    let fs = Tmpfs::mount(&dir.path().join("fs"), 32);
     let data = fs.0.join("data");
     let data = data.to_str().unwrap();
     let log = dir.path().join("run.log");
