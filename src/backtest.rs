@@ -204,7 +204,9 @@ pub fn decisions(
         .into_iter()
         .filter_map(|(_, rec)| match rec {
             JournalRecord::Decision(d) => Some(d),
-            JournalRecord::Risk(_) | JournalRecord::Rejected(_) => None,
+            JournalRecord::Risk(_) | JournalRecord::Rejected(_) | JournalRecord::Operator(_) => {
+                None
+            }
         })
         .collect())
 }

@@ -24,6 +24,43 @@ pub enum JournalRecord {
     Decision(DecisionRecord),
     /// A pool snapshot the agent loop refused for one tick (bad data).
     Rejected(RejectedRecord),
+    /// An operator's maintenance command applied by a running agent (checkpoint, sync flush,
+    /// prune); the risk controls are journaled by the risk engine.
+    Operator(OperatorRecord),
+}
+
+/// An operator's maintenance command and what came of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperatorRecord {
+    /// Agent time.
+    pub at_ms: u64,
+    /// What was asked.
+    pub operation: Operation,
+    /// What came of it.
+    pub outcome: String,
+}
+
+/// An operator's maintenance command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// A checkpoint now.
+    Checkpoint,
+    /// A sync pass now.
+    SyncFlush,
+    /// A pruning pass now.
+    Prune,
+}
+
+impl Operation {
+    /// snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Checkpoint => "checkpoint",
+            Self::SyncFlush => "sync_flush",
+            Self::Prune => "prune",
+        }
+    }
 }
 
 /// A pool left out of one tick because its snapshot cannot be used.
@@ -90,7 +127,8 @@ pub enum EntryKind {
     /// Something the risk engine did by itself: trips, re-arms, state changes, holds,
     /// expiries, recoveries.
     Risk,
-    /// An operator control: stop, resume, reset, override, exit-all.
+    /// An operator control: stop, resume, reset, override, exit-all, and the maintenance
+    /// commands a running agent applies (checkpoint, sync flush, prune).
     Control,
     /// A pool snapshot left out of its tick as bad data.
     Data,
@@ -128,6 +166,7 @@ impl JournalRecord {
         match self {
             Self::Decision(_) => EntryKind::Decision,
             Self::Rejected(_) => EntryKind::Data,
+            Self::Operator(_) => EntryKind::Control,
             Self::Risk(j) => match j.event {
                 RiskEvent::Stop { .. }
                 | RiskEvent::Resume { .. }
@@ -145,6 +184,7 @@ impl JournalRecord {
             Self::Decision(d) => d.at_ms,
             Self::Rejected(r) => r.at_ms,
             Self::Risk(j) => j.at_ms,
+            Self::Operator(o) => o.at_ms,
         }
     }
 
@@ -154,7 +194,7 @@ impl JournalRecord {
         let d = match self {
             Self::Decision(d) => d,
             Self::Rejected(r) => return Some(&r.snapshot.pool),
-            Self::Risk(_) => return None,
+            Self::Risk(_) | Self::Operator(_) => return None,
         };
         match &d.intent {
             Intent::Open { pool } | Intent::Rebalance { to: pool, .. } => Some(pool),
@@ -173,6 +213,7 @@ impl JournalRecord {
                 r.snapshot.pool, r.tick, r.snapshot.problem
             ),
             Self::Risk(j) => risk_summary(&j.event),
+            Self::Operator(o) => format!("operator {}: {}", o.operation.as_str(), o.outcome),
         }
     }
 }

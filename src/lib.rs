@@ -4,12 +4,15 @@
 //! Dependency direction: `athena` → `athena-storage` → `athena-config`.
 
 pub mod agent;
+pub mod api;
 pub mod app;
 pub mod backtest;
 pub mod checkpoint;
 pub mod cli;
 pub mod clock;
+pub mod control;
 pub mod journal;
+pub mod live;
 pub mod market;
 pub mod recovery;
 pub mod risk;

@@ -15,7 +15,7 @@ use crate::market::sim::{GAS_UNITS_CLAIM, GAS_UNITS_ENTRY};
 use crate::market::{MarketError, MarketSource, MarketTick, PoolSnapshot};
 use crate::risk::{
     self, Decision, MarketView, Observation, PoolInfo, Proposal, ProposalKind, RiskEngine,
-    RiskJournal, RiskState, TradingState,
+    RiskJournal, RiskState, TradingState, controls::Refused, gas::GasDecision, score::RiskScore,
 };
 use athena_config::Config;
 use athena_storage::{KeyedTable, Memory, OutboxOp, SeqTable, Store, StoreError};
@@ -161,6 +161,8 @@ pub struct Agent {
     /// The risk engine's state.
     pub risk: RiskState,
     tick_ms: u64,
+    /// The last committed tick's market (its screened pools, gas and ETH price).
+    last_market: Option<MarketTick>,
 }
 
 impl Agent {
@@ -199,6 +201,7 @@ impl Agent {
             state,
             risk,
             tick_ms: config.agent.tick_interval.as_millis() as u64,
+            last_market: None,
         })
     }
 
@@ -288,47 +291,53 @@ impl Agent {
         let mut decisions = Vec::new();
         let mut ledger: Vec<LedgerEntry> = Vec::new();
         let mut closed: Vec<String> = Vec::new();
-        if !observing {
-            let reduce = self.risk.computed_state(now) == TradingState::ReduceOnly;
-            let intents = strategy::decide(&self.config.strategy, &self.state, &tick, reduce);
-            for intent in intents {
-                let (record, fills) = self.decide_one(&tick, intent);
-                strategy::guard_after_close(&mut self.state, &record.intent, &fills, now);
-                self.state.totals.decisions += 1;
-                if let Decision::Reject { rule, .. } = &record.decision {
-                    *self
-                        .state
-                        .totals
-                        .rejections
-                        .entry(rule.as_str().to_string())
-                        .or_default() += 1;
+        let intents = match &self.state.exit_all {
+            Some(reason) => exit_all_intents(&self.state, reason),
+            None if observing => Vec::new(),
+            None => {
+                let reduce = self.risk.computed_state(now) == TradingState::ReduceOnly;
+                strategy::decide(&self.config.strategy, &self.state, &tick, reduce)
+            }
+        };
+        for intent in intents {
+            let (record, fills) = self.decide_one(&tick, intent);
+            strategy::guard_after_close(&mut self.state, &record.intent, &fills, now);
+            self.state.totals.decisions += 1;
+            if let Decision::Reject { rule, .. } = &record.decision {
+                *self
+                    .state
+                    .totals
+                    .rejections
+                    .entry(rule.as_str().to_string())
+                    .or_default() += 1;
+            }
+            for f in &fills {
+                if f.action == "close" {
+                    closed.push(f.position.clone());
                 }
-                for f in &fills {
-                    if f.action == "close" {
-                        closed.push(f.position.clone());
-                    }
-                    if f.slippage_pct > 0.0 {
-                        risk_journal.extend(self.engine.record(
-                            &mut self.risk,
-                            Observation::TradeSlippage {
-                                at_ms: now,
-                                pct: f.slippage_pct,
-                            },
-                        ));
-                    }
+                if f.slippage_pct > 0.0 {
                     risk_journal.extend(self.engine.record(
                         &mut self.risk,
-                        Observation::GasSpent {
+                        Observation::TradeSlippage {
                             at_ms: now,
-                            usd: f.gas_usd,
+                            pct: f.slippage_pct,
                         },
                     ));
                 }
-                ledger.extend(fills);
-                decisions.push(record);
+                risk_journal.extend(self.engine.record(
+                    &mut self.risk,
+                    Observation::GasSpent {
+                        at_ms: now,
+                        usd: f.gas_usd,
+                    },
+                ));
             }
+            ledger.extend(fills);
+            decisions.push(record);
         }
-
+        if self.state.positions.is_empty() {
+            self.state.exit_all = None;
+        }
         let decide_micros = decide_started.elapsed().as_micros() as u64;
         // Learn from outcomes and entries.
         let mut pattern_updates: Vec<(String, Memory)> = Vec::new();
@@ -416,8 +425,10 @@ impl Agent {
             risk::persist::save(w, &self.risk, &risk_journal, now)?;
             Ok(())
         })?;
+        let index = tick.index;
+        self.last_market = Some(tick);
         Ok(TickReport {
-            tick: tick.index,
+            tick: index,
             at_ms: now,
             observing,
             decisions: decisions.len(),
@@ -428,6 +439,83 @@ impl Agent {
             risk_events: risk_journal,
             decide_micros,
         })
+    }
+
+    /// Applies an operator control to the risk state and commits it with its journal entries
+    /// in one transaction; the agent in memory changes only when the commit succeeds. A
+    /// refused control (bad input) changes nothing and writes nothing.
+    pub fn control(
+        &mut self,
+        store: &Store,
+        now_ms: u64,
+        control: impl FnOnce(&RiskEngine, &mut RiskState) -> Result<Vec<RiskJournal>, Refused>,
+    ) -> Result<Result<Vec<RiskJournal>, Refused>, StoreError> {
+        let mut risk = self.risk.clone();
+        let journal = match control(&self.engine, &mut risk) {
+            Ok(j) => j,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        store.write(|w| risk::persist::save(w, &risk, &journal, now_ms))?;
+        self.risk = risk;
+        Ok(Ok(journal))
+    }
+
+    /// The last committed tick's market, if a tick ran in this process.
+    pub fn last_market(&self) -> Option<&MarketTick> {
+        self.last_market.as_ref()
+    }
+
+    /// The portfolio's risk score now, under the limits in force.
+    pub fn risk_score(&self) -> RiskScore {
+        let at = self.state.last_tick_ms;
+        self.engine.score(&self.risk, &self.state.portfolio(), at)
+    }
+
+    /// Gas protection's verdict on an entry at the last tick's gas price.
+    pub fn gas_verdict(&self) -> Option<GasDecision> {
+        let m = self.last_market.as_ref()?;
+        let view = MarketView {
+            now_ms: m.at_ms,
+            gas_gwei: m.gas_gwei,
+        };
+        let entry_usd = m.gas_usd(GAS_UNITS_ENTRY);
+        Some(self.engine.gas_check(&self.risk, &view, Some(entry_usd)))
+    }
+
+    /// Exit-all: journals it, halts trading (an operator stop, so nothing is entered again
+    /// until a resume) and marks every position to be closed at the next tick, in one
+    /// transaction. Refused without `confirm` or a reason.
+    pub fn exit_all(
+        &mut self,
+        store: &Store,
+        now_ms: u64,
+        confirm: bool,
+        reason: &str,
+    ) -> Result<Result<Vec<RiskJournal>, Refused>, StoreError> {
+        let portfolio = self.state.portfolio();
+        let mut risk = self.risk.clone();
+        let mut journal = match self.engine.exit_all(&portfolio, confirm, reason, now_ms) {
+            Ok((_, journal)) => journal,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let stop = self
+            .engine
+            .stop(&mut risk, &format!("exit-all: {}", reason.trim()), now_ms);
+        journal.extend(stop.expect("the reason was accepted by exit-all"));
+        let mut state = self.state.clone();
+        state.exit_all = (!state.positions.is_empty()).then(|| reason.trim().to_string());
+        store.write(|w| {
+            w.put(KeyedTable::Agent, STATE_KEY, &state)?;
+            risk::persist::save(w, &risk, &journal, now_ms)
+        })?;
+        self.risk = risk;
+        self.state = state;
+        Ok(Ok(journal))
+    }
+
+    /// Whether an exit-all waits for the next tick.
+    pub fn exit_all_pending(&self) -> bool {
+        self.state.exit_all.is_some()
     }
 
     /// Assesses one intent and executes it if allowed.
@@ -546,6 +634,19 @@ impl Agent {
         };
         (record, fills)
     }
+}
+
+/// A close for every position, for an operator's exit-all.
+fn exit_all_intents(state: &AgentState, reason: &str) -> Vec<Intent> {
+    state
+        .positions
+        .iter()
+        .map(|p| Intent::Close {
+            position: p.id.clone(),
+            reason: format!("operator exit-all: {reason}"),
+            protection: None,
+        })
+        .collect()
 }
 
 /// Screens `tick` for bad data (SPEC.md §1): a bad gas or ETH price fails it; every pool whose

@@ -132,6 +132,10 @@ pub struct AgentState {
     /// Pools closed for protection, not to be re-entered yet, by pool.
     #[serde(default)]
     pub reentry_guards: BTreeMap<String, ReentryGuard>,
+    /// An operator's exit-all in progress (its reason): every position is closed at the next
+    /// tick, and it stays set until none is left.
+    #[serde(default)]
+    pub exit_all: Option<String>,
 }
 
 /// Why a position was closed for protection: what must stop holding before its pool is
@@ -180,6 +184,7 @@ impl AgentState {
             last_tick_ms: 0,
             pool_patterns: BTreeMap::new(),
             reentry_guards: BTreeMap::new(),
+            exit_all: None,
         }
     }
 

@@ -8,9 +8,12 @@
 //! ends the session when the store cannot be written (see [`super::reopen`]), and otherwise
 //! reloads the agent from the store before it tries again one tick later.
 
+use super::commands;
 use super::reopen::Unwritable;
 use crate::agent::{Agent, AgentError};
 use crate::clock::Clock;
+use crate::control::{Queue, Request};
+use crate::live::{EquityPoint, Shared};
 use athena_config::Config;
 use athena_storage::{CorruptRecord, Store};
 use std::collections::HashSet;
@@ -41,6 +44,12 @@ pub(super) struct Loop {
     pub first_commit: Arc<std::sync::OnceLock<Instant>>,
     /// The agent time of the last committed tick (pruning ages memories on it).
     pub agent_time: Arc<AtomicU64>,
+    /// What the API reads: the view published after each commit.
+    pub shared: Arc<Shared>,
+    /// The operator command queue; the loop holds it while it runs.
+    pub queue: Arc<tokio::sync::Mutex<Queue>>,
+    /// Test fault hook: the loop stops ticking after this many ticks (a stuck loop).
+    pub stall_after: Option<u64>,
 }
 
 /// How the loop ended.
@@ -77,14 +86,31 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
     let mut publish_error: Option<String> = None;
     let mut last_status = 0u64;
     let mut first_tick = true;
+    let mut ticks_run = 0u64;
+    let queue = l.queue.clone();
+    let mut queue = queue.lock_owned().await;
+    l.shared.publish(&agent);
     loop {
         let due = agent.state.started_ms + agent.state.next_tick * tick_ms;
         let now = l.clock.now_ms();
-        if now < due {
+        if l.stall_after.is_some_and(|n| ticks_run >= n) {
+            // The fault hook: a loop that never ticks again (its heartbeat ages).
+            let _ = l.stop.changed().await;
+            return Ok(End::Stopped);
+        }
+        // An exit-all does not wait for the tick's time: its tick runs at once.
+        if now < due && !agent.exit_all_pending() {
             let wait = l.clock.wall_duration(Duration::from_millis(due - now));
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = l.stop.changed() => return Ok(End::Stopped),
+                Some(request) = queue.recv() => {
+                    agent = match command(agent, request, &l, &mut reported).await {
+                        Ok(a) => a,
+                        Err(end) => return Ok(end),
+                    };
+                    continue;
+                }
                 Some(bad) = l.findings.recv() => {
                     agent = match report_corruption(agent, &l.store, bad, &mut reported).await {
                         Ok(a) => a,
@@ -97,7 +123,14 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
         if *l.stop.borrow() {
             return Ok(End::Stopped);
         }
-        // Catching up leaves no time to sleep: take the findings between ticks too.
+        // Catching up leaves no time to sleep: take the commands and findings between ticks
+        // too. A command is applied before the tick, so a stop is in force for it.
+        while let Ok(request) = queue.try_recv() {
+            agent = match command(agent, request, &l, &mut reported).await {
+                Ok(a) => a,
+                Err(end) => return Ok(end),
+            };
+        }
         while let Ok(bad) = l.findings.try_recv() {
             agent = match report_corruption(agent, &l.store, bad, &mut reported).await {
                 Ok(a) => a,
@@ -105,11 +138,13 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
             };
         }
         let st = l.store.clone();
+        let tick_started = Instant::now();
         let (back, result) = tokio::task::spawn_blocking(move || {
             let r = agent.tick(&st);
             (agent, r)
         })
         .await?;
+        let tick_micros = tick_started.elapsed().as_micros() as u64;
         agent = back;
         let report = match result {
             Ok(r) => r,
@@ -136,8 +171,16 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
                 continue;
             }
         };
+        ticks_run += 1;
         l.clock.reached(report.at_ms);
         l.agent_time.store(report.at_ms, Ordering::Relaxed);
+        let point = EquityPoint {
+            tick: report.tick,
+            at_ms: report.at_ms,
+            equity_usd: report.equity_usd,
+        };
+        l.shared.record_tick(point, tick_micros);
+        l.shared.publish(&agent);
         l.first_commit.get_or_init(Instant::now);
         if first_tick {
             first_tick = false;
@@ -167,6 +210,35 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
             print_status_line(status_line(&agent, &report), &l).await?;
         }
     }
+}
+
+/// Applies an operator command and publishes the agent; a store that needs a reopen ends the
+/// session, and corrupt records a pruning pass skipped are reported.
+async fn command(
+    agent: Agent,
+    request: Request,
+    l: &Loop,
+    reported: &mut HashSet<(String, String)>,
+) -> Result<Agent, End> {
+    let cx = commands::Context {
+        store: &l.store,
+        config: &l.config,
+        shared: &l.shared,
+        now_ms: l.clock.now_ms(),
+    };
+    let out = commands::apply(agent, request, cx).await;
+    if let Some(e) = out.store_failed {
+        return Err(End::Unwritable(Unwritable::now(&e)));
+    }
+    let mut agent = out.agent;
+    for bad in out.corrupt {
+        agent = match report_corruption(agent, &l.store, bad, reported).await {
+            Ok(a) => a,
+            Err(e) => return Err(ended_by(e).unwrap_or_else(End::Failed)),
+        };
+    }
+    l.shared.publish(&agent);
+    Ok(agent)
 }
 
 /// Opens the agent from what the store holds.

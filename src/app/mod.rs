@@ -18,6 +18,7 @@
 //! Store calls run on `spawn_blocking` (no blocking redb call on an async worker thread).
 
 mod agent_loop;
+mod commands;
 pub mod reopen;
 mod services;
 pub mod signals;
@@ -29,7 +30,7 @@ use athena_sync::WorkerSinks;
 use reopen::Unwritable;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 /// Meta key of the clean-shutdown marker: the agent time of the last clean stop, 0 while the
 /// process runs (a 0 found at start means the previous process crashed).
@@ -50,16 +51,39 @@ enum Ended {
 pub async fn run(
     config: Config,
     restore_from: Option<crate::recovery::sources::Source>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let now = || crate::clock::SystemClock.now_ms();
     // The stop signals are handled from here on: a stop during the ladder is a clean one.
     println!(
         "athena: starting (pid {}); opening the store in {}",
         std::process::id(),
         config.agent.data_dir.display()
     );
+    let (commands, queue) = crate::control::queue();
+    let shared = crate::live::Shared::new(commands);
+    let queue = Arc::new(tokio::sync::Mutex::new(queue));
+    // Up before the ladder: an operator sees the start (and a bad bind fails before the
+    // store is touched).
+    let api = crate::api::start(&config, shared.clone(), stop.clone()).await?;
+    let result = run_sessions(&config, restore_from, stop, &shared, &queue, started).await;
+    if let Some(api) = api {
+        api.stop().await;
+    }
+    result
+}
+
+/// The recovery ladder, then sessions until a stop.
+async fn run_sessions(
+    config: &Config,
+    restore_from: Option<crate::recovery::sources::Source>,
+    mut stop: watch::Receiver<bool>,
+    shared: &Arc<crate::live::Shared>,
+    queue: &Arc<tokio::sync::Mutex<crate::control::Queue>>,
+    started: Instant,
+) -> anyhow::Result<()> {
+    let config = config.clone();
+    let now = || crate::clock::SystemClock.now_ms();
     let mut fault: Option<Unwritable> = None;
     let (mut store, mut recovery) = match crate::recovery::start(&config, restore_from, now()).await
     {
@@ -92,6 +116,8 @@ pub async fn run(
             sinks: &sinks,
             started,
             outage: fault.as_ref().map(|f| f.since),
+            shared,
+            queue,
         };
         let (ended, healthy_for) = session.run(Arc::new(store), stop.clone()).await?;
         match ended {
@@ -136,6 +162,10 @@ struct Session<'a> {
     started: Instant,
     /// When the store outage this session resumes from began, if it does.
     outage: Option<Instant>,
+    /// What the API reads.
+    shared: &'a Arc<crate::live::Shared>,
+    /// The operator command queue.
+    queue: &'a Arc<tokio::sync::Mutex<crate::control::Queue>>,
 }
 
 impl Session<'_> {
@@ -202,7 +232,11 @@ impl Session<'_> {
             outage: self.outage,
             first_commit: first_commit.clone(),
             agent_time: agent_time.clone(),
+            shared: self.shared.clone(),
+            queue: self.queue.clone(),
+            stall_after: stall_after_hook(),
         }));
+        self.shared.set_store(Some(store.clone()));
         let pruning = tokio::spawn(services::pruning(services::Pruning {
             store: store.clone(),
             clock: clock.clone(),
@@ -223,7 +257,7 @@ impl Session<'_> {
             Arc::new(move || now.now_ms()),
         );
         let deadline = config.recovery.shutdown_deadline;
-        let sync = tokio::spawn(worker.run(sync_stop, Arc::new(Notify::new()), deadline));
+        let sync = tokio::spawn(worker.run(sync_stop, self.shared.flush.clone(), deadline));
 
         let ended = tokio::select! {
             _ = stop.changed() => None,
@@ -262,6 +296,7 @@ impl Session<'_> {
             // The last status is no longer live; removing a file works on a full disk.
             let status = config.agent.data_dir.join(crate::agent::STATUS_FILE);
             std::fs::remove_file(status).ok();
+            self.shared.set_store(None);
             drop(store);
             return Ok((Ended::Unwritable(f), healthy_for));
         }
@@ -294,6 +329,15 @@ impl Session<'_> {
         println!("athena: stopped cleanly");
         Ok(())
     }
+}
+
+/// The test fault hook `ATHENA_FAULT_STALL_AFTER_TICKS=N`: the agent loop stops ticking
+/// after N ticks of a session (a stuck loop, for the heartbeat's health check).
+fn stall_after_hook() -> Option<u64> {
+    let n = std::env::var("ATHENA_FAULT_STALL_AFTER_TICKS").ok()?;
+    let n = n.parse().ok()?;
+    println!("athena: fault hook: the agent loop stalls after {n} ticks");
+    Some(n)
 }
 
 /// The agent time the store's run reached (0: none yet) and its memory count.

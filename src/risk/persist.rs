@@ -71,7 +71,9 @@ pub fn journal(store: &Store) -> Result<Vec<(u64, RiskJournal)>> {
         .into_iter()
         .filter_map(|(seq, rec)| match rec {
             JournalRecord::Risk(j) => Some((seq, j)),
-            JournalRecord::Decision(_) | JournalRecord::Rejected(_) => None,
+            JournalRecord::Decision(_)
+            | JournalRecord::Rejected(_)
+            | JournalRecord::Operator(_) => None,
         })
         .collect())
 }

@@ -1,0 +1,347 @@
+//! The HTTP API (axum) of a running agent: read endpoints open on loopback, mutating ones
+//! behind the admin bearer token and turned into commands on the agent loop's queue, a live
+//! stream, Prometheus metrics, health, and the OpenAPI document generated from the handlers
+//! (`/openapi.json`).
+//!
+//! Every error is JSON of one shape ([`error`]); bodies are bounded by `api.max_body_bytes`;
+//! a request that takes longer than [`REQUEST_TIMEOUT`] is answered 503. Binding to an address
+//! that is not loopback without a token is refused at start. Requests from a non-loopback
+//! peer need the token for reads too.
+
+pub mod auth;
+pub mod error;
+mod read;
+pub mod runtime;
+mod stream;
+mod write;
+
+pub use read::{JournalEntry, Performance, RiskStatus, journal_entries};
+
+use crate::live::Shared;
+use athena_config::Config;
+use auth::{Guard, Token};
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use error::ApiError;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use utoipa::OpenApi;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+/// The longest a request may take (an operator command waits for the tick in progress and
+/// its own commit, at most [`crate::control::ANSWER_TIMEOUT`]).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// What every handler sees.
+#[derive(Clone)]
+pub struct ApiState {
+    /// What the agent shares.
+    pub shared: Arc<Shared>,
+    /// The configuration.
+    pub config: Arc<Config>,
+    /// The admin token check.
+    pub guard: Arc<Guard>,
+}
+
+/// A JSON body whose rejections are [`ApiError`]s.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct Body<T>(pub T);
+
+/// Query parameters whose rejections are [`ApiError`]s.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Params<T>(pub T);
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Athena", description = "The operators' API of a running Athena agent."),
+    modifiers(&BearerToken),
+    components(schemas(error::ErrorBody))
+)]
+struct ApiDoc;
+
+struct BearerToken;
+
+impl utoipa::Modify for BearerToken {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The router with every endpoint, and the OpenAPI document of its handlers.
+pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
+    let reads = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(read::status))
+        .routes(routes!(read::positions))
+        .routes(routes!(read::performance))
+        .routes(routes!(read::cache_stats))
+        .routes(routes!(read::query_stats))
+        .routes(routes!(read::memories_recent))
+        .routes(routes!(read::memories_stats))
+        .routes(routes!(read::risk_status))
+        .routes(routes!(read::risk_exposure))
+        .routes(routes!(read::gas))
+        .routes(routes!(read::opportunities))
+        .routes(routes!(read::sync_status))
+        .routes(routes!(read::recovery_status))
+        .routes(routes!(read::checkpoints))
+        .routes(routes!(read::journal))
+        .routes(routes!(read::trades))
+        .routes(routes!(read::equity))
+        .routes(routes!(monitor_endpoints::health))
+        .routes(routes!(monitor_endpoints::health_detailed))
+        .routes(routes!(monitor_endpoints::metrics))
+        .routes(routes!(monitor_endpoints::alerts));
+    let writes = OpenApiRouter::new()
+        .routes(routes!(write::stop))
+        .routes(routes!(write::resume))
+        .routes(routes!(write::exit_all))
+        .routes(routes!(write::reset_breaker))
+        .routes(routes!(write::override_limit))
+        .routes(routes!(write::checkpoint))
+        .routes(routes!(write::sync_flush))
+        .routes(routes!(write::prune))
+        .routes(routes!(write::restore));
+    let (reads, mut doc) = reads
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            reads_off_loopback_need_the_token,
+        ))
+        .split_for_parts();
+    let (writes, write_doc) = writes.split_for_parts();
+    doc.merge(write_doc);
+    let (stream_router, stream_doc) = OpenApiRouter::new()
+        .routes(routes!(stream::stream))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            reads_off_loopback_need_the_token,
+        ))
+        .split_for_parts();
+    doc.merge(stream_doc);
+    let served = doc.clone();
+    let bounded = reads
+        .merge(writes)
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || async move { axum::Json(served) }),
+        )
+        .layer(axum::middleware::from_fn(time_limit));
+    let app = bounded
+        .merge(stream_router)
+        .fallback(|| async { ApiError::not_found("no such endpoint (see /openapi.json)") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not take that method (see /openapi.json)",
+            )
+        })
+        .layer(DefaultBodyLimit::max(
+            state.config.api.max_body_bytes as usize,
+        ))
+        .with_state(state);
+    (app, doc)
+}
+
+/// Answers 503 when a request takes longer than [`REQUEST_TIMEOUT`].
+async fn time_limit(request: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the request took longer than {}s",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+/// Reads are open to loopback peers; any other peer needs the token.
+async fn reads_off_loopback_need_the_token(
+    State(state): State<ApiState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !peer.ip().is_loopback()
+        && let Err(e) = state.guard.admit(request.headers()).await
+    {
+        return e.into_response();
+    }
+    next.run(request).await
+}
+
+/// The running server.
+pub struct Api {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+    data_dir: std::path::PathBuf,
+    /// Where it listens.
+    pub address: SocketAddr,
+}
+
+/// Why the API cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The token cannot be loaded.
+    #[error(transparent)]
+    Token(#[from] auth::TokenError),
+    /// A bind address that is not loopback needs a token.
+    #[error(
+        "api.bind {0} is not a loopback address, and no admin token is set: set ATHENA_API_ADMIN_TOKEN or api.admin_token_file, or bind 127.0.0.1"
+    )]
+    OpenWithoutToken(String),
+    /// The bind address does not parse.
+    #[error("api.bind {0:?} is not an address like 127.0.0.1:8787")]
+    BadAddress(String),
+    /// The address cannot be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Starts the API when `api.enabled`: checks the token and bind address, listens, and writes
+/// the runtime file the CLI finds it by. Stops with `stop` (or [`Api::stop`]).
+pub async fn start(
+    config: &Config,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+) -> Result<Option<Api>, StartError> {
+    if !config.api.enabled {
+        return Ok(None);
+    }
+    let token = Token::load(&config.api.admin_token_file)?;
+    let address: SocketAddr = config
+        .api
+        .bind
+        .parse()
+        .map_err(|_| StartError::BadAddress(config.api.bind.clone()))?;
+    if !address.ip().is_loopback() && token.is_none() {
+        return Err(StartError::OpenWithoutToken(config.api.bind.clone()));
+    }
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Bind {
+            address: config.api.bind.clone(),
+            source,
+        })?;
+    let address = listener.local_addr().map_err(|source| StartError::Bind {
+        address: config.api.bind.clone(),
+        source,
+    })?;
+    let state = ApiState {
+        shared,
+        config: Arc::new(config.clone()),
+        guard: Arc::new(Guard::new(token)),
+    };
+    let has_token = state.guard.has_token();
+    let (app, _) = router(state);
+    let (stop_tx, mut own_stop) = watch::channel(false);
+    let mut process_stop = stop;
+    let task = tokio::spawn(async move {
+        let shutdown = async move {
+            tokio::select! {
+                _ = own_stop.changed() => {}
+                _ = process_stop.changed() => {}
+            }
+        };
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "the API server failed");
+        }
+    });
+    let data_dir = config.agent.data_dir.clone();
+    let runtime = runtime::Runtime {
+        pid: std::process::id(),
+        address: address.to_string(),
+    };
+    std::fs::create_dir_all(&data_dir).ok();
+    if let Err(e) = runtime.write(&data_dir) {
+        println!("athena: cannot write the runtime file (the CLI will not find the API): {e}");
+    }
+    println!(
+        "athena: API on http://{address} ({}); OpenAPI at /openapi.json, metrics at /metrics",
+        if has_token {
+            "admin token set"
+        } else {
+            "no admin token: controls refused"
+        }
+    );
+    Ok(Some(Api {
+        stop: stop_tx,
+        task,
+        data_dir,
+        address,
+    }))
+}
+
+impl Api {
+    /// Stops serving (open streams end) and removes the runtime file.
+    pub async fn stop(self) {
+        runtime::remove(&self.data_dir);
+        self.stop.send(true).ok();
+        if tokio::time::timeout(Duration::from_secs(5), self.task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the API server did not stop within 5 s");
+        }
+    }
+}
+
+/// Alerts as stream events (none until the monitor is wired).
+fn alert_events(
+    _state: &ApiState,
+) -> impl futures_util::Stream<Item = axum::response::sse::Event> + use<> {
+    futures_util::stream::pending()
+}
+
+mod monitor_endpoints {
+    //! Placeholder endpoints until the monitor is merged.
+    use super::ApiState;
+    use axum::extract::State;
+
+    /// Liveness.
+    #[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, description = "ok", body = Object)))]
+    pub async fn health(State(_s): State<ApiState>) -> &'static str {
+        "{}"
+    }
+    /// Detailed health.
+    #[utoipa::path(get, path = "/health/detailed", tag = "health", responses((status = 200, description = "ok", body = Object)))]
+    pub async fn health_detailed(State(_s): State<ApiState>) -> &'static str {
+        "{}"
+    }
+    /// Metrics.
+    #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "ok", body = String)))]
+    pub async fn metrics(State(_s): State<ApiState>) -> &'static str {
+        ""
+    }
+    /// Alerts.
+    #[utoipa::path(get, path = "/alerts", tag = "health", responses((status = 200, description = "ok", body = Object)))]
+    pub async fn alerts(State(_s): State<ApiState>) -> &'static str {
+        "[]"
+    }
+}

@@ -1,0 +1,217 @@
+//! The mutating endpoints: each needs the admin token and becomes a command on the agent
+//! loop's queue ([`crate::control`]), answered after its commit. A restore needs the agent
+//! stopped and says so.
+
+use super::error::{ApiError, ApiResult};
+use super::{ApiState, Body};
+use crate::control::{Applied, Command};
+use crate::risk::{BreakerKind, Limit};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// Sends `command` once the token is checked.
+async fn command(
+    state: &ApiState,
+    headers: &HeaderMap,
+    command: Command,
+) -> ApiResult<Json<Applied>> {
+    state.guard.admit(headers).await?;
+    Ok(Json(state.shared.commands.send(command).await?))
+}
+
+/// A reason for the journal.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reason {
+    /// Why (journaled; required).
+    #[schema(min_length = 1, max_length = 1000)]
+    pub reason: String,
+}
+
+/// The answers every command endpoint may give.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub enum CommandResponses {
+    /// Applied and committed.
+    #[response(status = 200)]
+    Applied(#[to_schema] Applied),
+    /// Bad input: nothing changed.
+    #[response(status = 400)]
+    BadRequest(super::error::ErrorBody),
+    /// The admin token is missing or wrong.
+    #[response(status = 401)]
+    Unauthorized(super::error::ErrorBody),
+    /// No admin token is configured.
+    #[response(status = 403)]
+    Forbidden(super::error::ErrorBody),
+    /// The command queue is full.
+    #[response(status = 429)]
+    Busy(super::error::ErrorBody),
+    /// The agent cannot answer now.
+    #[response(status = 503)]
+    Unavailable(super::error::ErrorBody),
+}
+
+fn reason_of(r: &str) -> ApiResult<String> {
+    if r.len() > 1000 {
+        return Err(ApiError::bad_request(
+            "reason is longer than 1000 characters",
+        ));
+    }
+    Ok(r.to_string())
+}
+
+/// Emergency stop: no entries until resumed (exits still go through).
+#[utoipa::path(post, path = "/emergency/stop", tag = "control", request_body = Reason,
+    responses(CommandResponses), security(("admin_token" = [])))]
+pub async fn stop(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Body(body): Body<Reason>,
+) -> ApiResult<Json<Applied>> {
+    let reason = reason_of(&body.reason)?;
+    command(&state, &headers, Command::Stop { reason }).await
+}
+
+/// Lift an operator stop (tripped breakers keep their effect).
+#[utoipa::path(post, path = "/emergency/resume", tag = "control", request_body = Reason,
+    responses(CommandResponses), security(("admin_token" = [])))]
+pub async fn resume(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Body(body): Body<Reason>,
+) -> ApiResult<Json<Applied>> {
+    let reason = reason_of(&body.reason)?;
+    command(&state, &headers, Command::Resume { reason }).await
+}
+
+/// Exit-all's confirmation and reason.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExitAll {
+    /// Must be true: exit-all closes every position.
+    pub confirm: bool,
+    /// Why (journaled; required).
+    #[schema(min_length = 1, max_length = 1000)]
+    pub reason: String,
+}
+
+/// Close every position at once (the next tick runs now) and halt.
+#[utoipa::path(post, path = "/emergency/exit-all", tag = "control", request_body = ExitAll,
+    responses(CommandResponses), security(("admin_token" = [])))]
+pub async fn exit_all(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Body(body): Body<ExitAll>,
+) -> ApiResult<Json<Applied>> {
+    let reason = reason_of(&body.reason)?;
+    let confirm = body.confirm;
+    command(&state, &headers, Command::ExitAll { confirm, reason }).await
+}
+
+/// Reset one breaker (the only way to clear memory_corruption and position_mismatch).
+#[utoipa::path(post, path = "/risk/circuit-breakers/{name}/reset", tag = "control",
+    params(("name" = String, Path, description = "Breaker, e.g. rapid_loss")),
+    request_body = Reason, responses(CommandResponses), security(("admin_token" = [])))]
+pub async fn reset_breaker(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    Body(body): Body<Reason>,
+) -> ApiResult<Json<Applied>> {
+    let breaker = BreakerKind::parse(&name).map_err(|e| ApiError::bad_request(e.0))?;
+    let reason = reason_of(&body.reason)?;
+    command(&state, &headers, Command::ResetBreaker { breaker, reason }).await
+}
+
+/// A limit override.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Override {
+    /// Limit key, e.g. risk.max_position_fraction.
+    pub limit: String,
+    /// Its value while the override lasts.
+    pub value: f64,
+    /// How long, e.g. 2h (at most 24h).
+    #[serde(rename = "for")]
+    #[schema(rename = "for")]
+    pub for_: String,
+    /// Why (journaled; required).
+    #[schema(min_length = 1, max_length = 1000)]
+    pub reason: String,
+}
+
+/// Change one limit for a bounded time (at most 24 h); it expires by itself.
+#[utoipa::path(post, path = "/risk/override", tag = "control", request_body = Override,
+    responses(CommandResponses), security(("admin_token" = [])))]
+pub async fn override_limit(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Body(body): Body<Override>,
+) -> ApiResult<Json<Applied>> {
+    let limit = Limit::parse(&body.limit).map_err(|e| ApiError::bad_request(e.0))?;
+    let for_ms = crate::cli::parse_duration_arg(&body.for_)
+        .map_err(|e| ApiError::bad_request(format!("for: {e}")))?
+        .as_millis() as u64;
+    let reason = reason_of(&body.reason)?;
+    let value = body.value;
+    command(
+        &state,
+        &headers,
+        Command::Override {
+            limit,
+            value,
+            for_ms,
+            reason,
+        },
+    )
+    .await
+}
+
+/// Take a checkpoint now.
+#[utoipa::path(post, path = "/recovery/checkpoint", tag = "control",
+    responses(CommandResponses), security(("admin_token" = [])))]
+pub async fn checkpoint(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Applied>> {
+    command(&state, &headers, Command::Checkpoint).await
+}
+
+/// Ask the sync worker for a pass now.
+#[utoipa::path(post, path = "/sync/flush", tag = "control",
+    responses(CommandResponses), security(("admin_token" = [])))]
+pub async fn sync_flush(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Applied>> {
+    command(&state, &headers, Command::SyncFlush).await
+}
+
+/// Run a memory pruning pass now.
+#[utoipa::path(post, path = "/memory/prune", tag = "control",
+    responses(CommandResponses), security(("admin_token" = [])))]
+pub async fn prune(State(state): State<ApiState>, headers: HeaderMap) -> ApiResult<Json<Applied>> {
+    command(&state, &headers, Command::Prune).await
+}
+
+/// A restore replaces the store: it needs the agent stopped.
+#[utoipa::path(post, path = "/recovery/restore", tag = "control",
+    responses((status = 409, description = "The agent must be stopped", body = super::error::ErrorBody),
+              (status = 401, description = "Token missing or wrong", body = super::error::ErrorBody),
+              (status = 403, description = "No token configured", body = super::error::ErrorBody)),
+    security(("admin_token" = [])))]
+pub async fn restore(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> ApiResult<Json<Applied>> {
+    state.guard.admit(&headers).await?;
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "conflict",
+        "a restore replaces the store, so it needs the agent stopped: stop it, then run `athena checkpoint restore` (or `athena run --restore-from gcs|firestore` on an empty data directory)",
+    ))
+}
