@@ -89,6 +89,7 @@ fn build_store(config: &Config, n: u64, ack: bool) {
 
 fn spawn_run(data: &Path) -> Child {
     Command::new(BIN)
+        .env("ATHENA_API_BIND", "127.0.0.1:0")
         .args(["run", "--data-dir"])
         .arg(data)
         .env("ATHENA_SYNC_OBJECT_STORE_URL", "")

@@ -2,6 +2,8 @@
 //! it reported a further share of its ticks committed, and continued from its store ends with
 //! the same journal, ledger, memories and book as an uninterrupted run of the same seed.
 
+mod support;
+
 use athena::agent::state::{AgentState, STATE_KEY};
 use athena_storage::{KeyedTable, SeqTable, Store};
 use std::io::BufRead;
@@ -9,14 +11,13 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_athena");
 /// Ticks of the 6-day run (one every 5 minutes).
 const TICKS: u64 = 6 * 288;
 
 /// `athena backtest` of the test's run in `dir`: with `--json` (the report on stdout), or
 /// interactive (progress on stderr after each committed tick, which the killed runs wait on).
 fn backtest(dir: &Path, json: bool) -> Command {
-    let mut c = Command::new(BIN);
+    let mut c = support::command();
     c.args(["backtest", "--days", "6", "--seed", "11", "--data-dir"])
         .arg(dir)
         .args(json.then_some("--json"))

@@ -2,16 +2,15 @@
 //! a store entry, and an object and a document queued for the cloud; a flipped byte or a
 //! truncated file is rejected, by the library and by `athena checkpoint verify`.
 
+mod support;
+
 use athena::backtest;
 use athena::checkpoint::{self, CheckpointError, DIR};
 use athena_storage::{OutboxOp, Store};
-use std::process::Command;
-
-const BIN: &str = env!("CARGO_BIN_EXE_athena");
 
 /// Runs `athena ARGS --data-dir DIR` on the embedded defaults.
 fn athena_cli(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    Command::new(BIN)
+    support::command()
         .args(args)
         .arg("--data-dir")
         .arg(dir)

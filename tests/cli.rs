@@ -5,12 +5,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 mod support;
-use support::{BIN, Tmpfs};
+use support::Tmpfs;
 /// November 2023: in the past for the wall clock the CLI uses.
 const T0: u64 = 1_700_000_000_000;
 
 fn athena(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
+    support::command()
         .args(args)
         .current_dir(dir)
         .env_remove("ATHENA_CONFIG")
@@ -96,7 +96,7 @@ fn config_check_accepts_shipped_files_and_lists_every_problem() {
 #[test]
 fn config_show_redacts_secrets() {
     let dir = tempfile::tempdir().unwrap();
-    let o = Command::new(BIN)
+    let o = support::command()
         .args(["config", "show"])
         .current_dir(dir.path())
         .env("ATHENA_API_ADMIN_TOKEN", "tok-very-secret")
@@ -262,7 +262,7 @@ fn store_verify_finds_flipped_bytes_and_names_the_key() {
 fn run_starts_on_the_defaults_trades_within_two_minutes_and_stops_cleanly_on_sigterm() {
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
+    let mut child = support::command()
         .arg("run")
         .current_dir(dir.path())
         .env_remove("ATHENA_CONFIG")
@@ -656,7 +656,7 @@ fn read_only_commands_leave_a_crashed_store_unrepaired_on_disk() {
     // An agent without quick repair, killed: its store needs redb's repair to be opened.
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut child = Command::new(BIN)
+    let mut child = support::command()
         .arg("run")
         .current_dir(d)
         .env_remove("ATHENA_CONFIG")
@@ -687,7 +687,7 @@ fn a_closed_pipe_ends_the_output_quietly() {
     let dir = tempfile::tempdir().unwrap();
     // Far more output than a pipe buffers, so writes fail once the reader is gone.
     seed_memories(&dir.path().join("data"), 1000);
-    let mut child = Command::new(BIN)
+    let mut child = support::command()
         .args(["memory", "recall", "--limit", "1000"])
         .current_dir(dir.path())
         .env_remove("ATHENA_CONFIG")
@@ -715,7 +715,7 @@ fn athena_data_dir_chooses_the_store_like_data_dir() {
     let d = dir.path();
     seed_memories(&d.join("elsewhere"), 7);
     let with_env = |args: &[&str]| {
-        Command::new(BIN)
+        support::command()
             .args(args)
             .current_dir(d)
             .env_remove("ATHENA_CONFIG")
@@ -764,7 +764,7 @@ fn config_errors_quote_a_short_prefix_and_bound_the_agent_id() {
         ("__reserved__".into(), "reserved by Firestore"),
         ("has/slash".into(), "[A-Za-z0-9_-]"),
     ] {
-        let o = Command::new(BIN)
+        let o = support::command()
             .args(["config", "check"])
             .current_dir(dir.path())
             .env_remove("ATHENA_CONFIG")
@@ -778,7 +778,7 @@ fn config_errors_quote_a_short_prefix_and_bound_the_agent_id() {
             "{err}"
         );
     }
-    let o = Command::new(BIN)
+    let o = support::command()
         .args(["config", "check"])
         .current_dir(dir.path())
         .env_remove("ATHENA_CONFIG")

@@ -43,7 +43,7 @@ fn cloud_config(dir: &Path) -> PathBuf {
 }
 
 fn athena(config: &Path) -> Command {
-    let mut c = Command::new(BIN);
+    let mut c = support::command();
     c.arg("--config").arg(config);
     c
 }
@@ -424,7 +424,7 @@ fn the_scrubber_of_a_running_agent_trips_memory_corruption_naming_the_key() {
     }
     let log = dir.path().join("run.log");
     let mut child = Running(
-        Command::new(BIN)
+        support::command()
             .args(["run", "--data-dir"])
             .arg(&data)
             .stdout(std::fs::File::create(&log).unwrap())

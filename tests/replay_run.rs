@@ -3,15 +3,16 @@
 //! file stops it in order with that one error on stderr and exit 1, instead of retrying for
 //! ever.
 
+mod support;
+
 use athena::backtest::BACKTEST_START_MS;
 use athena::market::MarketTick;
 use athena::market::sim::Sim;
 use athena_storage::Store;
 use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_athena");
 const TICK_MS: u64 = 300_000;
 /// 2026-01-04T00:00:00Z: the replay's start plus the 3-day observation period.
 const OBSERVATION_END: &str = "2026-01-04T00:00:00Z";
@@ -35,7 +36,7 @@ fn start(dir: &Path) -> Child {
         "[agent]\ntime_scale = 100000.0\n[market]\nsource = \"replay\"\nreplay_path = \"market.jsonl\"\n",
     )
     .unwrap();
-    Command::new(BIN)
+    support::command()
         .args(["run", "--config", "replay.toml"])
         .current_dir(dir)
         .env_remove("ATHENA_CONFIG")

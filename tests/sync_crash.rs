@@ -2,13 +2,14 @@
 //! eight times, each once the cloud showed the flush's progress; then the drain completes, `athena sync verify` passes, and a counter fed
 //! by increments shows nothing counted twice (replays after lost acks are idempotent).
 
+mod support;
+
 use athena_storage::memory::MEMORY_COLLECTION;
 use athena_storage::{Category, Memory, MemoryType, Metadata, OutboxOp, Source, Store};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_athena");
 const T0: u64 = 1_700_000_000_000;
 /// Flushes killed.
 const ROUNDS: u64 = 8;
@@ -72,7 +73,7 @@ fn flush_killed_mid_batch_then_resumed_loses_and_duplicates_nothing() {
             .unwrap();
     }
     let flush = || {
-        let mut c = Command::new(BIN);
+        let mut c = support::command();
         c.args(["sync", "flush", "--config"])
             .arg(&config)
             .current_dir(dir.path())
@@ -127,7 +128,7 @@ fn flush_killed_mid_batch_then_resumed_loses_and_duplicates_nothing() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(String::from_utf8_lossy(&o.stdout).contains("0 rows left in the outbox"));
-    let o = Command::new(BIN)
+    let o = support::command()
         .args(["sync", "verify", "--config"])
         .arg(&config)
         .current_dir(dir.path())

@@ -11,6 +11,14 @@ use std::time::{Duration, Instant};
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_athena");
 
+/// `athena` with its API on a free loopback port: tests run agents side by side, and the
+/// default port would let only one of them start (the CLI finds the port in `api.json`).
+pub fn command() -> Command {
+    let mut c = Command::new(BIN);
+    c.env("ATHENA_API_BIND", "127.0.0.1:0");
+    c
+}
+
 /// A running `athena` child, killed with SIGKILL if the test panics before it is waited for
 /// (no agent outlives its test).
 pub struct Running(pub Child);
@@ -47,7 +55,7 @@ pub fn spawn_run(args: &[&str], env: &[(&str, &str)], log: &Path) -> Running {
 /// Starts `athena ARGS` (`env` added) with stdout and stderr in `log`.
 pub fn spawn(args: &[&str], env: &[(&str, &str)], log: &Path) -> Running {
     let out = std::fs::File::create(log).unwrap();
-    let mut c = Command::new(BIN);
+    let mut c = command();
     c.args(args);
     for (k, v) in env {
         c.env(k, v);
@@ -122,7 +130,7 @@ pub fn wait_exit(child: &mut Running, limit: Duration, log: &Path) -> std::proce
 
 /// Runs `athena ARGS`; returns (success, stdout + stderr).
 pub fn athena(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
-    let mut c = Command::new(BIN);
+    let mut c = command();
     c.args(args);
     for (k, v) in env {
         c.env(k, v);

@@ -1,0 +1,426 @@
+//! The operators' API of the real binary, used as an operator uses it: the admin token, bad
+//! input, the emergency controls through the command queue (a stop is in force before any
+//! further execution; exit-all closes every position), the stream, and the runtime file.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use support::{Running, signal, spawn_run, wait_exit, wait_for};
+
+const TOKEN: &str = "test-admin-token-0123456789";
+
+/// A running agent and a client for its API.
+struct Agent {
+    child: Running,
+    log: PathBuf,
+    dir: PathBuf,
+    base: String,
+    rt: tokio::runtime::Runtime,
+    http: reqwest::Client,
+}
+
+impl Agent {
+    /// Starts `athena run` on `dir` with `env` and waits for its API.
+    fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let log = dir.join("agent.log");
+        let data = dir.join("data");
+        let child = spawn_run(&["--data-dir", data.to_str().unwrap()], env, &log);
+        let line = wait_for(&log, "athena: API on http://", Duration::from_secs(60));
+        let address = line
+            .split("http://")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .unwrap()
+            .to_string();
+        Self {
+            child,
+            log,
+            dir: data,
+            base: format!("http://{address}"),
+            rt: tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        self.rt.block_on(async {
+            let r = request.send().await.unwrap();
+            let status = r.status().as_u16();
+            let text = r.text().await.unwrap();
+            let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            (status, body)
+        })
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+    }
+
+    fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        let mut r = self.http.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(t) = token {
+            r = r.bearer_auth(t);
+        }
+        self.send(r)
+    }
+
+    /// Polls `path` until `ok` accepts its body, or panics after `limit`.
+    fn wait_until(&self, path: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        let started = Instant::now();
+        loop {
+            let (status, body) = self.get(path);
+            if status == 200 && ok(&body) {
+                return body;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "{what}: GET {path} gave {status} {body}\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops it cleanly and checks the exit.
+    fn stop(mut self) -> String {
+        signal(&self.child, "-INT");
+        let status = wait_exit(&mut self.child, Duration::from_secs(60), &self.log);
+        assert!(status.success(), "{}", self.log());
+        self.log()
+    }
+}
+
+fn error_code(body: &Value) -> &str {
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no JSON error in {body}"))
+}
+
+#[test]
+fn without_a_token_the_controls_are_refused_and_say_how_to_set_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = Agent::start(tmp.path(), &[]);
+    agent.wait_until("/status", "a first tick", |_| true);
+    let (status, body) = agent.post("/emergency/stop", Some(TOKEN), json!({"reason": "x"}));
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(error_code(&body), "forbidden");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ATHENA_API_ADMIN_TOKEN")
+    );
+    // Reads stay open on loopback.
+    assert_eq!(agent.get("/risk/status").0, 200);
+    agent.stop();
+}
+
+#[test]
+fn the_emergency_stop_is_applied_with_the_token_only_and_journaled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = Agent::start(tmp.path(), &[("ATHENA_API_ADMIN_TOKEN", TOKEN)]);
+    agent.wait_until("/status", "a first tick", |_| true);
+
+    let (status, body) = agent.post("/emergency/stop", None, json!({"reason": "x"}));
+    assert_eq!((status, error_code(&body)), (401, "unauthorized"), "{body}");
+    let (status, body) = agent.post(
+        "/emergency/stop",
+        Some("not-the-token-0123456789"),
+        json!({"reason": "x"}),
+    );
+    assert_eq!((status, error_code(&body)), (401, "unauthorized"), "{body}");
+
+    let (status, body) = agent.post(
+        "/emergency/stop",
+        Some(TOKEN),
+        json!({"reason": "operator test"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["trading_state"], "halted");
+    let (_, risk) = agent.get("/risk/status");
+    assert_eq!(risk["trading_state"], "halted");
+    assert_eq!(risk["state"]["operator_stop"]["reason"], "operator test");
+    let (_, journal) = agent.get("/journal?kind=control&limit=5");
+    let summaries: Vec<&str> = journal
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["summary"].as_str())
+        .collect();
+    assert!(
+        summaries.contains(&"operator stop: operator test"),
+        "{summaries:?}"
+    );
+
+    let (status, body) = agent.post("/emergency/resume", Some(TOKEN), json!({"reason": "done"}));
+    assert_eq!(status, 200, "{body}");
+    assert_ne!(body["trading_state"], "halted");
+    let log = agent.stop();
+    assert!(!log.contains(TOKEN), "the token reached the log:\n{log}");
+}
+
+#[test]
+fn binding_beyond_loopback_without_a_token_is_refused_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (ok, out) = support::athena(
+        &[
+            "--data-dir",
+            tmp.path().join("data").to_str().unwrap(),
+            "run",
+        ],
+        &[("ATHENA_API_BIND", "0.0.0.0:0")],
+    );
+    assert!(!ok, "{out}");
+    assert!(out.contains("not a loopback address"), "{out}");
+    assert!(
+        !tmp.path().join("data/athena.redb").exists(),
+        "the store was touched before the refusal"
+    );
+}
+
+#[test]
+fn bad_input_gets_a_json_4xx_never_a_5xx() {
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = Agent::start(
+        tmp.path(),
+        &[
+            ("ATHENA_API_ADMIN_TOKEN", TOKEN),
+            ("ATHENA_API_MAX_BODY_BYTES", "1024"),
+        ],
+    );
+    agent.wait_until("/status", "a first tick", |_| true);
+    let url = |p: &str| format!("{}{p}", agent.base);
+    let authed = |r: reqwest::RequestBuilder| r.bearer_auth(TOKEN);
+    let cases: Vec<(&str, reqwest::RequestBuilder, u16)> = vec![
+        (
+            "malformed JSON",
+            authed(agent.http.post(url("/emergency/stop")))
+                .header("content-type", "application/json")
+                .body("{\"reason\":"),
+            400,
+        ),
+        (
+            "no content type",
+            authed(agent.http.post(url("/emergency/stop"))).body("{\"reason\":\"x\"}"),
+            415,
+        ),
+        (
+            "a body over api.max_body_bytes",
+            authed(agent.http.post(url("/emergency/stop"))).json(&json!({"reason": "x".repeat(4096)})),
+            413,
+        ),
+        (
+            "an empty reason",
+            authed(agent.http.post(url("/emergency/stop"))).json(&json!({"reason": "  "})),
+            400,
+        ),
+        (
+            "an unknown field",
+            authed(agent.http.post(url("/emergency/stop"))).json(&json!({"reason": "x", "why": 1})),
+            422,
+        ),
+        (
+            "an unknown breaker",
+            authed(agent.http.post(url("/risk/circuit-breakers/nope/reset")))
+                .json(&json!({"reason": "x"})),
+            400,
+        ),
+        (
+            "an unknown limit",
+            authed(agent.http.post(url("/risk/override")))
+                .json(&json!({"limit": "risk.nope", "value": 1.0, "for": "1h", "reason": "x"})),
+            400,
+        ),
+        (
+            "an override beyond 24 h",
+            authed(agent.http.post(url("/risk/override"))).json(
+                &json!({"limit": "risk.max_position_fraction", "value": 0.1, "for": "3days", "reason": "x"}),
+            ),
+            400,
+        ),
+        (
+            "exit-all without confirmation",
+            authed(agent.http.post(url("/emergency/exit-all")))
+                .json(&json!({"confirm": false, "reason": "x"})),
+            400,
+        ),
+        ("a zero limit", agent.http.get(url("/journal?limit=0")), 400),
+        ("an unknown kind", agent.http.get(url("/journal?kind=nope")), 400),
+        ("a bad age", agent.http.get(url("/journal?since=yesterday")), 400),
+        ("a negative limit", agent.http.get(url("/trades?limit=-1")), 400),
+        ("too many points", agent.http.get(url("/equity?points=0")), 400),
+        ("a bad category", agent.http.get(url("/memories/recent?category=x")), 400),
+        ("an unknown path", agent.http.get(url("/nope")), 404),
+        ("a wrong method", agent.http.get(url("/emergency/stop")), 405),
+        ("a restore while running", authed(agent.http.post(url("/recovery/restore"))), 409),
+    ];
+    for (what, request, expected) in cases {
+        let (status, body) = agent.send(request);
+        assert_eq!(status, expected, "{what}: {body}");
+        assert!(
+            body["error"]["code"].is_string() && body["error"]["message"].is_string(),
+            "{what}: not the JSON error shape: {body}"
+        );
+    }
+    agent.stop();
+}
+
+/// Runs fast enough to trade within seconds: a short observation period.
+const TRADING: &[(&str, &str)] = &[
+    ("ATHENA_API_ADMIN_TOKEN", TOKEN),
+    ("ATHENA_AGENT_OBSERVATION_PERIOD", "2h"),
+    ("ATHENA_AGENT_TIME_SCALE", "20000"),
+];
+
+#[test]
+fn a_stop_is_in_force_before_any_further_execution() {
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = Agent::start(tmp.path(), TRADING);
+    agent.wait_until("/trades", "a first trade", |t| {
+        !t.as_array().unwrap().is_empty()
+    });
+    let (status, body) = agent.post("/emergency/stop", Some(TOKEN), json!({"reason": "halt"}));
+    assert_eq!(status, 200, "{body}");
+    let stopped_at = body["at_ms"].as_u64().unwrap();
+    // Let the agent tick on for a while: nothing is opened after the stop.
+    let tick = agent.get("/status").1["last_tick"].as_u64().unwrap();
+    agent.wait_until("/status", "ticks after the stop", |s| {
+        s["last_tick"].as_u64().unwrap() > tick + 50
+    });
+    let (_, trades) = agent.get("/trades?limit=1000");
+    let opened_after: Vec<&Value> = trades
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| {
+            t["entry"]["action"] == "open" && t["entry"]["at_ms"].as_u64() >= Some(stopped_at)
+        })
+        .collect();
+    assert!(
+        opened_after.is_empty(),
+        "opened after the stop: {opened_after:?}"
+    );
+    let (_, decisions) = agent.get("/journal?kind=decision&limit=1000");
+    for d in decisions.as_array().unwrap() {
+        let r = &d["record"]["decision"];
+        if r["at_ms"].as_u64() >= Some(stopped_at) && r["intent"]["open"].is_object() {
+            assert!(r["executed_usd"].is_null(), "executed after the stop: {d}");
+        }
+    }
+    agent.stop();
+}
+
+#[test]
+fn exit_all_closes_every_position_at_once_and_halts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = Agent::start(tmp.path(), TRADING);
+    agent.wait_until("/positions", "open positions", |p| {
+        !p.as_array().unwrap().is_empty()
+    });
+    let (status, body) = agent.post(
+        "/emergency/exit-all",
+        Some(TOKEN),
+        json!({"confirm": true, "reason": "leave"}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["trading_state"], "halted");
+    agent.wait_until("/positions", "every position closed", |p| {
+        p.as_array().unwrap().is_empty()
+    });
+    let (_, decisions) = agent.get("/journal?kind=decision&limit=50");
+    assert!(
+        decisions.as_array().unwrap().iter().any(|d| d["summary"]
+            .as_str()
+            .unwrap()
+            .contains("operator exit-all: leave")),
+        "{decisions}"
+    );
+    // Halted: nothing is opened again.
+    let (_, risk) = agent.get("/risk/status");
+    assert_eq!(risk["trading_state"], "halted");
+    agent.stop();
+}
+
+#[test]
+fn the_stream_sends_the_status_and_new_journal_entries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = Agent::start(
+        tmp.path(),
+        &[
+            ("ATHENA_API_ADMIN_TOKEN", TOKEN),
+            ("ATHENA_API_STREAM_INTERVAL", "200ms"),
+        ],
+    );
+    agent.wait_until("/status", "a first tick", |_| true);
+    let seen = agent.rt.block_on(async {
+        let mut r = agent
+            .http
+            .get(format!("{}/stream", agent.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let mut text = String::new();
+        let mut stopped = false;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(60) {
+            let chunk = tokio::time::timeout(Duration::from_secs(10), r.chunk())
+                .await
+                .expect("the stream went quiet")
+                .unwrap()
+                .expect("the stream ended");
+            text.push_str(&String::from_utf8_lossy(&chunk));
+            if text.contains("event: status") && !stopped {
+                // A control made now shows on the stream as a journal entry.
+                let (status, _) = {
+                    let r = agent
+                        .http
+                        .post(format!("{}/emergency/stop", agent.base))
+                        .bearer_auth(TOKEN)
+                        .json(&json!({"reason": "seen on the stream"}))
+                        .send()
+                        .await
+                        .unwrap();
+                    (r.status().as_u16(), ())
+                };
+                assert_eq!(status, 200);
+                stopped = true;
+            }
+            if text.contains("operator stop: seen on the stream") {
+                return text;
+            }
+        }
+        panic!("the stream did not carry the stop:\n{text}");
+    });
+    assert!(seen.contains("event: equity"), "{seen}");
+    agent.stop();
+}
+
+#[test]
+fn the_runtime_file_names_the_agent_while_it_runs_and_goes_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = Agent::start(tmp.path(), &[]);
+    let file = agent.dir.join("api.json");
+    let runtime: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(runtime["pid"].as_u64(), Some(u64::from(agent.child.id())));
+    assert_eq!(
+        format!("http://{}", runtime["address"].as_str().unwrap()),
+        agent.base
+    );
+    let dir = agent.dir.clone();
+    agent.stop();
+    assert!(
+        !dir.join("api.json").exists(),
+        "the runtime file outlived the agent"
+    );
+}
