@@ -11,5 +11,6 @@ pub mod cli;
 pub mod clock;
 pub mod journal;
 pub mod market;
+pub mod monitor;
 pub mod recovery;
 pub mod risk;
