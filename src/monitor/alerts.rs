@@ -44,6 +44,16 @@ pub enum AlertKind {
 }
 
 impl AlertKind {
+    /// Every kind.
+    pub const ALL: [Self; 6] = [
+        Self::BreakerTrip,
+        Self::TradingState,
+        Self::SyncLag,
+        Self::DeadLetters,
+        Self::StoreWrite,
+        Self::Health,
+    ];
+
     /// snake_case name.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -378,6 +378,9 @@ impl Metrics {
         for s in FailureSource::ALL {
             self.api_failures.with_label_values(&[s.as_str()]);
         }
+        for k in super::alerts::AlertKind::ALL {
+            self.alerts.with_label_values(&[k.as_str()]);
+        }
         for o in ["delivered", "failed", "dropped"] {
             self.webhook_deliveries.with_label_values(&[o]);
         }
