@@ -14,5 +14,6 @@ pub mod control;
 pub mod journal;
 pub mod live;
 pub mod market;
+pub mod monitor;
 pub mod recovery;
 pub mod risk;

@@ -371,6 +371,9 @@ pub struct MonitorConfig {
     pub alert_dedup: Duration,
     /// Optional webhook URL for alerts; empty = log only.
     pub webhook_url: String,
+    /// Sync lag or oldest unsynced change above this is degraded (and alerted).
+    #[serde(with = "humantime_serde")]
+    pub sync_lag_alert: Duration,
 }
 
 impl Default for MonitorConfig {
@@ -383,6 +386,7 @@ impl Default for MonitorConfig {
             disk_pct: 90.0,
             alert_dedup: Duration::from_secs(3600),
             webhook_url: String::new(),
+            sync_lag_alert: Duration::from_secs(15 * 60),
         }
     }
 }

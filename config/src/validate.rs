@@ -446,6 +446,7 @@ fn services(c: &Config, k: &mut Checker) {
     k.open_closed("monitor.cpu_pct", mo.cpu_pct, 0.0, 100.0);
     k.open_closed("monitor.memory_pct", mo.memory_pct, 0.0, 100.0);
     k.open_closed("monitor.disk_pct", mo.disk_pct, 0.0, 100.0);
+    k.nonzero("monitor.sync_lag_alert", mo.sync_lag_alert);
     if !mo.webhook_url.is_empty() && !mo.webhook_url.starts_with("http") {
         k.fail(
             "monitor.webhook_url",

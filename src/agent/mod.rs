@@ -149,6 +149,10 @@ pub struct TickReport {
     pub risk_events: Vec<RiskJournal>,
     /// Time the decision step took (rules, risk gate, paper fills; no store I/O), µs.
     pub decide_micros: u64,
+    /// Pool snapshots the market source gave (accepted and rejected).
+    pub pools_seen: usize,
+    /// Of them, rejected as bad data (left out of the tick and journaled).
+    pub pools_rejected: usize,
 }
 
 /// The agent.
@@ -208,6 +212,12 @@ impl Agent {
     /// The status after the last tick.
     pub fn status(&self) -> Status {
         Status::of(&self.state, &self.risk, &self.config)
+    }
+
+    /// The portfolio's risk score after the last tick (under the settings in force).
+    pub fn risk_score(&self) -> risk::RiskScore {
+        self.engine
+            .score(&self.risk, &self.state.portfolio(), self.state.last_tick_ms)
     }
 
     /// The book now.
@@ -438,6 +448,8 @@ impl Agent {
             trading_state: self.risk.computed_state(now),
             risk_events: risk_journal,
             decide_micros,
+            pools_seen: tick.pools.len() + rejected.len(),
+            pools_rejected: rejected.len(),
         })
     }
 
