@@ -12,6 +12,7 @@ use crate::agent::Agent;
 use crate::agent::Status;
 use crate::control::Commands;
 use crate::market::PoolSnapshot;
+use crate::monitor::Monitor;
 use crate::risk::{GasDecision, RiskScore, RiskState};
 use athena_storage::Store;
 use serde::Serialize;
@@ -103,11 +104,13 @@ pub struct Shared {
     pub flush: Arc<Notify>,
     /// The operator command queue.
     pub commands: Commands,
+    /// Metrics, health and alerts.
+    pub monitor: Arc<Monitor>,
 }
 
 impl Shared {
     /// Nothing published yet.
-    pub fn new(commands: Commands) -> Arc<Self> {
+    pub fn new(commands: Commands, monitor: Arc<Monitor>) -> Arc<Self> {
         Arc::new(Self {
             view: watch::channel(None).0,
             store: RwLock::new(None),
@@ -116,6 +119,7 @@ impl Shared {
             commands_applied: Mutex::new(VecDeque::new()),
             flush: Arc::new(Notify::new()),
             commands,
+            monitor,
         })
     }
 
@@ -170,7 +174,8 @@ impl Shared {
     }
 
     /// Records an operator command's time from request to committed answer.
-    pub fn record_command(&self, command: &'static str, _outcome: &'static str, seconds: f64) {
+    pub fn record_command(&self, command: &'static str, outcome: &'static str, seconds: f64) {
+        self.monitor.on_command(command, outcome, seconds);
         let micros = (seconds * 1e6).min(f64::from(u32::MAX)) as u32;
         push_bounded(&self.commands_applied, (command, micros), TICK_SAMPLES);
     }
@@ -261,7 +266,8 @@ mod tests {
     #[test]
     fn the_rings_are_bounded() {
         let (commands, _q) = crate::control::queue();
-        let shared = Shared::new(commands);
+        let monitor = Monitor::new(&athena_config::Config::default()).unwrap();
+        let shared = Shared::new(commands, monitor);
         for i in 0..(TICK_SAMPLES as u64 + 10) {
             shared.record_tick(
                 EquityPoint {

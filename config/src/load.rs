@@ -15,8 +15,13 @@ use toml::{Table, Value};
 /// The shipped default configuration, embedded in the binary.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../athena.toml");
 
-/// `ATHENA_` variables that are not config keys.
-const NON_KEY_VARIABLES: &[&str] = &["ATHENA_CONFIG", "ATHENA_LOG"];
+/// `ATHENA_` variables that are not config keys (the last is a test fault hook: the agent loop
+/// stalls after that many ticks, for the heartbeat check).
+const NON_KEY_VARIABLES: &[&str] = &[
+    "ATHENA_CONFIG",
+    "ATHENA_LOG",
+    "ATHENA_FAULT_STALL_AFTER_TICKS",
+];
 
 /// Short names of config keys: `ATHENA_DATA_DIR` sets `agent.data_dir` (as `--data-dir` does).
 const ALIASES: &[(&str, &str)] = &[("ATHENA_DATA_DIR", "ATHENA_AGENT_DATA_DIR")];

@@ -15,7 +15,7 @@ use crate::market::sim::{GAS_UNITS_CLAIM, GAS_UNITS_ENTRY};
 use crate::market::{MarketError, MarketSource, MarketTick, PoolSnapshot};
 use crate::risk::{
     self, Decision, MarketView, Observation, PoolInfo, Proposal, ProposalKind, RiskEngine,
-    RiskJournal, RiskState, TradingState, controls::Refused, gas::GasDecision, score::RiskScore,
+    RiskJournal, RiskState, TradingState, controls::Refused, gas::GasDecision,
 };
 use athena_config::Config;
 use athena_storage::{KeyedTable, Memory, OutboxOp, SeqTable, Store, StoreError};
@@ -435,7 +435,7 @@ impl Agent {
             risk::persist::save(w, &self.risk, &risk_journal, now)?;
             Ok(())
         })?;
-        let index = tick.index;
+        let (index, pools_seen) = (tick.index, tick.pools.len() + rejected.len());
         self.last_market = Some(tick);
         Ok(TickReport {
             tick: index,
@@ -448,7 +448,7 @@ impl Agent {
             trading_state: self.risk.computed_state(now),
             risk_events: risk_journal,
             decide_micros,
-            pools_seen: tick.pools.len() + rejected.len(),
+            pools_seen,
             pools_rejected: rejected.len(),
         })
     }
@@ -475,12 +475,6 @@ impl Agent {
     /// The last committed tick's market, if a tick ran in this process.
     pub fn last_market(&self) -> Option<&MarketTick> {
         self.last_market.as_ref()
-    }
-
-    /// The portfolio's risk score now, under the limits in force.
-    pub fn risk_score(&self) -> RiskScore {
-        let at = self.state.last_tick_ms;
-        self.engine.score(&self.risk, &self.state.portfolio(), at)
     }
 
     /// Gas protection's verdict on an entry at the last tick's gas price.

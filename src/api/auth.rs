@@ -4,7 +4,6 @@
 
 use super::error::ApiError;
 use axum::http::{HeaderMap, StatusCode, header};
-use std::path::Path;
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
@@ -31,50 +30,28 @@ impl std::fmt::Debug for Token {
     }
 }
 
-/// Why the token cannot be loaded.
+/// Why the token cannot be used.
 #[derive(Debug, thiserror::Error)]
-pub enum TokenError {
-    /// The file cannot be read.
-    #[error("cannot read api.admin_token_file {path}: {source}")]
-    Unreadable {
-        /// The file.
-        path: String,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// Too short to be safe.
-    #[error("the admin token from {from} is {len} characters; at least {MIN_TOKEN_LEN} are needed")]
-    TooShort {
-        /// Where it came from.
-        from: String,
-        /// Its length.
-        len: usize,
-    },
+#[error(
+    "the admin token ({TOKEN_ENV} or api.admin_token_file) is {len} characters; at least {MIN_TOKEN_LEN} are needed"
+)]
+pub struct TooShort {
+    /// Its length.
+    pub len: usize,
 }
 
 impl Token {
-    /// The token from the environment, else from `file` (empty path: none); `None` when
-    /// neither is set.
-    pub fn load(file: &Path) -> Result<Option<Self>, TokenError> {
-        let (raw, from) = match std::env::var(TOKEN_ENV) {
-            Ok(v) if !v.trim().is_empty() => (v, TOKEN_ENV.to_string()),
-            _ if file.as_os_str().is_empty() => return Ok(None),
-            _ => {
-                let v = std::fs::read_to_string(file).map_err(|source| TokenError::Unreadable {
-                    path: file.display().to_string(),
-                    source,
-                })?;
-                (v, file.display().to_string())
-            }
+    /// The token the configuration resolved (from `ATHENA_API_ADMIN_TOKEN` or
+    /// `api.admin_token_file`); `None` when neither is set.
+    pub fn from_config(config: &athena_config::Config) -> Result<Option<Self>, TooShort> {
+        let Some(secret) = &config.secrets.api_admin_token else {
+            return Ok(None);
         };
-        let token = raw.trim().to_string();
+        let token = secret.expose().trim();
         if token.len() < MIN_TOKEN_LEN {
-            return Err(TokenError::TooShort {
-                from,
-                len: token.len(),
-            });
+            return Err(TooShort { len: token.len() });
         }
-        Ok(Some(Self(token)))
+        Ok(Some(Self(token.to_string())))
     }
 
     /// Whether `presented` is this token, in time that does not depend on where they differ.

@@ -197,9 +197,9 @@ pub struct Api {
 /// Why the API cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    /// The token cannot be loaded.
+    /// The token is too short.
     #[error(transparent)]
-    Token(#[from] auth::TokenError),
+    Token(#[from] auth::TooShort),
     /// A bind address that is not loopback needs a token.
     #[error(
         "api.bind {0} is not a loopback address, and no admin token is set: set ATHENA_API_ADMIN_TOKEN or api.admin_token_file, or bind 127.0.0.1"
@@ -228,7 +228,7 @@ pub async fn start(
     if !config.api.enabled {
         return Ok(None);
     }
-    let token = Token::load(&config.api.admin_token_file)?;
+    let token = Token::from_config(config)?;
     let address: SocketAddr = config
         .api
         .bind
@@ -312,36 +312,75 @@ impl Api {
     }
 }
 
-/// Alerts as stream events (none until the monitor is wired).
+/// Alerts as stream events, as they are raised (a client that falls behind skips the ones
+/// it missed; `/alerts` lists them).
 fn alert_events(
-    _state: &ApiState,
+    state: &ApiState,
 ) -> impl futures_util::Stream<Item = axum::response::sse::Event> + use<> {
-    futures_util::stream::pending()
+    use futures_util::StreamExt;
+    tokio_stream::wrappers::BroadcastStream::new(state.shared.monitor.alerts.subscribe())
+        .filter_map(|alert| async move {
+            let alert = alert.ok()?;
+            axum::response::sse::Event::default()
+                .event("alert")
+                .json_data(&alert)
+                .ok()
+        })
 }
 
 mod monitor_endpoints {
-    //! Placeholder endpoints until the monitor is merged.
+    //! Health, metrics and alerts, from the monitor.
     use super::ApiState;
+    use crate::monitor::{Alert, HealthReport, Status, wall_ms};
+    use axum::Json;
     use axum::extract::State;
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
 
-    /// Liveness.
-    #[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, description = "ok", body = Object)))]
-    pub async fn health(State(_s): State<ApiState>) -> &'static str {
-        "{}"
+    fn answer(report: HealthReport) -> (StatusCode, Json<HealthReport>) {
+        let status = if report.status == Status::Unhealthy {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::OK
+        };
+        (status, Json(report))
     }
-    /// Detailed health.
-    #[utoipa::path(get, path = "/health/detailed", tag = "health", responses((status = 200, description = "ok", body = Object)))]
-    pub async fn health_detailed(State(_s): State<ApiState>) -> &'static str {
-        "{}"
+
+    /// Liveness: unhealthy (503) only when the agent loop is stuck or the store cannot be
+    /// written; degraded components still answer 200.
+    #[utoipa::path(get, path = "/health", tag = "health", responses(
+        (status = 200, description = "Alive (healthy or degraded)", body = Object),
+        (status = 503, description = "The loop is stuck or the store cannot be written", body = Object)))]
+    pub async fn health(State(s): State<ApiState>) -> impl IntoResponse {
+        answer(s.shared.monitor.liveness(wall_ms()))
     }
-    /// Metrics.
-    #[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "ok", body = String)))]
-    pub async fn metrics(State(_s): State<ApiState>) -> &'static str {
-        ""
+
+    /// Every component (store, sync, market source, agent loop, process, pruning) with its
+    /// status and reason; 503 when one is unhealthy.
+    #[utoipa::path(get, path = "/health/detailed", tag = "health", responses(
+        (status = 200, description = "Healthy or degraded", body = Object),
+        (status = 503, description = "A component is unhealthy", body = Object)))]
+    pub async fn health_detailed(State(s): State<ApiState>) -> impl IntoResponse {
+        answer(s.shared.monitor.health(wall_ms()))
     }
-    /// Alerts.
-    #[utoipa::path(get, path = "/alerts", tag = "health", responses((status = 200, description = "ok", body = Object)))]
-    pub async fn alerts(State(_s): State<ApiState>) -> &'static str {
-        "[]"
+
+    /// Prometheus text exposition.
+    #[utoipa::path(get, path = "/metrics", tag = "health", responses(
+        (status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain")))]
+    pub async fn metrics(State(s): State<ApiState>) -> impl IntoResponse {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            s.shared.monitor.metrics.encode(),
+        )
+    }
+
+    /// Recent alerts, oldest first (the last 200).
+    #[utoipa::path(get, path = "/alerts", tag = "health", responses(
+        (status = 200, description = "Alerts", body = Vec<Object>)))]
+    pub async fn alerts(State(s): State<ApiState>) -> Json<Vec<Alert>> {
+        Json(s.shared.monitor.alerts.recent())
     }
 }

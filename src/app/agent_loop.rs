@@ -157,6 +157,10 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
             }
             Err(e) => {
                 // Nothing of the failed tick was committed: go on from what the store holds.
+                if let AgentError::Market(m) = &e {
+                    let source = crate::monitor::FailureSource::Market;
+                    l.shared.monitor.failure(source, &m.to_string());
+                }
                 let e = anyhow::Error::new(e);
                 tracing::error!(error = %format!("{e:#}"), "tick failed");
                 println!("athena: tick failed: {e:#}");
@@ -180,6 +184,9 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
             equity_usd: report.equity_usd,
         };
         l.shared.record_tick(point, tick_micros);
+        l.shared
+            .monitor
+            .on_tick(&report, &agent, tick_micros as f64 / 1e6);
         l.shared.publish(&agent);
         l.first_commit.get_or_init(Instant::now);
         if first_tick {

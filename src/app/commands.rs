@@ -138,7 +138,7 @@ fn run(
         }
         Command::Checkpoint => checkpoint(agent, store, config, now).map(Ok),
         Command::SyncFlush => sync_flush(agent, store, shared, now).map(Ok),
-        Command::Prune => prune(agent, store, now, corrupt).map(Ok),
+        Command::Prune => prune(agent, store, &shared.monitor, now, corrupt).map(Ok),
     }
 }
 
@@ -233,6 +233,7 @@ fn sync_flush(
 fn prune(
     agent: &Agent,
     store: &Store,
+    monitor: &crate::monitor::Monitor,
     now: u64,
     corrupt: &mut Vec<CorruptRecord>,
 ) -> std::result::Result<Applied, StoreError> {
@@ -242,6 +243,7 @@ fn prune(
         t => t,
     };
     let mut report = store.prune(at)?;
+    monitor.on_prune(&report);
     corrupt.append(&mut report.corrupt);
     let outcome = format!(
         "pruned: {} removed, {} merged, {} compacted, {} moved cold, {} evicted",

@@ -61,12 +61,18 @@ pub async fn run(
         config.agent.data_dir.display()
     );
     let (commands, queue) = crate::control::queue();
-    let shared = crate::live::Shared::new(commands);
+    let monitor = crate::monitor::Monitor::new(&config)?;
+    let shared = crate::live::Shared::new(commands, monitor.clone());
     let queue = Arc::new(tokio::sync::Mutex::new(queue));
     // Up before the ladder: an operator sees the start (and a bad bind fails before the
     // store is touched).
     let api = crate::api::start(&config, shared.clone(), stop.clone()).await?;
+    let (monitor_stop_tx, monitor_stop) = watch::channel(false);
+    let sampled = shared.clone();
+    let monitoring = tokio::spawn(monitor.run(move || sampled.store(), monitor_stop));
     let result = run_sessions(&config, restore_from, stop, &shared, &queue, started).await;
+    monitor_stop_tx.send(true).ok();
+    services::join("monitor", monitoring, Duration::from_secs(5)).await;
     if let Some(api) = api {
         api.stop().await;
     }
@@ -90,6 +96,7 @@ async fn run_sessions(
         Ok(opened) => opened,
         Err(e) if e.needs_reopen() => {
             let outage = fault.insert(Unwritable::now(&e));
+            shared.monitor.store_failed(&outage.cause);
             reopen::reopen(&config, outage, &mut stop, now).await?
         }
         Err(e) => return Err(e.into()),
@@ -123,6 +130,7 @@ async fn run_sessions(
         match ended {
             Ended::Stopped => return Ok(()),
             Ended::Unwritable(failing) => {
+                shared.monitor.store_failed(&failing.cause);
                 // A store that reopened but failed again soon after is the same outage (a
                 // nearly full disk takes a few small commits): its deadline and backoff go on.
                 let outage = match fault.take() {
@@ -203,6 +211,7 @@ impl Session<'_> {
         if let Some(fault) = mark_running(&store).await? {
             return Ok((Ended::Unwritable(fault), Duration::ZERO));
         }
+        self.shared.monitor.store_writable();
 
         let (services_stop_tx, services_stop) = watch::channel(false);
         // The sync worker stops last, after the final checkpoint, so its drain sends it.
@@ -246,6 +255,7 @@ impl Session<'_> {
             pruned,
             findings: findings_tx,
             fault: fault_tx,
+            monitor: self.shared.monitor.clone(),
         }));
         let now = clock.clone();
         let worker = athena_sync::Worker::new(

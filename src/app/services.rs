@@ -25,6 +25,8 @@ pub(super) struct Pruning {
     pub findings: mpsc::UnboundedSender<CorruptRecord>,
     /// Set when the store cannot be written.
     pub fault: watch::Sender<Option<Unwritable>>,
+    /// Told each pass's report.
+    pub monitor: Arc<crate::monitor::Monitor>,
 }
 
 /// Prunes memory every `interval` of agent time, at the agent's time (the last committed
@@ -41,6 +43,7 @@ pub(super) async fn pruning(p: Pruning) {
         pruned,
         findings,
         fault,
+        monitor,
     } = p;
     loop {
         tokio::select! {
@@ -56,6 +59,7 @@ pub(super) async fn pruning(p: Pruning) {
         };
         match tokio::task::spawn_blocking(move || store.prune(now)).await {
             Ok(Ok(report)) => {
+                monitor.on_prune(&report);
                 // The agent's status line shows the running total; the details go to the log.
                 pruned.fetch_add(
                     (report.removed_low_confidence

@@ -85,15 +85,24 @@ impl Monitor {
             .lag_ms
             .max(status.objects.lag_ms)
             .max(status.oldest_unsynced_ms);
-        let grew = {
+        let (grew, new_failures) = {
             let mut s = self.lock();
+            // Failed passes since the last sample are the cloud failures the counter counts.
+            let new_failures = status
+                .health
+                .consecutive_failures
+                .saturating_sub(s.sync_failures);
             s.sync_failures = status.health.consecutive_failures;
             s.sync_last_error.clone_from(&status.health.last_error);
             s.sync_lag_ms = status.documents.lag_ms.max(status.objects.lag_ms);
             s.sync_oldest_unsynced_ms = status.oldest_unsynced_ms;
             let before = s.dead_letters.replace(status.dead_letters);
-            status.dead_letters > before.unwrap_or(0)
+            (status.dead_letters > before.unwrap_or(0), new_failures)
         };
+        self.metrics
+            .api_failures
+            .with_label_values(&[super::FailureSource::Cloud.as_str()])
+            .inc_by(new_failures);
         if lag > self.thresholds.sync_lag_ms {
             self.alerts.raise(
                 AlertKind::SyncLag,
