@@ -53,6 +53,11 @@ pub struct ApiState {
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct Body<T>(pub T);
 
+/// A path parameter whose rejections are [`ApiError`]s.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct PathParam<T>(pub T);
+
 /// Query parameters whose rejections are [`ApiError`]s.
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
@@ -62,7 +67,7 @@ pub struct Params<T>(pub T);
 #[openapi(
     info(title = "Athena", description = "The operators' API of a running Athena agent."),
     modifiers(&BearerToken),
-    components(schemas(error::ErrorBody))
+    components(schemas(error::ErrorBody, crate::risk::BreakerKind))
 )]
 struct ApiDoc;
 

@@ -172,8 +172,10 @@ pub struct MemoryFilter {
     /// Only memories newer than this age (2h, 7days).
     pub since: Option<String>,
     /// Minimum confidence, 0 to 1.
+    #[param(minimum = 0.0, maximum = 1.0)]
     pub min_confidence: Option<f64>,
     /// Most results, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -401,7 +403,7 @@ pub async fn sync_status(
 
 /// The last recovery (crash restart, restore or reopen) with its steps.
 #[utoipa::path(get, path = "/recovery/status", tag = "recovery",
-    responses((status = 200, description = "The last recovery, or null", body = Object),
+    responses((status = 200, description = "The last recovery, or null", body = Option<Object>),
               (status = 503, description = "Store closed", body = super::error::ErrorBody)))]
 pub async fn recovery_status(
     State(state): State<ApiState>,
@@ -432,6 +434,7 @@ pub struct JournalFilter {
     /// Only entries this recent before the agent's last tick (2h, 7days).
     pub since: Option<String>,
     /// Most entries, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -531,6 +534,7 @@ pub fn journal_entries(
 #[into_params(parameter_in = Query)]
 pub struct TradeFilter {
     /// Most trades, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
 }
 
@@ -578,6 +582,7 @@ pub struct EquityFilter {
     /// Only points this recent before the last tick (2h, 7days).
     pub since: Option<String>,
     /// At most this many points, evenly thinned (1 to 10000; default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     pub points: Option<usize>,
 }
 

@@ -3,22 +3,33 @@
 //! stopped and says so.
 
 use super::error::{ApiError, ApiResult};
-use super::{ApiState, Body};
+use super::{ApiState, Body, PathParam};
 use crate::control::{Applied, Command};
 use crate::risk::{BreakerKind, Limit};
 use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// Sends `command` once the token is checked.
-async fn command(
-    state: &ApiState,
-    headers: &HeaderMap,
-    command: Command,
-) -> ApiResult<Json<Applied>> {
-    state.guard.admit(headers).await?;
+/// The admin token, checked before anything else of the request is looked at (a request
+/// without it learns nothing about its input).
+pub struct Admin;
+
+impl axum::extract::FromRequestParts<ApiState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &ApiState,
+    ) -> Result<Self, ApiError> {
+        state.guard.admit(&parts.headers).await?;
+        Ok(Admin)
+    }
+}
+
+/// Sends `command` to the agent loop and waits for its committed answer.
+async fn command(state: &ApiState, command: Command) -> ApiResult<Json<Applied>> {
     Ok(Json(state.shared.commands.send(command).await?))
 }
 
@@ -27,7 +38,7 @@ async fn command(
 #[serde(deny_unknown_fields)]
 pub struct Reason {
     /// Why (journaled; required).
-    #[schema(min_length = 1, max_length = 1000)]
+    #[schema(min_length = 1, max_length = 1000, pattern = "\\S")]
     pub reason: String,
 }
 
@@ -41,6 +52,15 @@ pub enum CommandResponses {
     /// Bad input: nothing changed.
     #[response(status = 400)]
     BadRequest(super::error::ErrorBody),
+    /// The body is larger than `api.max_body_bytes`.
+    #[response(status = 413)]
+    TooLarge(super::error::ErrorBody),
+    /// The body is not JSON (`Content-Type: application/json`).
+    #[response(status = 415)]
+    NotJson(super::error::ErrorBody),
+    /// The body is JSON of the wrong shape.
+    #[response(status = 422)]
+    WrongShape(super::error::ErrorBody),
     /// The admin token is missing or wrong.
     #[response(status = 401)]
     Unauthorized(super::error::ErrorBody),
@@ -69,11 +89,11 @@ fn reason_of(r: &str) -> ApiResult<String> {
     responses(CommandResponses), security(("admin_token" = [])))]
 pub async fn stop(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    _admin: Admin,
     Body(body): Body<Reason>,
 ) -> ApiResult<Json<Applied>> {
     let reason = reason_of(&body.reason)?;
-    command(&state, &headers, Command::Stop { reason }).await
+    command(&state, Command::Stop { reason }).await
 }
 
 /// Lift an operator stop (tripped breakers keep their effect).
@@ -81,11 +101,11 @@ pub async fn stop(
     responses(CommandResponses), security(("admin_token" = [])))]
 pub async fn resume(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    _admin: Admin,
     Body(body): Body<Reason>,
 ) -> ApiResult<Json<Applied>> {
     let reason = reason_of(&body.reason)?;
-    command(&state, &headers, Command::Resume { reason }).await
+    command(&state, Command::Resume { reason }).await
 }
 
 /// Exit-all's confirmation and reason.
@@ -95,7 +115,7 @@ pub struct ExitAll {
     /// Must be true: exit-all closes every position.
     pub confirm: bool,
     /// Why (journaled; required).
-    #[schema(min_length = 1, max_length = 1000)]
+    #[schema(min_length = 1, max_length = 1000, pattern = "\\S")]
     pub reason: String,
 }
 
@@ -104,27 +124,26 @@ pub struct ExitAll {
     responses(CommandResponses), security(("admin_token" = [])))]
 pub async fn exit_all(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    _admin: Admin,
     Body(body): Body<ExitAll>,
 ) -> ApiResult<Json<Applied>> {
     let reason = reason_of(&body.reason)?;
     let confirm = body.confirm;
-    command(&state, &headers, Command::ExitAll { confirm, reason }).await
+    command(&state, Command::ExitAll { confirm, reason }).await
 }
 
 /// Reset one breaker (the only way to clear memory_corruption and position_mismatch).
 #[utoipa::path(post, path = "/risk/circuit-breakers/{name}/reset", tag = "control",
-    params(("name" = String, Path, description = "Breaker, e.g. rapid_loss")),
+    params(("name" = BreakerKind, Path, description = "The breaker")),
     request_body = Reason, responses(CommandResponses), security(("admin_token" = [])))]
 pub async fn reset_breaker(
     State(state): State<ApiState>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
+    _admin: Admin,
+    PathParam(breaker): PathParam<BreakerKind>,
     Body(body): Body<Reason>,
 ) -> ApiResult<Json<Applied>> {
-    let breaker = BreakerKind::parse(&name).map_err(|e| ApiError::bad_request(e.0))?;
     let reason = reason_of(&body.reason)?;
-    command(&state, &headers, Command::ResetBreaker { breaker, reason }).await
+    command(&state, Command::ResetBreaker { breaker, reason }).await
 }
 
 /// A limit override.
@@ -132,15 +151,16 @@ pub async fn reset_breaker(
 #[serde(deny_unknown_fields)]
 pub struct Override {
     /// Limit key, e.g. risk.max_position_fraction.
+    #[schema(schema_with = limit_keys)]
     pub limit: String,
     /// Its value while the override lasts.
     pub value: f64,
-    /// How long, e.g. 2h (at most 24h).
+    /// How long, e.g. 2h (more than 0, at most 24h).
     #[serde(rename = "for")]
-    #[schema(rename = "for")]
+    #[schema(rename = "for", pattern = "^[1-9][0-9]*(s|m|h)$")]
     pub for_: String,
     /// Why (journaled; required).
-    #[schema(min_length = 1, max_length = 1000)]
+    #[schema(min_length = 1, max_length = 1000, pattern = "\\S")]
     pub reason: String,
 }
 
@@ -149,7 +169,7 @@ pub struct Override {
     responses(CommandResponses), security(("admin_token" = [])))]
 pub async fn override_limit(
     State(state): State<ApiState>,
-    headers: HeaderMap,
+    _admin: Admin,
     Body(body): Body<Override>,
 ) -> ApiResult<Json<Applied>> {
     let limit = Limit::parse(&body.limit).map_err(|e| ApiError::bad_request(e.0))?;
@@ -160,7 +180,6 @@ pub async fn override_limit(
     let value = body.value;
     command(
         &state,
-        &headers,
         Command::Override {
             limit,
             value,
@@ -174,28 +193,22 @@ pub async fn override_limit(
 /// Take a checkpoint now.
 #[utoipa::path(post, path = "/recovery/checkpoint", tag = "control",
     responses(CommandResponses), security(("admin_token" = [])))]
-pub async fn checkpoint(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-) -> ApiResult<Json<Applied>> {
-    command(&state, &headers, Command::Checkpoint).await
+pub async fn checkpoint(State(state): State<ApiState>, _admin: Admin) -> ApiResult<Json<Applied>> {
+    command(&state, Command::Checkpoint).await
 }
 
 /// Ask the sync worker for a pass now.
 #[utoipa::path(post, path = "/sync/flush", tag = "control",
     responses(CommandResponses), security(("admin_token" = [])))]
-pub async fn sync_flush(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-) -> ApiResult<Json<Applied>> {
-    command(&state, &headers, Command::SyncFlush).await
+pub async fn sync_flush(State(state): State<ApiState>, _admin: Admin) -> ApiResult<Json<Applied>> {
+    command(&state, Command::SyncFlush).await
 }
 
 /// Run a memory pruning pass now.
 #[utoipa::path(post, path = "/memory/prune", tag = "control",
     responses(CommandResponses), security(("admin_token" = [])))]
-pub async fn prune(State(state): State<ApiState>, headers: HeaderMap) -> ApiResult<Json<Applied>> {
-    command(&state, &headers, Command::Prune).await
+pub async fn prune(State(state): State<ApiState>, _admin: Admin) -> ApiResult<Json<Applied>> {
+    command(&state, Command::Prune).await
 }
 
 /// A restore replaces the store: it needs the agent stopped.
@@ -204,14 +217,18 @@ pub async fn prune(State(state): State<ApiState>, headers: HeaderMap) -> ApiResu
               (status = 401, description = "Token missing or wrong", body = super::error::ErrorBody),
               (status = 403, description = "No token configured", body = super::error::ErrorBody)),
     security(("admin_token" = [])))]
-pub async fn restore(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-) -> ApiResult<Json<Applied>> {
-    state.guard.admit(&headers).await?;
+pub async fn restore(_admin: Admin) -> ApiResult<Json<Applied>> {
     Err(ApiError::new(
         StatusCode::CONFLICT,
         "conflict",
         "a restore replaces the store, so it needs the agent stopped: stop it, then run `athena checkpoint restore` (or `athena run --restore-from gcs|firestore` on an empty data directory)",
     ))
+}
+
+/// The schema of a limit key: one of [`Limit::ALL`].
+fn limit_keys() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(Limit::ALL.iter().map(|l| l.key())))
+        .build()
 }

@@ -10,7 +10,19 @@ use athena_config::{GasConfig, RiskConfig};
 use serde::{Deserialize, Serialize};
 
 /// Which breaker.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerKind {
     /// PnL over the window at or below −5% of portfolio value.
