@@ -146,6 +146,36 @@ fn shape(v: &Value) -> Value {
     }
 }
 
+/// Puts `n` pool observations of the last minutes into a new store under `data`.
+fn seed_memories(data: &Path, n: u64) {
+    use athena_storage::{Category, Memory, MemoryType, Metadata, Source, Store};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let t0 = now - 600_000;
+    let store = Store::open(data, &athena_config::MemoryConfig::default()).unwrap();
+    let ms: Vec<Memory> = (0..n)
+        .map(|i| {
+            let md = Metadata {
+                pool: Some(format!("POOL{}", i % 3)),
+                apr: Some(20.0 + i as f64),
+                ..Metadata::default()
+            };
+            Memory::new(
+                MemoryType::Observation,
+                Category::PoolBehavior,
+                format!("observation {i} of pool"),
+                md,
+                0.8,
+                Source::MarketData,
+                ulid::Ulid::from_parts(t0 + i * 1000, u128::from(i) + 1),
+            )
+        })
+        .collect();
+    store.insert_memories(&ms, t0).unwrap();
+}
+
 const READS: &[&[&str]] = &[
     &["status", "--json"],
     &["risk", "status", "--json"],
@@ -154,11 +184,16 @@ const READS: &[&[&str]] = &[
     &["checkpoint", "list", "--json"],
     &["sync", "status", "--json"],
     &["memory", "recall", "--limit", "1000"],
+    &[
+        "memory", "recall", "--pool", "POOL1", "--since", "1h", "--limit", "5",
+    ],
+    &["journal", "--kind", "control", "--since", "1h", "--json"],
 ];
 
 #[test]
 fn read_commands_answer_the_same_through_the_agent_and_from_the_store() {
     let d = Dir::new();
+    seed_memories(&d.data(), 30);
     let (agent, log) = d.start("agent.log");
     // Something in the journal and the risk state to compare.
     d.ok(&["risk", "stop", "--reason", "compare"]);
@@ -190,11 +225,15 @@ fn read_commands_answer_the_same_through_the_agent_and_from_the_store() {
     let (rj, sj) = (json_lines(&running[3]), json_lines(&stopped[3]));
     assert!(!rj.is_empty());
     assert_eq!(rj, sj, "journal");
-    assert_eq!(
-        json_lines(&running[6]),
-        json_lines(&stopped[6]),
-        "memory recall"
-    );
+    let recalled = json_lines(&running[6]);
+    assert!(recalled.len() >= 30, "{}", running[6]);
+    assert_eq!(recalled, json_lines(&stopped[6]), "memory recall");
+    let filtered = json_lines(&running[7]);
+    assert_eq!(filtered.len(), 5, "{}", running[7]);
+    assert_eq!(filtered, json_lines(&stopped[7]), "memory recall --pool");
+    let control = json_lines(&running[8]);
+    assert_eq!(control.len(), 1, "{}", running[8]);
+    assert_eq!(control, json_lines(&stopped[8]), "journal --kind control");
 
     // checkpoint list: the stop adds its shutdown checkpoint.
     let (rc, sc) = (json(&running[4]), json(&stopped[4]));
@@ -283,7 +322,10 @@ fn controls_go_through_the_agent_with_its_token() {
     let report = json(&d.ok(&["memory", "prune"]));
     assert!(report.get("removed_low_confidence").is_some(), "{report}");
     let out = d.ok(&["sync", "flush"]);
-    assert!(out.contains("rows left in the outbox"), "{out}");
+    assert!(
+        out.contains("sync flush: 0 rows left in the outbox"),
+        "{out}"
+    );
 
     // What needs the store to itself says so.
     for args in [

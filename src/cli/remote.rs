@@ -206,27 +206,31 @@ impl Agent {
         }
     }
 
-    /// The CLI's exit for `e`: 400 is the operator's input (exit 2), the rest exit 1.
+    /// The CLI's exit for `e`.
     fn exit(&self, e: RemoteError) -> anyhow::Error {
-        let (code, message) = match &e {
-            RemoteError::Api { status: 400, .. } => (2, format!("error: {e}")),
-            RemoteError::Api { status: 401, .. } => {
-                (1, format!("error: {e}; {}", self.token_hint()))
-            }
-            _ => (1, format!("error: {e}")),
-        };
-        Exit { code, message }.into()
+        let token_set = matches!(Token::load(&self.token_file), Ok(Some(_)));
+        exit_for(e, token_set).into()
     }
+}
 
-    fn token_hint(&self) -> &'static str {
-        match Token::load(&self.token_file) {
-            Ok(Some(_)) => {
-                "the token set here (ATHENA_API_ADMIN_TOKEN or api.admin_token_file) is not the agent's"
-            }
-            _ => {
-                "no admin token is set here: set ATHENA_API_ADMIN_TOKEN (or api.admin_token_file) to the agent's token"
-            }
-        }
+/// The CLI's exit for `e`: 400 is the operator's input (exit 2), the rest exit 1; a 401 says
+/// how to set the token (`token_set`: whether one is set in this environment).
+fn exit_for(e: RemoteError, token_set: bool) -> Exit {
+    let hint = if token_set {
+        "the token set here (ATHENA_API_ADMIN_TOKEN or api.admin_token_file) is not the agent's"
+    } else {
+        "no admin token is set here: set ATHENA_API_ADMIN_TOKEN (or api.admin_token_file) to the agent's token"
+    };
+    match &e {
+        RemoteError::Api { status: 400, .. } => Exit::usage(e),
+        RemoteError::Api { status: 401, .. } => Exit {
+            code: 1,
+            message: format!("error: {e}; {hint}"),
+        },
+        _ => Exit {
+            code: 1,
+            message: format!("error: {e}"),
+        },
     }
 }
 
@@ -249,5 +253,50 @@ fn api_error(status: u16, bytes: &[u8]) -> RemoteError {
                     .collect::<String>()
             ),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_errors_become_the_cli_exits_with_the_api_message() {
+        let body = br#"{"error":{"code":"bad_request","message":"reason is empty"}}"#;
+        let e = exit_for(api_error(400, body), true);
+        assert_eq!((e.code, e.message.as_str()), (2, "error: reason is empty"));
+        let body = br#"{"error":{"code":"unauthorized","message":"the admin token is wrong"}}"#;
+        let e = exit_for(api_error(401, body), false);
+        assert_eq!(e.code, 1);
+        assert!(e.message.starts_with("error: the admin token is wrong; "));
+        assert!(e.message.contains("set ATHENA_API_ADMIN_TOKEN"));
+        let e = exit_for(api_error(503, b"<html>gateway</html>"), true);
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (1, "error: HTTP 503: <html>gateway</html>")
+        );
+    }
+
+    #[test]
+    fn a_stale_runtime_file_finds_no_agent() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        config.agent.data_dir = dir.path().to_path_buf();
+        assert!(find(&config).unwrap().is_none());
+        // This process's own pid is never "the agent".
+        Runtime {
+            pid: std::process::id(),
+            address: "127.0.0.1:9".into(),
+        }
+        .write(dir.path())
+        .unwrap();
+        assert!(find(&config).unwrap().is_none());
+        assert!(require_stopped(&config, "x").is_ok());
+    }
+
+    #[test]
+    fn list_limits_are_capped_at_the_apis() {
+        assert_eq!(list_limit(50), "50");
+        assert_eq!(list_limit(5_000), "1000");
     }
 }
