@@ -1,6 +1,8 @@
-//! `athena backtest`, `athena status` and `athena sim record`.
+//! `athena backtest`, `athena status` and `athena sim record`. `status` asks the running
+//! agent's API when there is one ([`super::remote`]), else reads the store (or `status.json`
+//! when a running agent holds the store without an API); one function prints either.
 
-use super::{now_ms, open_store, open_store_read_only, parse_days};
+use super::{now_ms, open_store, open_store_read_only, parse_days, remote};
 use crate::agent::state::{AgentState, STATE_KEY};
 use crate::agent::{STATUS_FILE, Status};
 use crate::backtest;
@@ -46,6 +48,7 @@ pub(super) fn backtest(config: &Config, args: &BacktestArgs) -> anyhow::Result<(
     if let Some(seed) = args.seed {
         config.agent.seed = seed;
     }
+    super::remote::require_stopped(&config, "athena backtest")?;
     let store = open_store(&config)?;
     let mut last_pct = u64::MAX;
     let interactive = !args.json;
@@ -135,8 +138,24 @@ pub(super) fn backtest(config: &Config, args: &BacktestArgs) -> anyhow::Result<(
 }
 
 pub(super) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
+    let fetched = match remote::call(config, |a| a.get::<Status>("/status", &[]))? {
+        Some(status) => Some((status, true)),
+        None => status_local(config)?,
+    };
+    match fetched {
+        Some((status, live)) => print_status(&status, live, json),
+        None => {
+            outln!("no agent run in {} yet", config.agent.data_dir.display());
+            Ok(())
+        }
+    }
+}
+
+/// The status from the store, or from `status.json` when a running agent holds the store
+/// (its API off or not answering); `None` before the first run.
+fn status_local(config: &Config) -> anyhow::Result<Option<(Status, bool)>> {
     let dir = &config.agent.data_dir;
-    let (status, live) = match athena_storage::Store::open_read_only(dir, &config.memory) {
+    match athena_storage::Store::open_read_only(dir, &config.memory) {
         Err(athena_storage::StoreError::Refused { reason, .. })
             if reason == athena_storage::ALREADY_OPEN =>
         {
@@ -149,21 +168,23 @@ pub(super) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
                     path.display()
                 )
             })?;
-            (serde_json::from_slice::<Status>(&bytes)?, true)
+            Ok(Some((serde_json::from_slice::<Status>(&bytes)?, true)))
         }
         _ => {
             let store = open_store_read_only(config)?;
             let state: Option<AgentState> = store.read(|r| r.get(KeyedTable::Agent, STATE_KEY))?;
             let Some(state) = state else {
-                outln!("no agent run in {} yet", dir.display());
-                return Ok(());
+                return Ok(None);
             };
             let risk = crate::risk::persist::load_or_default(&store)?;
             let mut status = Status::of(&state, &risk, config);
             status.last_recovery = crate::recovery::last(&store)?;
-            (status, false)
+            Ok(Some((status, false)))
         }
-    };
+    }
+}
+
+fn print_status(status: &Status, live: bool, json: bool) -> anyhow::Result<()> {
     let now = now_ms();
     // A running agent republishes every tick: a file past its due time is not live data.
     let stale = live && status.stale_after_wall_ms > 0 && now > status.stale_after_wall_ms;
@@ -176,7 +197,7 @@ pub(super) fn status(config: &Config, json: bool) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let s = &status;
+    let s = status;
     outln!(
         "trading state: {}{}",
         s.trading_state.as_str(),

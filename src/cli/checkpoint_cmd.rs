@@ -1,6 +1,8 @@
-//! `athena checkpoint create|list|verify|restore`.
+//! `athena checkpoint create|list|verify|restore`. While an agent runs, create and list go
+//! through its API ([`super::remote`]) and verify reads the list from it (the file itself is
+//! read directly); restore needs the agent stopped and says so.
 
-use super::{Exit, now_ms, open_store, open_store_read_only};
+use super::{Exit, now_ms, open_store, open_store_read_only, remote};
 use crate::agent::state::{AgentState, STATE_KEY};
 use crate::checkpoint;
 use athena_config::Config;
@@ -14,7 +16,11 @@ pub enum CheckpointCommand {
     /// Firestore document queued for sync.
     Create,
     /// The checkpoints the store knows, oldest first.
-    List,
+    List {
+        /// Print JSON (an array of entries) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Verify a checkpoint file's digest and contents (ID, or `latest`); exit 1 if invalid.
     Verify {
         /// Checkpoint id or `latest`.
@@ -37,87 +43,122 @@ pub enum CheckpointCommand {
 }
 
 pub(super) fn run(config: &Config, cmd: &CheckpointCommand) -> anyhow::Result<()> {
-    let dir = &config.agent.data_dir;
     match cmd {
-        CheckpointCommand::Restore { id, from } => restore(config, id, *from)?,
+        CheckpointCommand::Restore { id, from } => {
+            remote::require_stopped(config, "athena checkpoint restore")?;
+            restore(config, id, *from)
+        }
         CheckpointCommand::Create => {
-            let store = open_store(config)?;
-            // Agent time: the last tick's, so checkpoints line up with the journal.
-            let state: Option<AgentState> = store.read(|r| r.get(KeyedTable::Agent, STATE_KEY))?;
-            let at = state.map_or_else(now_ms, |s| s.last_tick_ms.max(1));
-            let e = checkpoint::create(&store, dir, config, at)?;
+            let entry = match remote::call(config, create_remote)? {
+                Some(e) => e,
+                None => create_local(config)?,
+            };
             outln!(
                 "created {} (tick {}, {} bytes, sha256 {})",
-                e.id,
-                e.tick,
-                e.bytes,
-                e.digest
+                entry.id,
+                entry.tick,
+                entry.bytes,
+                entry.digest
             );
+            Ok(())
         }
-        CheckpointCommand::List => {
-            let store = open_store_read_only(config)?;
-            for e in checkpoint::list(&store)? {
-                outln!(
-                    "{}  tick {:>7}  {:>10} bytes  sha256 {}",
-                    e.id,
-                    e.tick,
-                    e.bytes,
-                    e.digest
-                );
-            }
+        CheckpointCommand::List { json } => print_list(&entries(config)?, *json),
+        CheckpointCommand::Verify { id } => verify(config, &entries(config)?, id),
+    }
+}
+
+/// The checkpoints, oldest first: from the running agent, or from the store.
+fn entries(config: &Config) -> anyhow::Result<Vec<checkpoint::Entry>> {
+    match remote::call(config, |a| {
+        a.get::<Vec<checkpoint::Entry>>("/recovery/checkpoints", &[])
+    })? {
+        Some(all) => Ok(all),
+        None => Ok(checkpoint::list(&open_store_read_only(config)?)?),
+    }
+}
+
+fn create_remote(agent: &remote::Agent) -> Result<checkpoint::Entry, remote::RemoteError> {
+    let applied = agent.post::<crate::control::Applied>("/recovery/checkpoint", None)?;
+    serde_json::from_value(applied.detail.unwrap_or_default()).map_err(|source| {
+        remote::RemoteError::Decode {
+            path: "/recovery/checkpoint".into(),
+            source,
         }
-        CheckpointCommand::Verify { id } => {
-            let store = open_store_read_only(config)?;
-            let all = checkpoint::list(&store)?;
-            let entry = if id == "latest" {
-                all.last()
-            } else {
-                all.iter().find(|e| &e.id == id)
-            };
-            let Some(entry) = entry else {
-                return Err(Exit {
-                    code: 1,
-                    message: format!("error: no checkpoint {id} in {}", dir.display()),
-                }
-                .into());
-            };
-            let path = dir.join(checkpoint::DIR).join(&entry.file);
-            match checkpoint::verify_file(&path) {
-                Ok(c) if c.id == entry.id => outln!(
-                    "{}: valid (format {}, {} ledger entries, {} memory categories, outbox next seq {})",
-                    entry.id,
-                    c.format_version,
-                    c.ledger.len(),
-                    c.memories.len(),
-                    c.outbox_next_seq
-                ),
-                Ok(c) => {
-                    return Err(Exit {
-                        code: 1,
-                        message: format!(
-                            "{}: holds checkpoint {}, not {}",
-                            path.display(),
-                            c.id,
-                            entry.id
-                        ),
-                    }
-                    .into());
-                }
-                Err(e) => {
-                    return Err(Exit {
-                        code: 1,
-                        message: format!(
-                            "{}: invalid: {}",
-                            path.display(),
-                            athena_sync::one_line(&e)
-                        ),
-                    }
-                    .into());
-                }
-            }
-        }
+    })
+}
+
+fn create_local(config: &Config) -> anyhow::Result<checkpoint::Entry> {
+    let store = open_store(config)?;
+    // Agent time: the last tick's, so checkpoints line up with the journal.
+    let state: Option<AgentState> = store.read(|r| r.get(KeyedTable::Agent, STATE_KEY))?;
+    let at = state.map_or_else(now_ms, |s| s.last_tick_ms.max(1));
+    Ok(checkpoint::create(
+        &store,
+        &config.agent.data_dir,
+        config,
+        at,
+    )?)
+}
+
+fn print_list(all: &[checkpoint::Entry], json: bool) -> anyhow::Result<()> {
+    if json {
+        outln!("{}", serde_json::to_string_pretty(all)?);
+        return Ok(());
+    }
+    for e in all {
+        outln!(
+            "{}  tick {:>7}  {:>10} bytes  sha256 {}",
+            e.id,
+            e.tick,
+            e.bytes,
+            e.digest
+        );
     }
     Ok(())
+}
+
+/// Checks the file of checkpoint `id` (or the latest) among `all`; the file is read directly,
+/// so this works while the agent runs.
+fn verify(config: &Config, all: &[checkpoint::Entry], id: &str) -> anyhow::Result<()> {
+    let dir = &config.agent.data_dir;
+    let entry = if id == "latest" {
+        all.last()
+    } else {
+        all.iter().find(|e| e.id == id)
+    };
+    let Some(entry) = entry else {
+        return Err(Exit {
+            code: 1,
+            message: format!("error: no checkpoint {id} in {}", dir.display()),
+        }
+        .into());
+    };
+    let path = dir.join(checkpoint::DIR).join(&entry.file);
+    let problem = match checkpoint::verify_file(&path) {
+        Ok(c) if c.id == entry.id => {
+            outln!(
+                "{}: valid (format {}, {} ledger entries, {} memory categories, outbox next seq {})",
+                entry.id,
+                c.format_version,
+                c.ledger.len(),
+                c.memories.len(),
+                c.outbox_next_seq
+            );
+            return Ok(());
+        }
+        Ok(c) => format!(
+            "{}: holds checkpoint {}, not {}",
+            path.display(),
+            c.id,
+            entry.id
+        ),
+        Err(e) => format!("{}: invalid: {}", path.display(), athena_sync::one_line(&e)),
+    };
+    Err(Exit {
+        code: 1,
+        message: problem,
+    }
+    .into())
 }
 
 fn restore(

@@ -1,12 +1,12 @@
-//! `athena journal`: the decisions and risk events with their reasons, newest first, read-only.
+//! `athena journal`: the decisions and risk events with their reasons, newest first, read-only;
+//! from the store, or through the running agent's API ([`super::remote`]) while it holds the
+//! store. Both paths select with [`crate::api::journal_entries`] and print with [`print`].
 
-use super::{now_ms, open_store_read_only, parse_duration_arg, parse_limit};
-use crate::agent::state::{AgentState, STATE_KEY};
-use crate::journal::{self, EntryKind, Query};
+use super::{open_store_read_only, parse_duration_arg, parse_limit, remote};
+use crate::api::{JournalEntry, journal_entries};
+use crate::journal::{self, EntryKind};
 use athena_config::Config;
-use athena_storage::KeyedTable;
 use clap::Args;
-use std::io::Write;
 
 /// `athena journal` filters.
 #[derive(Debug, Args)]
@@ -31,61 +31,70 @@ pub struct JournalArgs {
 }
 
 pub(super) fn run(config: &Config, args: &JournalArgs) -> anyhow::Result<()> {
-    let store = open_store_read_only(config)?;
-    let last_tick: Option<AgentState> = store.read(|r| r.get(KeyedTable::Agent, STATE_KEY))?;
-    let reference = last_tick.map_or_else(now_ms, |s| s.last_tick_ms);
-    let q = Query {
-        kind: args.kind,
-        pool: args.pool.clone(),
-        since_ms: args
-            .since
-            .map(|d| reference.saturating_sub(d.as_millis() as u64)),
-        limit: args.limit,
+    let entries = match remote::call(config, |a| {
+        a.get::<Vec<JournalEntry>>("/journal", &args.query())
+    })? {
+        Some(e) => e,
+        None => {
+            let store = open_store_read_only(config)?;
+            let since = args.since.map(|d| d.as_millis() as u64);
+            journal_entries(&store, args.kind, args.pool.clone(), since, args.limit)?
+        }
     };
-    let pools = journal::position_pools(&store)?;
-    let mut out = std::io::stdout().lock();
-    let mut failed: Option<std::io::Error> = None;
+    print(&entries, args.json)
+}
+
+impl JournalArgs {
+    /// The filters as `/journal` takes them.
+    fn query(&self) -> Vec<(&'static str, String)> {
+        let mut q = vec![("limit", remote::list_limit(self.limit))];
+        if let Some(k) = self.kind {
+            q.push(("kind", k.as_str().to_string()));
+        }
+        if let Some(p) = &self.pool {
+            q.push(("pool", p.clone()));
+        }
+        if let Some(d) = self.since {
+            q.push(("since", humantime::format_duration(d).to_string()));
+        }
+        q
+    }
+}
+
+/// Prints the entries (text or one JSON object per line); an unreadable one is named on
+/// stderr and makes the exit 1.
+fn print(entries: &[JournalEntry], json: bool) -> anyhow::Result<()> {
     let mut corrupt = 0usize;
-    let mut shown = 0usize;
-    journal::query(&store, &q, &pools, |(seq, record)| {
-        shown += 1;
-        let written = match record {
-            Ok(rec) if args.json => writeln!(
-                out,
+    for e in entries {
+        match (&e.record, &e.error) {
+            (Some(rec), _) if json => outln!(
                 "{}",
                 serde_json::json!({
-                    "seq": seq,
-                    "at_ms": rec.at_ms(),
-                    "kind": rec.kind(),
-                    "pool": rec.pool(&pools),
+                    "seq": e.seq,
+                    "at_ms": e.at_ms,
+                    "kind": e.kind,
+                    "pool": e.pool,
                     "record": rec,
                 })
             ),
-            Ok(rec) => writeln!(
-                out,
-                "{}  #{seq:<7} {:<8} {}",
-                journal::rfc3339(rec.at_ms()),
-                rec.kind().as_str(),
-                rec.summary(&pools)
+            (Some(_), _) => outln!(
+                "{}  #{:<7} {:<8} {}",
+                journal::rfc3339(e.at_ms.unwrap_or_default()),
+                e.seq,
+                e.kind.as_deref().unwrap_or("?"),
+                e.summary.as_deref().unwrap_or_default()
             ),
-            Err(e) => {
+            (None, error) => {
                 corrupt += 1;
-                eprintln!("journal entry #{seq} cannot be read: {e}");
-                Ok(())
-            }
-        };
-        match written {
-            Ok(()) => true,
-            Err(e) => {
-                failed = Some(e);
-                false
+                eprintln!(
+                    "journal entry #{} cannot be read: {}",
+                    e.seq,
+                    error.as_deref().unwrap_or("unknown error")
+                );
             }
         }
-    })?;
-    if let Some(e) = failed {
-        return Err(e.into());
     }
-    if shown == 0 && !args.json {
+    if entries.is_empty() && !json {
         eprintln!("no journal entries match");
     }
     if corrupt > 0 {

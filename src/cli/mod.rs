@@ -18,6 +18,7 @@ mod checkpoint_cmd;
 mod config_cmd;
 mod journal_cmd;
 mod memory_cmd;
+mod remote;
 mod risk_cmd;
 mod store_cmd;
 mod sync_cmd;

@@ -1,14 +1,21 @@
 //! `athena risk status|reset|stop|resume|override`: the risk engine's state from the store, and
 //! the operator controls, each journaled with its reason in one store transaction.
 //!
-//! The controls write the store, so they need the agent stopped (redb allows one writer
-//! process); the HTTP API of a later issue calls the same library functions while it runs.
+//! With an agent running (its `api.json` names a live process) every command goes through its
+//! HTTP API ([`super::remote`]); otherwise through the store (redb allows one writer process).
+//! Either way the same functions print the same data.
 
-use super::{Exit, now_ms, open_store, open_store_read_only, parse_duration_arg};
+use super::{Exit, now_ms, open_store, open_store_read_only, parse_duration_arg, remote};
+use crate::api::RiskStatus;
+use crate::control::Applied;
+use crate::risk::controls::Refused;
 use crate::risk::persist;
-use crate::risk::{BreakerKind, Limit, RiskEngine, RiskJournal, RiskState};
+use crate::risk::{
+    BreakerKind, Limit, RiskEngine, RiskEvent, RiskJournal, RiskState, TradingState,
+};
 use athena_config::Config;
 use clap::Subcommand;
+use serde_json::json;
 
 /// Risk commands.
 #[derive(Debug, Subcommand)]
@@ -58,58 +65,58 @@ fn engine(config: &Config) -> RiskEngine {
     RiskEngine::new(config.risk.clone(), config.gas.clone())
 }
 
+/// What a control did, from the store or from the agent's answer.
+struct ControlOutcome {
+    /// The journaled events.
+    events: Vec<RiskEvent>,
+    /// The trading state after it.
+    trading_state: TradingState,
+    /// Intents waiting in the store (known on the local path only).
+    pending_intents: Option<usize>,
+}
+
 pub(super) fn run(config: &Config, cmd: &RiskCommand) -> anyhow::Result<()> {
     let now = now_ms();
-    let refused = |e: crate::risk::controls::Refused| Exit::usage(e);
-    // A control is tried first on a read-only snapshot, so a refused one (bad reason, limit,
-    // duration) never opens the store for writing; then applied for real.
-    let control = |f: &dyn Fn(&RiskEngine, &mut RiskState) -> anyhow::Result<Vec<RiskJournal>>| -> anyhow::Result<()> {
-        let e = engine(config);
-        {
-            let store = open_store_read_only(config)?;
-            f(&e, &mut persist::load_or_default(&store)?)?;
-        }
-        let store = open_store(config)?;
-        let mut state = persist::load_or_default(&store)?;
-        let journal = f(&e, &mut state)?;
-        store.write(|w| persist::save(w, &state, &journal, now))?;
-        for j in &journal {
-            outln!("{}", serde_json::to_string(&j.event)?);
-        }
-        outln!("trading state: {}", state.computed_state(now).as_str());
-        Ok(())
-    };
     match cmd {
         RiskCommand::Status { json } => {
-            let store = open_store_read_only(config)?;
-            let state = persist::load_or_default(&store)?;
+            let state = match remote::call(config, |a| a.get::<RiskStatus>("/risk/status", &[]))? {
+                Some(r) => r.state,
+                None => persist::load_or_default(&open_store_read_only(config)?)?,
+            };
             if *json {
                 outln!(
                     "{}",
                     serde_json::to_string_pretty(&status_json(&state, now))?
                 );
-            } else {
-                print_status(config, &state, now)?;
+                return Ok(());
             }
-            Ok(())
+            print_status(config, &state, now)
         }
         RiskCommand::Reset { breaker, reason } => {
             let kind = BreakerKind::parse(breaker).map_err(Exit::usage)?;
-            control(&|e, s| Ok(e.reset(s, kind, reason, now).map_err(refused)?))
+            let path = format!("/risk/circuit-breakers/{}/reset", kind.as_str());
+            let outcome = control(config, &path, json!({ "reason": reason }), &|e, s| {
+                e.reset(s, kind, reason, now)
+            })?;
+            print_control(&outcome, false)
         }
         RiskCommand::Stop { reason } => {
-            control(&|e, s| Ok(e.stop(s, reason, now).map_err(refused)?))?;
-            let store = open_store_read_only(config)?;
-            let pending = store
-                .read(|r| r.all::<serde_json::Value>(athena_storage::KeyedTable::Intents))?
-                .len();
-            outln!(
-                "pending intents in the store: {pending}; the halt stops new ones (cancelling sent ones is the chain executor's job, not built yet)"
-            );
-            Ok(())
+            let outcome = control(
+                config,
+                "/emergency/stop",
+                json!({ "reason": reason }),
+                &|e, s| e.stop(s, reason, now),
+            )?;
+            print_control(&outcome, true)
         }
         RiskCommand::Resume { reason } => {
-            control(&|e, s| Ok(e.resume(s, reason, now).map_err(refused)?))
+            let outcome = control(
+                config,
+                "/emergency/resume",
+                json!({ "reason": reason }),
+                &|e, s| e.resume(s, reason, now),
+            )?;
+            print_control(&outcome, false)
         }
         RiskCommand::Override {
             limit,
@@ -117,14 +124,79 @@ pub(super) fn run(config: &Config, cmd: &RiskCommand) -> anyhow::Result<()> {
             for_,
             reason,
         } => {
-            let limit = Limit::parse(limit).map_err(Exit::usage)?;
+            let parsed = Limit::parse(limit).map_err(Exit::usage)?;
             let for_ms = for_.as_millis() as u64;
-            control(&|e, s| {
-                Ok(e.override_limit(s, limit, *value, for_ms, reason, now)
-                    .map_err(refused)?)
-            })
+            let body = json!({
+                "limit": parsed.key(),
+                "value": value,
+                "for": humantime::format_duration(*for_).to_string(),
+                "reason": reason,
+            });
+            let outcome = control(config, "/risk/override", body, &|e, s| {
+                e.override_limit(s, parsed, *value, for_ms, reason, now)
+            })?;
+            print_control(&outcome, false)
         }
     }
+}
+
+type Apply<'a> = dyn Fn(&RiskEngine, &mut RiskState) -> Result<Vec<RiskJournal>, Refused> + 'a;
+
+/// Applies a control through the running agent (`path` with `body`), or to the store.
+fn control(
+    config: &Config,
+    path: &str,
+    body: serde_json::Value,
+    apply: &Apply<'_>,
+) -> anyhow::Result<ControlOutcome> {
+    match remote::call(config, |a| a.post::<Applied>(path, Some(body)))? {
+        Some(applied) => Ok(ControlOutcome {
+            events: applied.events,
+            trading_state: applied.trading_state,
+            pending_intents: None,
+        }),
+        None => control_local(config, apply),
+    }
+}
+
+/// A control on the store: tried first on a read-only snapshot, so a refused one (bad reason,
+/// limit, duration) never opens the store for writing; then applied for real.
+fn control_local(config: &Config, apply: &Apply<'_>) -> anyhow::Result<ControlOutcome> {
+    let now = now_ms();
+    let e = engine(config);
+    {
+        let store = open_store_read_only(config)?;
+        apply(&e, &mut persist::load_or_default(&store)?).map_err(Exit::usage)?;
+    }
+    let store = open_store(config)?;
+    let mut state = persist::load_or_default(&store)?;
+    let journal = apply(&e, &mut state).map_err(Exit::usage)?;
+    store.write(|w| persist::save(w, &state, &journal, now))?;
+    let pending_intents = store
+        .read(|r| r.all::<serde_json::Value>(athena_storage::KeyedTable::Intents))?
+        .len();
+    Ok(ControlOutcome {
+        events: journal.into_iter().map(|j| j.event).collect(),
+        trading_state: state.computed_state(now),
+        pending_intents: Some(pending_intents),
+    })
+}
+
+fn print_control(outcome: &ControlOutcome, stop: bool) -> anyhow::Result<()> {
+    for event in &outcome.events {
+        outln!("{}", serde_json::to_string(event)?);
+    }
+    outln!("trading state: {}", outcome.trading_state.as_str());
+    if stop {
+        let pending = outcome.pending_intents.map_or_else(
+            || "not known through the API".to_string(),
+            |n| n.to_string(),
+        );
+        outln!(
+            "pending intents in the store: {pending}; the halt stops new ones (cancelling sent ones is the chain executor's job, not built yet)"
+        );
+    }
+    Ok(())
 }
 
 fn status_json(state: &RiskState, now: u64) -> serde_json::Value {

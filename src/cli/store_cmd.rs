@@ -1,4 +1,5 @@
-//! `athena store stats|verify`.
+//! `athena store stats|verify`: both read the store file itself, so they need the agent
+//! stopped and say so when it runs.
 
 use super::{Exit, open_store_read_only};
 use anyhow::Context;
@@ -23,8 +24,14 @@ pub enum StoreCommand {
 
 pub(super) fn run(config: &Config, cmd: &StoreCommand) -> anyhow::Result<()> {
     match cmd {
-        StoreCommand::Stats { json } => stats(&open_store_read_only(config)?, *json),
-        StoreCommand::Verify => verify(config),
+        StoreCommand::Stats { json } => {
+            super::remote::require_stopped(config, "athena store stats")?;
+            stats(&open_store_read_only(config)?, *json)
+        }
+        StoreCommand::Verify => {
+            super::remote::require_stopped(config, "athena store verify")?;
+            verify(config)
+        }
     }
 }
 

@@ -9,12 +9,12 @@ use crate::memory::cold::{ColdEntry, SegmentInfo};
 use crate::store::Store;
 use crate::tables::{self, KeyedTable, SeqTable};
 use redb::{ReadableTable, TableDefinition};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use ulid::Ulid;
 
 /// One record that failed verification.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CorruptRecord {
     /// Table.
     pub table: String,

@@ -89,7 +89,7 @@ pub(crate) fn record_compaction(w: &mut WriteTx<'_>, folded: u64) -> Result<(), 
 }
 
 /// The outbox rows of one sink role.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RoleStatus {
     /// Rows waiting.
     pub pending: u64,
@@ -100,7 +100,7 @@ pub struct RoleStatus {
 }
 
 /// The sync state as stored.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SyncStatus {
     /// Rows in the outbox.
     pub queue_depth: u64,

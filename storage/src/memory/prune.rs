@@ -26,13 +26,13 @@ use crate::store::{Store, WriteTx};
 use crate::tables::MEMORIES;
 use athena_config::MemoryConfig;
 use redb::ReadableTable;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 use ulid::Ulid;
 
 /// What one pruning pass did.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PruneReport {
     /// Step 1: low-confidence memories removed.
     pub removed_low_confidence: usize,

@@ -6,11 +6,11 @@ use crate::error::Result;
 use crate::store::{Store, corrupt};
 use crate::tables::{COLD_INDEX, COLD_SEGMENTS, MEMORIES};
 use redb::ReadableTable;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Memories of one category by tier.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct TierCounts {
     /// Hot (full records, local).
     pub hot: u64,
@@ -21,7 +21,7 @@ pub struct TierCounts {
 }
 
 /// What the memory holds.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MemoryStats {
     /// By category.
     pub by_category: BTreeMap<String, TierCounts>,
