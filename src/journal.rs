@@ -369,14 +369,45 @@ pub fn query(
 
 /// Which pool each position was opened in, from the ledger (streamed).
 pub fn position_pools(store: &Store) -> athena_storage::Result<BTreeMap<String, String>> {
-    let mut pools = BTreeMap::new();
-    store.read(|r| {
-        r.seq_oldest_first::<LedgerEntry>(SeqTable::Ledger, |_, entry| {
-            if let Ok(e) = entry {
-                pools.entry(e.position).or_insert(e.pool);
+    let mut pools = PositionPools::default();
+    pools.refresh(store)?;
+    Ok(std::sync::Arc::unwrap_or_clone(pools.pools))
+}
+
+/// [`position_pools`] kept up to date by reading only the ledger entries written since the
+/// last refresh (a running agent's API answers `/journal` without reading the whole ledger).
+#[derive(Debug, Default, Clone)]
+pub struct PositionPools {
+    /// The last ledger sequence number read.
+    after: u64,
+    /// Position id → pool.
+    pools: std::sync::Arc<BTreeMap<String, String>>,
+}
+
+impl PositionPools {
+    /// Reads the ledger entries written since the last refresh; returns the map.
+    pub fn refresh(
+        &mut self,
+        store: &Store,
+    ) -> athena_storage::Result<std::sync::Arc<BTreeMap<String, String>>> {
+        let mut added: Vec<(String, String)> = Vec::new();
+        let mut last = self.after;
+        store.read(|r| {
+            r.seq_each_after::<LedgerEntry>(SeqTable::Ledger, self.after, |seq, entry| {
+                last = seq;
+                if let Ok(e) = entry {
+                    added.push((e.position, e.pool));
+                }
+                true
+            })
+        })?;
+        self.after = last;
+        if !added.is_empty() {
+            let pools = std::sync::Arc::make_mut(&mut self.pools);
+            for (position, pool) in added {
+                pools.entry(position).or_insert(pool);
             }
-            true
-        })
-    })?;
-    Ok(pools)
+        }
+        Ok(self.pools.clone())
+    }
 }

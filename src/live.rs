@@ -99,6 +99,7 @@ pub struct Shared {
     store: RwLock<Option<Arc<Store>>>,
     equity: Mutex<VecDeque<EquityPoint>>,
     ticks: Mutex<VecDeque<u32>>,
+    ticks_without_write: Mutex<VecDeque<u32>>,
     commands_applied: Mutex<VecDeque<(&'static str, u32)>>,
     /// Rings the sync worker for a pass now.
     pub flush: Arc<Notify>,
@@ -116,6 +117,7 @@ impl Shared {
             store: RwLock::new(None),
             equity: Mutex::new(VecDeque::new()),
             ticks: Mutex::new(VecDeque::new()),
+            ticks_without_write: Mutex::new(VecDeque::new()),
             commands_applied: Mutex::new(VecDeque::new()),
             flush: Arc::new(Notify::new()),
             commands,
@@ -128,14 +130,14 @@ impl Shared {
         self.view.send_replace(Some(Arc::new(View::of(agent))));
     }
 
-    /// Records a committed tick: its equity point and how long it took.
-    pub fn record_tick(&self, point: EquityPoint, micros: u64) {
+    /// Records a committed tick: its equity point, how long it took, and how long its store
+    /// transaction took (`write_micros`, the durable commit included).
+    pub fn record_tick(&self, point: EquityPoint, micros: u64, write_micros: u64) {
+        let clamp = |us: u64| us.min(u64::from(u32::MAX)) as u32;
         push_bounded(&self.equity, point, EQUITY_POINTS);
-        push_bounded(
-            &self.ticks,
-            micros.min(u64::from(u32::MAX)) as u32,
-            TICK_SAMPLES,
-        );
+        push_bounded(&self.ticks, clamp(micros), TICK_SAMPLES);
+        let without = micros.saturating_sub(write_micros);
+        push_bounded(&self.ticks_without_write, clamp(without), TICK_SAMPLES);
     }
 
     /// The agent after its last commit (`None` before the first).
@@ -183,6 +185,16 @@ impl Shared {
     /// Tick duration percentiles over the recent ticks.
     pub fn tick_times(&self) -> TickTimes {
         let ticks = self.ticks.lock().unwrap_or_else(|p| p.into_inner());
+        percentiles(ticks.iter().copied().collect())
+    }
+
+    /// Percentiles of the recent ticks without their store transaction (what CPU contention
+    /// slows; the durable commit's time is the disk's).
+    pub fn tick_times_without_write(&self) -> TickTimes {
+        let ticks = self
+            .ticks_without_write
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         percentiles(ticks.iter().copied().collect())
     }
 
@@ -276,6 +288,7 @@ mod tests {
                     equity_usd: 1.0,
                 },
                 i,
+                0,
             );
         }
         let t = shared.tick_times();

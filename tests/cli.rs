@@ -34,27 +34,7 @@ fn assert_no_panic(stderr: &str) {
 }
 
 fn seed_memories(data: &Path, n: u64) -> Vec<Memory> {
-    let store = Store::open(data, &athena_config::MemoryConfig::default()).unwrap();
-    let ms: Vec<Memory> = (0..n)
-        .map(|i| {
-            let md = Metadata {
-                pool: Some(format!("POOL{}", i % 3)),
-                apr: Some(20.0 + i as f64),
-                ..Metadata::default()
-            };
-            Memory::new(
-                MemoryType::Observation,
-                Category::PoolBehavior,
-                format!("observation {i} of pool"),
-                md,
-                0.8,
-                Source::MarketData,
-                ulid::Ulid::from_parts(T0 + i * 1000, u128::from(i) + 1),
-            )
-        })
-        .collect();
-    store.insert_memories(&ms, T0).unwrap();
-    ms
+    support::seed_memories(data, n, T0)
 }
 
 #[test]

@@ -148,32 +148,11 @@ fn shape(v: &Value) -> Value {
 
 /// Puts `n` pool observations of the last minutes into a new store under `data`.
 fn seed_memories(data: &Path, n: u64) {
-    use athena_storage::{Category, Memory, MemoryType, Metadata, Source, Store};
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64;
-    let t0 = now - 600_000;
-    let store = Store::open(data, &athena_config::MemoryConfig::default()).unwrap();
-    let ms: Vec<Memory> = (0..n)
-        .map(|i| {
-            let md = Metadata {
-                pool: Some(format!("POOL{}", i % 3)),
-                apr: Some(20.0 + i as f64),
-                ..Metadata::default()
-            };
-            Memory::new(
-                MemoryType::Observation,
-                Category::PoolBehavior,
-                format!("observation {i} of pool"),
-                md,
-                0.8,
-                Source::MarketData,
-                ulid::Ulid::from_parts(t0 + i * 1000, u128::from(i) + 1),
-            )
-        })
-        .collect();
-    store.insert_memories(&ms, t0).unwrap();
+    support::seed_memories(data, n, now - 600_000);
 }
 
 const READS: &[&[&str]] = &[

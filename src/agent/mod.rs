@@ -149,6 +149,8 @@ pub struct TickReport {
     pub risk_events: Vec<RiskJournal>,
     /// Time the decision step took (rules, risk gate, paper fills; no store I/O), µs.
     pub decide_micros: u64,
+    /// Time the tick's store transaction took (encoding, writing, the durable commit), µs.
+    pub write_micros: u64,
     /// Pool snapshots the market source gave (accepted and rejected).
     pub pools_seen: usize,
     /// Of them, rejected as bad data (left out of the tick and journaled).
@@ -397,6 +399,7 @@ impl Agent {
         self.state.next_tick += 1;
         self.state.last_tick_ms = now;
         let equity = self.state.equity_usd();
+        let write_started = std::time::Instant::now();
         store.write(|w| {
             w.put(KeyedTable::Agent, STATE_KEY, &self.state)?;
             let filled: Vec<&str> = ledger.iter().map(|e| e.position.as_str()).collect();
@@ -435,6 +438,7 @@ impl Agent {
             risk::persist::save(w, &self.risk, &risk_journal, now)?;
             Ok(())
         })?;
+        let write_micros = write_started.elapsed().as_micros() as u64;
         let (index, pools_seen) = (tick.index, tick.pools.len() + rejected.len());
         self.last_market = Some(tick);
         Ok(TickReport {
@@ -448,6 +452,7 @@ impl Agent {
             trading_state: self.risk.computed_state(now),
             risk_events: risk_journal,
             decide_micros,
+            write_micros,
             pools_seen,
             pools_rejected: rejected.len(),
         })

@@ -46,6 +46,8 @@ pub struct ApiState {
     pub config: Arc<Config>,
     /// The admin token check.
     pub guard: Arc<Guard>,
+    /// Position → pool, read incrementally from the ledger (for `/journal`).
+    pub pools: Arc<std::sync::Mutex<crate::journal::PositionPools>>,
 }
 
 /// A JSON body whose rejections are [`ApiError`]s.
@@ -193,7 +195,7 @@ async fn reads_off_loopback_need_the_token(
 /// The running server.
 pub struct Api {
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    thread: std::thread::JoinHandle<()>,
     data_dir: std::path::PathBuf,
     /// Where it listens.
     pub address: SocketAddr,
@@ -242,42 +244,26 @@ pub async fn start(
     if !address.ip().is_loopback() && token.is_none() {
         return Err(StartError::OpenWithoutToken(config.api.bind.clone()));
     }
-    let listener = tokio::net::TcpListener::bind(address)
-        .await
-        .map_err(|source| StartError::Bind {
-            address: config.api.bind.clone(),
-            source,
-        })?;
-    let address = listener.local_addr().map_err(|source| StartError::Bind {
+    let bind_error = |source| StartError::Bind {
         address: config.api.bind.clone(),
         source,
-    })?;
+    };
+    let listener = std::net::TcpListener::bind(address).map_err(bind_error)?;
+    listener.set_nonblocking(true).map_err(bind_error)?;
+    let address = listener.local_addr().map_err(bind_error)?;
     let state = ApiState {
         shared,
         config: Arc::new(config.clone()),
         guard: Arc::new(Guard::new(token)),
+        pools: Default::default(),
     };
     let has_token = state.guard.has_token();
     let (app, _) = router(state);
-    let (stop_tx, mut own_stop) = watch::channel(false);
-    let mut process_stop = stop;
-    let task = tokio::spawn(async move {
-        let shutdown = async move {
-            tokio::select! {
-                _ = own_stop.changed() => {}
-                _ = process_stop.changed() => {}
-            }
-        };
-        let served = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "the API server failed");
-        }
-    });
+    let (stop_tx, own_stop) = watch::channel(false);
+    let thread = std::thread::Builder::new()
+        .name("athena-api".into())
+        .spawn(move || serve(listener, app, own_stop, stop))
+        .map_err(bind_error)?;
     let data_dir = config.agent.data_dir.clone();
     let runtime = runtime::Runtime {
         pid: std::process::id(),
@@ -297,10 +283,63 @@ pub async fn start(
     );
     Ok(Some(Api {
         stop: stop_tx,
-        task,
+        thread,
         data_dir,
         address,
     }))
+}
+
+/// How much less CPU weight the API's threads get than the agent loop's (a nice value): under
+/// load the operators' reads slow down, the ticks do not.
+const API_NICE: i32 = 10;
+
+/// Serves the API on its own runtime in this thread (one worker; its blocking reads inherit the
+/// thread's priority), at a lower CPU priority than the agent, until either stop turns true.
+fn serve(
+    listener: std::net::TcpListener,
+    app: Router,
+    mut own_stop: watch::Receiver<bool>,
+    mut process_stop: watch::Receiver<bool>,
+) {
+    let tid = rustix::thread::gettid();
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), API_NICE) {
+        tracing::warn!(error = %e, "the API thread keeps the agent's CPU priority");
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("athena-api")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            println!("athena: the API cannot start its runtime: {e}");
+            return;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                println!("athena: the API cannot listen: {e}");
+                return;
+            }
+        };
+        let shutdown = async move {
+            tokio::select! {
+                _ = own_stop.changed() => {}
+                _ = process_stop.changed() => {}
+            }
+        };
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "the API server failed");
+        }
+    });
 }
 
 impl Api {
@@ -308,7 +347,9 @@ impl Api {
     pub async fn stop(self) {
         runtime::remove(&self.data_dir);
         self.stop.send(true).ok();
-        if tokio::time::timeout(Duration::from_secs(5), self.task)
+        let thread = self.thread;
+        let joined = tokio::task::spawn_blocking(move || thread.join());
+        if tokio::time::timeout(Duration::from_secs(5), joined)
             .await
             .is_err()
         {

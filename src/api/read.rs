@@ -93,6 +93,8 @@ pub struct Performance {
     pub totals: crate::agent::state::Totals,
     /// Tick durations over the recent ticks.
     pub ticks: TickTimes,
+    /// The same ticks without their store transaction (encoding, writes, durable commit).
+    pub ticks_without_write: TickTimes,
     /// Operator commands, request to committed answer, by command.
     pub commands: BTreeMap<String, TickTimes>,
 }
@@ -108,6 +110,7 @@ pub async fn performance(State(state): State<ApiState>) -> ApiResult<Json<Perfor
         pnl_usd: v.status.equity_usd - state.config.executor.paper_starting_usd,
         totals: v.status.totals.clone(),
         ticks: state.shared.tick_times(),
+        ticks_without_write: state.shared.tick_times_without_write(),
         commands: state.shared.command_times(),
     }))
 }
@@ -477,40 +480,57 @@ pub async fn journal(
     let limit = limit(f.limit, 50)?;
     let st = store(&state)?;
     let pool = f.pool.clone();
-    blocking(move || Ok(Json(journal_entries(&st, kind, pool, since, limit)?))).await
+    let cache = state.pools.clone();
+    blocking(move || {
+        // Only the ledger entries written since the last request are read.
+        let pools = cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .refresh(&st)?;
+        Ok(Json(journal_entries(
+            &st, &pools, kind, pool, since, limit,
+        )?))
+    })
+    .await
 }
 
-/// The journal entries a query selects (also what `athena journal` prints from the store).
+/// The journal entries a query selects (also what `athena journal` prints from the store);
+/// `pools` maps position ids to pools ([`journal::position_pools`]).
 pub fn journal_entries(
     store: &Store,
+    pools: &BTreeMap<String, String>,
     kind: Option<EntryKind>,
     pool: Option<String>,
     since: Option<u64>,
     limit: usize,
 ) -> athena_storage::Result<Vec<JournalEntry>> {
-    let last_tick: Option<crate::agent::state::AgentState> = store.read(|r| {
-        r.get(
-            athena_storage::KeyedTable::Agent,
-            crate::agent::state::STATE_KEY,
-        )
-    })?;
-    let reference = last_tick.map_or_else(crate::cli::now_ms, |s| s.last_tick_ms);
+    let reference = match since {
+        None => 0,
+        Some(_) => {
+            let last_tick: Option<crate::agent::state::AgentState> = store.read(|r| {
+                r.get(
+                    athena_storage::KeyedTable::Agent,
+                    crate::agent::state::STATE_KEY,
+                )
+            })?;
+            last_tick.map_or_else(crate::cli::now_ms, |s| s.last_tick_ms)
+        }
+    };
     let q = Query {
         kind,
         pool,
         since_ms: since.map(|d| reference.saturating_sub(d)),
         limit,
     };
-    let pools = journal::position_pools(store)?;
     let mut out = Vec::new();
-    journal::query(store, &q, &pools, |(seq, record)| {
+    journal::query(store, &q, pools, |(seq, record)| {
         out.push(match record {
             Ok(rec) => JournalEntry {
                 seq,
                 at_ms: Some(rec.at_ms()),
                 kind: Some(rec.kind().as_str().to_string()),
-                pool: rec.pool(&pools).map(str::to_string),
-                summary: Some(rec.summary(&pools)),
+                pool: rec.pool(pools).map(str::to_string),
+                summary: Some(rec.summary(pools)),
                 record: Some(rec.clone()),
                 error: None,
             },

@@ -183,7 +183,8 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
             at_ms: report.at_ms,
             equity_usd: report.equity_usd,
         };
-        l.shared.record_tick(point, tick_micros);
+        l.shared
+            .record_tick(point, tick_micros, report.write_micros);
         l.shared
             .monitor
             .on_tick(&report, &agent, tick_micros as f64 / 1e6);

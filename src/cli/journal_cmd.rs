@@ -38,7 +38,15 @@ pub(super) fn run(config: &Config, args: &JournalArgs) -> anyhow::Result<()> {
         None => {
             let store = open_store_read_only(config)?;
             let since = args.since.map(|d| d.as_millis() as u64);
-            journal_entries(&store, args.kind, args.pool.clone(), since, args.limit)?
+            let pools = crate::journal::position_pools(&store)?;
+            journal_entries(
+                &store,
+                &pools,
+                args.kind,
+                args.pool.clone(),
+                since,
+                args.limit,
+            )?
         }
     };
     print(&entries, args.json)

@@ -658,6 +658,18 @@ impl ReadTx<'_> {
         visit_seq(self.codec, table, t.iter()?, f)
     }
 
+    /// Visits the records with a sequence number above `after`, oldest first, each decoded or
+    /// its error (a corrupt record does not end the scan); `f` returns whether to go on.
+    pub fn seq_each_after<T: DeserializeOwned>(
+        &self,
+        table: SeqTable,
+        after: u64,
+        f: impl FnMut(u64, Result<T>) -> bool,
+    ) -> Result<()> {
+        let t = self.tx.open_table(table.def())?;
+        visit_seq(self.codec, table, t.range(after.saturating_add(1)..)?, f)
+    }
+
     /// Rows in a sequence table.
     pub fn seq_len(&self, table: SeqTable) -> Result<u64> {
         Ok(self.tx.open_table(table.def())?.len()?)

@@ -233,3 +233,30 @@ pub fn http_get(address: &str, path: &str) -> (u16, String) {
         .unwrap_or(0);
     (status, body.to_string())
 }
+
+/// Writes `n` observation memories of pools POOL0..POOL2 into the store in `data`, one a
+/// second from `t0` (ms), in one transaction; returns them.
+pub fn seed_memories(data: &Path, n: u64, t0: u64) -> Vec<athena_storage::Memory> {
+    use athena_storage::{Category, Memory, MemoryType, Metadata, Source, Store};
+    let store = Store::open(data, &athena_config::MemoryConfig::default()).unwrap();
+    let ms: Vec<Memory> = (0..n)
+        .map(|i| {
+            let md = Metadata {
+                pool: Some(format!("POOL{}", i % 3)),
+                apr: Some(20.0 + i as f64),
+                ..Metadata::default()
+            };
+            Memory::new(
+                MemoryType::Observation,
+                Category::PoolBehavior,
+                format!("observation {i} of pool"),
+                md,
+                0.8,
+                Source::MarketData,
+                ulid::Ulid::from_parts(t0 + i * 1000, u128::from(i) + 1),
+            )
+        })
+        .collect();
+    store.insert_memories(&ms, t0).unwrap();
+    ms
+}
