@@ -133,6 +133,12 @@ fn bad_input_gets_a_json_4xx_never_a_5xx() {
             400,
         ),
         (
+            "a reason with a line break",
+            authed(agent.http.post(url("/emergency/stop")))
+                .json(&json!({"reason": "x\nathena: stopped cleanly"})),
+            400,
+        ),
+        (
             "an unknown field",
             authed(agent.http.post(url("/emergency/stop"))).json(&json!({"reason": "x", "why": 1})),
             422,
@@ -260,9 +266,9 @@ fn exit_all_closes_every_position_at_once_and_halts() {
 }
 
 #[test]
-fn the_stream_sends_the_status_and_new_journal_entries() {
+fn the_stream_sends_the_status_and_new_journal_entries_and_ends_with_the_agent() {
     let tmp = tempfile::tempdir().unwrap();
-    let agent = Agent::start(
+    let mut agent = Agent::start(
         tmp.path(),
         &[
             ("ATHENA_API_ADMIN_TOKEN", TOKEN),
@@ -281,7 +287,11 @@ fn the_stream_sends_the_status_and_new_journal_entries() {
         let mut text = String::new();
         let mut stopped = false;
         let started = Instant::now();
-        while started.elapsed() < Duration::from_secs(60) {
+        while !text.contains("operator stop: seen on the stream") {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the stream did not carry the stop:\n{text}"
+            );
             let chunk = tokio::time::timeout(Duration::from_secs(10), r.chunk())
                 .await
                 .expect("the stream went quiet")
@@ -290,27 +300,121 @@ fn the_stream_sends_the_status_and_new_journal_entries() {
             text.push_str(&String::from_utf8_lossy(&chunk));
             if text.contains("event: status") && !stopped {
                 // A control made now shows on the stream as a journal entry.
-                let (status, _) = {
-                    let r = agent
-                        .http
-                        .post(format!("{}/emergency/stop", agent.base))
-                        .bearer_auth(TOKEN)
-                        .json(&json!({"reason": "seen on the stream"}))
-                        .send()
-                        .await
-                        .unwrap();
-                    (r.status().as_u16(), ())
-                };
-                assert_eq!(status, 200);
+                let answer = agent
+                    .http
+                    .post(format!("{}/emergency/stop", agent.base))
+                    .bearer_auth(TOKEN)
+                    .json(&json!({"reason": "seen on the stream"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(answer.status(), 200);
                 stopped = true;
             }
-            if text.contains("operator stop: seen on the stream") {
-                return text;
+        }
+        // Stopping the agent ends the open stream cleanly (the shutdown does not wait on it).
+        support::signal(&agent.child, "-INT");
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), r.chunk()).await {
+                Ok(Ok(Some(_))) => continue,
+                Ok(Ok(None)) => break,
+                Ok(Err(e)) => panic!("the stream broke off instead of ending: {e}"),
+                Err(_) => panic!("the stream outlived the agent's stop"),
             }
         }
-        panic!("the stream did not carry the stop:\n{text}");
+        text
     });
     assert!(seen.contains("event: equity"), "{seen}");
+    let status = support::wait_exit(&mut agent.child, Duration::from_secs(60), &agent.log);
+    assert!(status.success(), "{}", agent.log());
+    assert!(
+        agent.log().contains("athena: stopped cleanly"),
+        "{}",
+        agent.log()
+    );
+}
+
+#[test]
+fn a_second_agent_on_the_same_data_directory_leaves_the_first_reachable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = Agent::start(tmp.path(), &[("ATHENA_API_ADMIN_TOKEN", TOKEN)]);
+    let data = agent.dir.to_str().unwrap().to_string();
+    let runtime = std::fs::read_to_string(agent.dir.join("api.json")).unwrap();
+    let (ok, out) = support::athena(&["--data-dir", &data, "run"], &[]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("already runs on this data directory"), "{out}");
+    assert!(
+        !out.contains("API on"),
+        "the refused agent announced an API:\n{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(agent.dir.join("api.json")).unwrap(),
+        runtime,
+        "the refused agent touched the runtime file"
+    );
+    // The emergency stop still reaches the first agent through the CLI.
+    let (ok, out) = support::athena(
+        &[
+            "--data-dir",
+            &data,
+            "risk",
+            "stop",
+            "--reason",
+            "still reachable",
+        ],
+        &[("ATHENA_API_ADMIN_TOKEN", TOKEN)],
+    );
+    assert!(ok, "{out}");
+    assert_eq!(agent.get("/risk/status").1["trading_state"], "halted");
+    agent.stop();
+}
+
+#[test]
+fn wrong_tokens_in_flight_do_not_hold_up_the_right_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = Agent::start(tmp.path(), &[("ATHENA_API_ADMIN_TOKEN", TOKEN)]);
+    agent.wait_until("/status", "a first tick", |_| true);
+    agent.rt.block_on(async {
+        let guesses: Vec<_> = (0..8)
+            .map(|i| {
+                let request = agent
+                    .http
+                    .post(format!("{}/emergency/resume", agent.base))
+                    .bearer_auth(format!("a-wrong-guess-0123456789-{i}"))
+                    .json(&json!({"reason": "guess"}));
+                tokio::spawn(async move { request.send().await.unwrap().status().as_u16() })
+            })
+            .collect();
+        // Every guess has reached the agent and is being slowed down (it logs each failure
+        // before its delay), 100 ms doubling up to 5 s.
+        let log = agent.log.clone();
+        tokio::task::spawn_blocking(move || {
+            support::wait_line(
+                &log,
+                "8 failed authentications",
+                |l| l.contains("failed admin authentication") && l.contains("failures=8"),
+                Duration::from_secs(60),
+            )
+        })
+        .await
+        .unwrap();
+        let answer = agent
+            .http
+            .post(format!("{}/emergency/stop", agent.base))
+            .bearer_auth(TOKEN)
+            .json(&json!({"reason": "while guesses wait"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        assert!(
+            guesses.iter().any(|g| !g.is_finished()),
+            "the right token waited for every wrong one"
+        );
+        for g in guesses {
+            assert_eq!(g.await.unwrap(), 401);
+        }
+    });
     agent.stop();
 }
 

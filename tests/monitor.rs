@@ -48,9 +48,8 @@ fn the_exposition_of_a_running_agent_passes_promtool() {
     let started = Instant::now();
     let text = loop {
         let text = metrics(&agent);
-        if text.contains("athena_store_size_bytes ")
-            && !text.contains("athena_store_size_bytes 0\n")
-        {
+        // A sample taken after the first memories were written.
+        if text.contains("athena_memories{") && !text.contains("athena_store_size_bytes 0\n") {
             break text;
         }
         assert!(

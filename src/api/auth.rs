@@ -69,9 +69,8 @@ impl Token {
 #[derive(Debug)]
 pub struct Guard {
     token: Option<Token>,
-    /// Failures in a row and the last one's time; held across the delay, so concurrent
-    /// guesses wait in line.
-    failures: tokio::sync::Mutex<(u32, Option<Instant>)>,
+    /// Failures in a row and the last one's time.
+    failures: std::sync::Mutex<(u32, Option<Instant>)>,
 }
 
 impl Guard {
@@ -79,8 +78,12 @@ impl Guard {
     pub fn new(token: Option<Token>) -> Self {
         Self {
             token,
-            failures: tokio::sync::Mutex::new((0, None)),
+            failures: std::sync::Mutex::new((0, None)),
         }
+    }
+
+    fn failures(&self) -> std::sync::MutexGuard<'_, (u32, Option<Instant>)> {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether a token is configured.
@@ -105,19 +108,23 @@ impl Guard {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if presented.is_some_and(|p| token.matches(p.trim())) {
-            *self.failures.lock().await = (0, None);
+            // The right token never waits, whatever else is being tried meanwhile.
+            *self.failures() = (0, None);
             return Ok(());
         }
-        let mut failures = self.failures.lock().await;
-        if failures.1.is_some_and(|at| at.elapsed() > FORGET_AFTER) {
-            *failures = (0, None);
-        }
-        failures.0 = failures.0.saturating_add(1);
-        failures.1 = Some(Instant::now());
-        let delay = delay_after(failures.0);
-        tracing::warn!(failures = failures.0, "failed admin authentication");
+        let (count, delay) = {
+            let mut failures = self.failures();
+            if failures.1.is_some_and(|at| at.elapsed() > FORGET_AFTER) {
+                *failures = (0, None);
+            }
+            failures.0 = failures.0.saturating_add(1);
+            failures.1 = Some(Instant::now());
+            (failures.0, delay_after(failures.0))
+        };
+        tracing::warn!(failures = count, "failed admin authentication");
+        // Each failed request waits on its own: a flood of wrong tokens slows itself, not
+        // the operator's emergency stop.
         tokio::time::sleep(delay).await;
-        drop(failures);
         let message = if presented.is_none() {
             "this endpoint needs the admin token: Authorization: Bearer <token>"
         } else {

@@ -30,9 +30,9 @@ pub struct ErrorBody {
 /// Code and message.
 #[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
-    /// Stable code: bad_request, unauthorized, forbidden, not_found, method_not_allowed,
-    /// conflict, payload_too_large, unsupported_media_type, timeout, too_many_requests,
-    /// unavailable.
+    /// Stable code: bad_request, unprocessable, unauthorized, forbidden, not_found,
+    /// method_not_allowed, conflict, payload_too_large, unsupported_media_type, timeout,
+    /// too_many_requests, unavailable.
     pub code: String,
     /// What went wrong, in one line.
     pub message: String,
@@ -106,6 +106,7 @@ impl From<JsonRejection> for ApiError {
         let code = match status {
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
             StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
             _ => "bad_request",
         };
         // Any other rejection is the caller's input too: never a 5xx.

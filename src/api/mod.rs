@@ -48,6 +48,9 @@ pub struct ApiState {
     pub guard: Arc<Guard>,
     /// Position → pool, read incrementally from the ledger (for `/journal`).
     pub pools: Arc<std::sync::Mutex<crate::journal::PositionPools>>,
+    /// Turns true when the server is stopping: open streams end, so the shutdown does not
+    /// wait on them.
+    pub closing: watch::Receiver<bool>,
 }
 
 /// A JSON body whose rejections are [`ApiError`]s.
@@ -195,7 +198,8 @@ async fn reads_off_loopback_need_the_token(
 /// The running server.
 pub struct Api {
     stop: watch::Sender<bool>,
-    thread: std::thread::JoinHandle<()>,
+    /// Sent by the server's thread when it has stopped.
+    done: tokio::sync::oneshot::Receiver<()>,
     data_dir: std::path::PathBuf,
     /// Where it listens.
     pub address: SocketAddr,
@@ -212,11 +216,21 @@ pub enum StartError {
         "api.bind {0} is not a loopback address, and no admin token is set: set ATHENA_API_ADMIN_TOKEN or api.admin_token_file, or bind 127.0.0.1"
     )]
     OpenWithoutToken(String),
+    /// Another agent runs on this data directory.
+    #[error(
+        "an agent (pid {pid}) already runs on this data directory, its API at http://{address}: stop it first, or use another --data-dir"
+    )]
+    AlreadyRunning {
+        /// Its process.
+        pid: u32,
+        /// Its API.
+        address: String,
+    },
     /// The bind address does not parse.
     #[error("api.bind {0:?} is not an address like 127.0.0.1:8787")]
     BadAddress(String),
     /// The address cannot be bound.
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address}")]
     Bind {
         /// The address.
         address: String,
@@ -235,6 +249,13 @@ pub async fn start(
     if !config.api.enabled {
         return Ok(None);
     }
+    // Its runtime file is how the CLI reaches it (the emergency stop included): never take it.
+    if let Some(other) = runtime::Runtime::find(&config.agent.data_dir) {
+        return Err(StartError::AlreadyRunning {
+            pid: other.pid,
+            address: other.address,
+        });
+    }
     let token = Token::from_config(config)?;
     let address: SocketAddr = config
         .api
@@ -251,18 +272,24 @@ pub async fn start(
     let listener = std::net::TcpListener::bind(address).map_err(bind_error)?;
     listener.set_nonblocking(true).map_err(bind_error)?;
     let address = listener.local_addr().map_err(bind_error)?;
+    let (closing_tx, closing) = watch::channel(false);
     let state = ApiState {
         shared,
         config: Arc::new(config.clone()),
         guard: Arc::new(Guard::new(token)),
         pools: Default::default(),
+        closing: closing.clone(),
     };
     let has_token = state.guard.has_token();
     let (app, _) = router(state);
     let (stop_tx, own_stop) = watch::channel(false);
-    let thread = std::thread::Builder::new()
+    let (done_tx, done) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
         .name("athena-api".into())
-        .spawn(move || serve(listener, app, own_stop, stop))
+        .spawn(move || {
+            serve(listener, app, own_stop, stop, closing_tx);
+            let _ = done_tx.send(());
+        })
         .map_err(bind_error)?;
     let data_dir = config.agent.data_dir.clone();
     let runtime = runtime::Runtime {
@@ -283,7 +310,7 @@ pub async fn start(
     );
     Ok(Some(Api {
         stop: stop_tx,
-        thread,
+        done,
         data_dir,
         address,
     }))
@@ -300,6 +327,7 @@ fn serve(
     app: Router,
     mut own_stop: watch::Receiver<bool>,
     mut process_stop: watch::Receiver<bool>,
+    closing: watch::Sender<bool>,
 ) {
     let tid = rustix::thread::gettid();
     if let Err(e) = rustix::process::setpriority_process(Some(tid), API_NICE) {
@@ -329,6 +357,7 @@ fn serve(
                 _ = own_stop.changed() => {}
                 _ = process_stop.changed() => {}
             }
+            closing.send_replace(true);
         };
         let served = axum::serve(
             listener,
@@ -342,14 +371,23 @@ fn serve(
     });
 }
 
+impl StartError {
+    /// Whether the configuration is at fault (the CLI exits 2 for it).
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            Self::Token(_) | Self::OpenWithoutToken(_) | Self::BadAddress(_)
+        )
+    }
+}
+
 impl Api {
     /// Stops serving (open streams end) and removes the runtime file.
     pub async fn stop(self) {
         runtime::remove(&self.data_dir);
         self.stop.send(true).ok();
-        let thread = self.thread;
-        let joined = tokio::task::spawn_blocking(move || thread.join());
-        if tokio::time::timeout(Duration::from_secs(5), joined)
+        // Never a blocking join: a server that does not stop is left to the process's exit.
+        if tokio::time::timeout(Duration::from_secs(5), self.done)
             .await
             .is_err()
         {

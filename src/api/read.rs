@@ -304,7 +304,7 @@ pub async fn risk_exposure(State(state): State<ApiState>) -> ApiResult<Json<Expo
     }
     Ok(Json(Exposure {
         equity_usd: v.status.equity_usd,
-        invested_usd: by_pool.values().sum(),
+        invested_usd: by_pool.values().fold(0.0, |a, b| a + b),
         by_pool,
         by_token,
         score: v.score,
@@ -401,7 +401,9 @@ pub async fn sync_status(
     State(state): State<ApiState>,
 ) -> ApiResult<Json<athena_sync::SyncStatus>> {
     let st = store(&state)?;
-    blocking(move || Ok(Json(athena_sync::status(&st, crate::cli::now_ms())?))).await
+    // Outbox rows carry agent time: the lag is measured on the agent's clock.
+    let now = state.shared.monitor.agent_now_ms(crate::monitor::wall_ms());
+    blocking(move || Ok(Json(athena_sync::status(&st, now)?))).await
 }
 
 /// The last recovery (crash restart, restore or reopen) with its steps.

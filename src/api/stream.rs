@@ -39,7 +39,12 @@ pub async fn stream(
     )
     .flatten();
     let alerts = super::alert_events(&state);
-    let merged = stream::select(periodic, alerts).map(Ok);
+    let mut closing = state.closing.clone();
+    // The stream ends when the server stops (a shutdown never waits on an open stream).
+    let closed = async move {
+        let _ = closing.wait_for(|c| *c).await;
+    };
+    let merged = stream::select(periodic, alerts).take_until(closed).map(Ok);
     Sse::new(merged).keep_alive(KeepAlive::default())
 }
 

@@ -217,9 +217,12 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 fn init_tracing() {
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("ATHENA_LOG").unwrap_or_else(|_| "warn".into());
+    use std::io::IsTerminal;
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 
@@ -242,9 +245,20 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             runtime.block_on(async {
                 // First, before the recovery ladder: a signal during start-up is a clean stop.
                 let stop = crate::app::signals::install().context("installing signal handlers")?;
-                crate::app::run(config, args.restore_from, stop).await
+                crate::app::run(config, args.restore_from, stop)
+                    .await
+                    .map_err(configuration_exit)
             })
         }
+    }
+}
+
+/// A start refused for its configuration (an API without a token on a public address, a
+/// short token) exits 2 like any other configuration error.
+fn configuration_exit(e: anyhow::Error) -> anyhow::Error {
+    match e.downcast_ref::<crate::api::StartError>() {
+        Some(start) if start.is_configuration() => Exit::usage(start).into(),
+        _ => e,
     }
 }
 
@@ -300,6 +314,22 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the async runtime")
+}
+
+/// The agent's time now, for commands on a stopped agent's store: the wall clock, or the
+/// agent's last tick when its clock ran ahead of the wall (a simulated clock), so what a
+/// command journals or measures never goes back in the agent's time.
+pub fn agent_now_ms(config: &Config) -> u64 {
+    use crate::agent::state::{AgentState, STATE_KEY};
+    let last_tick = athena_storage::Store::open_read_only(&config.agent.data_dir, &config.memory)
+        .ok()
+        .and_then(|s| {
+            s.read(|r| r.get::<AgentState>(athena_storage::KeyedTable::Agent, STATE_KEY))
+                .ok()
+                .flatten()
+        })
+        .map_or(0, |a| a.last_tick_ms);
+    now_ms().max(last_tick)
 }
 
 /// Wall-clock now, ms (CLI commands act in real time).

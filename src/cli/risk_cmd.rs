@@ -5,7 +5,7 @@
 //! HTTP API ([`super::remote`]); otherwise through the store (redb allows one writer process).
 //! Either way the same functions print the same data.
 
-use super::{Exit, now_ms, open_store, open_store_read_only, parse_duration_arg, remote};
+use super::{Exit, open_store, open_store_read_only, parse_duration_arg, remote};
 use crate::api::RiskStatus;
 use crate::control::Applied;
 use crate::risk::controls::Refused;
@@ -76,7 +76,7 @@ struct ControlOutcome {
 }
 
 pub(super) fn run(config: &Config, cmd: &RiskCommand) -> anyhow::Result<()> {
-    let now = now_ms();
+    let now = super::agent_now_ms(config);
     match cmd {
         RiskCommand::Status { json } => {
             let state = match remote::call(config, |a| a.get::<RiskStatus>("/risk/status", &[]))? {
@@ -162,7 +162,7 @@ fn control(
 /// A control on the store: tried first on a read-only snapshot, so a refused one (bad reason,
 /// limit, duration) never opens the store for writing; then applied for real.
 fn control_local(config: &Config, apply: &Apply<'_>) -> anyhow::Result<ControlOutcome> {
-    let now = now_ms();
+    let now = super::agent_now_ms(config);
     let e = engine(config);
     {
         let store = open_store_read_only(config)?;

@@ -30,7 +30,10 @@ pub(super) fn run(config: &Config, cmd: &SyncCommand) -> anyhow::Result<()> {
         SyncCommand::Status { json } => {
             let s = match remote::call(config, |a| a.get::<SyncStatus>("/sync/status", &[]))? {
                 Some(s) => s,
-                None => athena_sync::status(&open_store_read_only(config)?, now_ms())?,
+                None => athena_sync::status(
+                    &open_store_read_only(config)?,
+                    super::agent_now_ms(config),
+                )?,
             };
             print_status(&s, *json)?;
         }

@@ -214,7 +214,8 @@ impl Alerts {
         };
         self.queued.notify_one();
         self.by_kind.with_label_values(&[kind.as_str()]).inc();
-        tracing::warn!(
+        // One line on stdout for the operator; the structured event for a log at info.
+        tracing::info!(
             kind = kind.as_str(),
             key = %alert.key,
             severity = ?severity,

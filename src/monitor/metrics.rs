@@ -297,12 +297,12 @@ impl Metrics {
             sync_queue_depth: b.int_gauge("athena_sync_queue_depth", "Outbox rows waiting.")?,
             sync_lag: b.gauge_vec(
                 "athena_sync_lag_seconds",
-                "Age of the oldest change waiting for the sink.",
+                "Age of the oldest change waiting for the sink, wall time.",
                 &["sink"],
             )?,
             sync_oldest_unsynced: b.gauge(
                 "athena_sync_oldest_unsynced_seconds",
-                "Age of the oldest unsynced change (0 when the outbox is empty).",
+                "Age of the oldest unsynced change, wall time (0 when the outbox is empty).",
             )?,
             sync_rows_delivered: b.counter(
                 "athena_sync_rows_delivered_total",

@@ -69,7 +69,13 @@ impl Monitor {
         }
         m.set_recall_stats(&store.recall_stats());
         match athena_sync::status(store, agent_now_ms) {
-            Ok(status) => {
+            Ok(mut status) => {
+                // Outbox rows carry agent time; lags are judged in wall time, what an operator
+                // waits for the cloud (they differ on a simulated clock).
+                let wall = |agent_ms: u64| (agent_ms as f64 / self.time_scale) as u64;
+                status.oldest_unsynced_ms = wall(status.oldest_unsynced_ms);
+                status.documents.lag_ms = wall(status.documents.lag_ms);
+                status.objects.lag_ms = wall(status.objects.lag_ms);
                 m.set_sync_status(&status);
                 self.sync_sampled(&status, now_wall_ms);
             }

@@ -17,10 +17,22 @@ pub struct Refused(pub String);
 fn need_reason(reason: &str) -> Result<String, Refused> {
     let r = reason.trim();
     if r.is_empty() {
-        Err(Refused("a reason is required".into()))
-    } else {
-        Ok(r.to_string())
+        return Err(Refused("a reason is required".into()));
     }
+    // A reason is printed in the journal, the CLI and the log: no escape sequences, line
+    // breaks or bidirectional overrides that could forge or hide a line.
+    if let Some(c) = r.chars().find(|c| c.is_control() || is_bidi_control(*c)) {
+        return Err(Refused(format!(
+            "the reason holds a control character (U+{:04X}); use plain text on one line",
+            u32::from(c)
+        )));
+    }
+    Ok(r.to_string())
+}
+
+/// Unicode's bidirectional embedding, override and isolate controls.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}')
 }
 
 fn entry(at_ms: u64, event: RiskEvent) -> RiskJournal {
@@ -169,5 +181,30 @@ impl RiskEngine {
             },
         )];
         Ok((proposals, journal))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::need_reason;
+
+    #[test]
+    fn a_reason_is_one_line_of_plain_text() {
+        assert_eq!(need_reason("  venue down ").unwrap(), "venue down");
+        assert!(need_reason("   ").is_err());
+        for forged in [
+            "a\nathena: stopped cleanly",
+            "esc \u{1b}[31mRED",
+            "nul \0",
+            "rlo \u{202E}txt",
+            "tab\tinside",
+        ] {
+            let refused = need_reason(forged).unwrap_err();
+            assert!(
+                refused.0.contains("control character"),
+                "{forged:?}: {refused}"
+            );
+        }
+        assert_eq!(need_reason("prix élevé ✓").unwrap(), "prix élevé ✓");
     }
 }
