@@ -244,7 +244,7 @@ fn an_agent_started_while_firestore_is_down_syncs_once_it_comes_up() {
     std::fs::write(
         &config,
         format!(
-            "[agent]\nagent_id = \"{agent}\"\ndata_dir = \"{}\"\n[sync]\ndocuments = \"firestore\"\nfirestore_project = \"athena-test\"\nobject_store_url = \"file://sync\"\nflush_interval = \"1s\"\n",
+            "[agent]\nagent_id = \"{agent}\"\ndata_dir = \"{}\"\n[sync]\ndocuments = \"firestore\"\nfirestore_project = \"athena-test\"\nobject_store_url = \"file://sync\"\nflush_interval = \"1s\"\n[monitor]\nmetrics_interval = \"200ms\"\n",
             dir.path().join("data").display()
         ),
     )
@@ -263,6 +263,35 @@ fn an_agent_started_while_firestore_is_down_syncs_once_it_comes_up() {
     );
     // It trades (observes) offline: changes pile up in the outbox.
     wait_for(&log, "day 0.25", LONG);
+    // The cloud's failures are counted and shown in health; the agent goes on ticking.
+    let api = wait_for(&log, "athena: API on http://", LONG);
+    let base = format!(
+        "http://{}",
+        api.split("http://")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+    );
+    let counted = wait_for_api(&base, "/metrics", |m| {
+        m.lines().any(|l| {
+            l.starts_with("athena_api_failures_total{source=\"cloud\"}") && !l.ends_with(" 0")
+        })
+    });
+    assert!(
+        counted.contains("athena_sync_consecutive_failures"),
+        "{counted}"
+    );
+    let health = wait_for_api(&base, "/health/detailed", |h| {
+        h.contains("\"name\":\"sync\",\"status\":\"degraded\"")
+    });
+    assert!(health.contains("Connection refused"), "{health}");
+    let live = wait_for_api(&base, "/health", |_| true);
+    assert!(
+        !live.contains("unhealthy"),
+        "cloud failures made the agent unhealthy: {live}"
+    );
     let _emulator = LateEmulator::start(&dir.path().join("emulator"), port);
     wait_for(&log, "sink connected", LONG);
     wait_for(&log, "sync delivers again", LONG);
@@ -283,4 +312,28 @@ fn an_agent_started_while_firestore_is_down_syncs_once_it_comes_up() {
     assert!(last.contains("Connection refused"), "{status}");
     let (ok, verify) = athena(&["--config", config, "sync", "verify"], &env);
     assert!(ok, "{verify}");
+}
+
+/// Polls `base` + `path` until `ok` accepts the body; returns it.
+fn wait_for_api(base: &str, path: &str, ok: impl Fn(&str) -> bool) -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        let body = rt.block_on(async {
+            reqwest::get(format!("{base}{path}"))
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()
+        });
+        if let Some(b) = body.filter(|b| ok(b)) {
+            return b;
+        }
+        assert!(started.elapsed() < LONG, "GET {path} never matched");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
