@@ -36,7 +36,11 @@ fn without_a_token_the_controls_are_refused_and_say_how_to_set_one() {
 #[test]
 fn the_emergency_stop_is_applied_with_the_token_only_and_journaled() {
     let tmp = tempfile::tempdir().unwrap();
-    let agent = Agent::start(tmp.path(), &[("ATHENA_API_ADMIN_TOKEN", TOKEN)]);
+    // Debug logs on (a span per request): the token must reach none of it.
+    let agent = Agent::start(
+        tmp.path(),
+        &[("ATHENA_API_ADMIN_TOKEN", TOKEN), ("ATHENA_LOG", "debug")],
+    );
     agent.wait_until("/status", "a first tick", |_| true);
 
     let (status, body) = agent.post("/emergency/stop", None, json!({"reason": "x"}));

@@ -67,7 +67,7 @@ fn the_exposition_of_a_running_agent_passes_promtool() {
         "athena_memories{",
         "athena_sync_queue_depth",
         "athena_command_seconds_count{command=\"prune\"} 1",
-        "athena_prune_runs_total 1",
+        "athena_prune_runs_total ",
         "process_resident_memory_bytes",
     ] {
         assert!(text.contains(family), "{family} missing:\n{text}");

@@ -160,6 +160,9 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
         .layer(DefaultBodyLimit::max(
             state.config.api.max_body_bytes as usize,
         ))
+        // A span per request (method, path, status, latency at debug; never its headers, so
+        // never the token).
+        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state);
     (app, doc)
 }
