@@ -16,6 +16,10 @@ use tokio::sync::{mpsc, oneshot};
 /// How many commands may wait for the agent loop.
 pub const QUEUE_CAPACITY: usize = 64;
 
+/// The shortest wall time between two checkpoints taken on demand (each is a file: a flood of
+/// requests must not fill the disk).
+pub const MIN_CHECKPOINT_GAP: Duration = Duration::from_secs(10);
+
 /// How long a caller waits for the agent loop's answer: a tick in progress finishes first,
 /// and a store being reopened does not answer at all.
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -118,6 +122,10 @@ pub enum Rejected {
     /// The agent is shutting down.
     #[error("the agent is shutting down")]
     ShuttingDown,
+    /// Asked again too soon (an on-demand checkpoint at most every
+    /// [`MIN_CHECKPOINT_GAP`]): nothing was done.
+    #[error("{0}")]
+    TooSoon(String),
     /// The store refused the write (nothing was applied).
     #[error("the store could not be written: {0}")]
     Store(String),

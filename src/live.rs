@@ -101,6 +101,7 @@ pub struct Shared {
     ticks: Mutex<VecDeque<u32>>,
     ticks_without_write: Mutex<VecDeque<u32>>,
     commands_applied: Mutex<VecDeque<(&'static str, u32)>>,
+    last_checkpoint: Mutex<Option<std::time::Instant>>,
     /// Rings the sync worker for a pass now.
     pub flush: Arc<Notify>,
     /// The operator command queue.
@@ -119,6 +120,7 @@ impl Shared {
             ticks: Mutex::new(VecDeque::new()),
             ticks_without_write: Mutex::new(VecDeque::new()),
             commands_applied: Mutex::new(VecDeque::new()),
+            last_checkpoint: Mutex::new(None),
             flush: Arc::new(Notify::new()),
             commands,
             monitor,
@@ -180,6 +182,23 @@ impl Shared {
         self.monitor.on_command(command, outcome, seconds);
         let micros = (seconds * 1e6).min(f64::from(u32::MAX)) as u32;
         push_bounded(&self.commands_applied, (command, micros), TICK_SAMPLES);
+    }
+
+    /// Claims an on-demand checkpoint: `Err(wait)` when the last one was taken less than
+    /// [`crate::control::MIN_CHECKPOINT_GAP`] ago.
+    pub fn claim_checkpoint(&self) -> Result<(), std::time::Duration> {
+        let gap = crate::control::MIN_CHECKPOINT_GAP;
+        let mut last = self
+            .last_checkpoint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(at) = *last
+            && at.elapsed() < gap
+        {
+            return Err(gap - at.elapsed());
+        }
+        *last = Some(std::time::Instant::now());
+        Ok(())
     }
 
     /// Tick duration percentiles over the recent ticks.

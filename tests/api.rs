@@ -82,6 +82,35 @@ fn the_emergency_stop_is_applied_with_the_token_only_and_journaled() {
 }
 
 #[test]
+fn checkpoints_on_demand_are_bounded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = Agent::start(tmp.path(), &[("ATHENA_API_ADMIN_TOKEN", TOKEN)]);
+    agent.wait_until("/status", "a first tick", |_| true);
+    let (status, first) = agent.post("/recovery/checkpoint", Some(TOKEN), json!({}));
+    assert_eq!(status, 200, "{first}");
+    assert!(
+        first["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("checkpoint "),
+        "{first}"
+    );
+    let (status, again) = agent.post("/recovery/checkpoint", Some(TOKEN), json!({}));
+    assert_eq!(
+        (status, error_code(&again)),
+        (429, "too_many_requests"),
+        "{again}"
+    );
+    assert!(
+        again["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("on demand")
+    );
+    agent.stop();
+}
+
+#[test]
 fn binding_beyond_loopback_without_a_token_is_refused_at_start() {
     let tmp = tempfile::tempdir().unwrap();
     let (ok, out) = support::athena(

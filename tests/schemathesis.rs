@@ -64,6 +64,11 @@ fn schemathesis_finds_no_server_error_and_no_response_off_the_schema() {
         out.status.success(),
         "schemathesis found problems:\n{report}"
     );
-    assert!(report.contains("No issues found"), "{report}");
+    // Warnings may remain (checkpoints on demand answer 429 within 10 s of the last one, so
+    // schemathesis reports that operation as rate limited); failures and errors may not.
+    assert!(
+        !summary.contains("Failures:") && !summary.contains("Errors:"),
+        "{report}"
+    );
     agent.stop();
 }

@@ -81,7 +81,7 @@ impl From<Rejected> for ApiError {
         let message = r.to_string();
         match r {
             Rejected::Refused(_) => Self::bad_request(message),
-            Rejected::Busy => {
+            Rejected::Busy | Rejected::TooSoon(_) => {
                 Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
             }
             Rejected::TimedOut | Rejected::ShuttingDown | Rejected::Store(_) => {

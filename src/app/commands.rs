@@ -42,6 +42,22 @@ pub(super) async fn apply(agent: Agent, request: Request, cx: Context<'_>) -> Ou
         reply,
     } = request;
     let name = command.name();
+    if command == Command::Checkpoint
+        && let Err(wait) = cx.shared.claim_checkpoint()
+    {
+        let _ = reply.send(Err(Rejected::TooSoon(format!(
+            "a checkpoint was taken on demand less than {}s ago; the next one in {}s",
+            crate::control::MIN_CHECKPOINT_GAP.as_secs(),
+            wait.as_secs() + 1
+        ))));
+        cx.shared
+            .record_command(name, "refused", received.elapsed().as_secs_f64());
+        return Outcome {
+            agent,
+            store_failed: None,
+            corrupt: Vec::new(),
+        };
+    }
     let (store, config, shared, now) = (
         cx.store.clone(),
         cx.config.clone(),
