@@ -32,10 +32,31 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64)
+        wall_ms()
     }
+}
+
+/// The wall clock now, ms since the Unix epoch.
+pub fn wall_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The longest age or duration an operator gives (`--since`, `--for`, the API's `since` and
+/// `for`): ten years, so every value is a valid number of milliseconds on the clock.
+pub const MAX_ARG_DURATION: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 86_400);
+
+/// Parses an age or duration (`2h`, `7days`) of at most [`MAX_ARG_DURATION`].
+pub fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d > MAX_ARG_DURATION {
+        return Err(format!(
+            "at most {} (ten years)",
+            humantime::format_duration(MAX_ARG_DURATION)
+        ));
+    }
+    Ok(d)
 }
 
 /// Wall time accelerated by a constant factor from a starting agent time.

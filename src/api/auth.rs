@@ -58,11 +58,6 @@ impl Token {
     fn matches(&self, presented: &str) -> bool {
         self.0.as_bytes().ct_eq(presented.as_bytes()).into()
     }
-
-    /// The token as a bearer header value (for the CLI's own requests).
-    pub fn bearer(&self) -> String {
-        format!("Bearer {}", self.0)
-    }
 }
 
 /// Checks requests against the token and slows down repeated failures.

@@ -53,7 +53,7 @@ fn limit(asked: Option<usize>, default: usize) -> ApiResult<usize> {
 fn age(s: &Option<String>) -> ApiResult<Option<u64>> {
     s.as_deref()
         .map(|s| {
-            crate::cli::parse_duration_arg(s)
+            crate::clock::parse_duration_arg(s)
                 .map(|d| d.as_millis() as u64)
                 .map_err(|e| ApiError::bad_request(format!("since: {e}")))
         })
@@ -67,7 +67,7 @@ fn age(s: &Option<String>) -> ApiResult<Option<u64>> {
 pub async fn status(State(state): State<ApiState>) -> ApiResult<Json<crate::agent::Status>> {
     let v = view(&state)?;
     let mut status = v.status.clone();
-    status.published_wall_ms = crate::cli::now_ms();
+    status.published_wall_ms = crate::clock::wall_ms();
     Ok(Json(status))
 }
 
@@ -216,7 +216,7 @@ pub async fn memories_recent(
             "min_confidence must be in [0, 1], got {c}"
         )));
     }
-    let now = crate::cli::now_ms();
+    let now = crate::clock::wall_ms();
     let q = RecallQuery {
         category,
         kind,
@@ -463,6 +463,34 @@ pub struct JournalEntry {
     pub error: Option<String>,
 }
 
+impl JournalEntry {
+    /// The entry of `record`; `pools` maps position ids to pools.
+    pub fn of(seq: u64, record: journal::JournalRecord, pools: &BTreeMap<String, String>) -> Self {
+        Self {
+            seq,
+            at_ms: Some(record.at_ms()),
+            kind: Some(record.kind().as_str().to_string()),
+            pool: record.pool(pools).map(str::to_string),
+            summary: Some(record.summary(pools)),
+            record: Some(record),
+            error: None,
+        }
+    }
+
+    /// An entry that cannot be read, with why.
+    fn unreadable(seq: u64, error: &athena_storage::StoreError) -> Self {
+        Self {
+            seq,
+            at_ms: None,
+            kind: None,
+            pool: None,
+            summary: None,
+            record: None,
+            error: Some(error.to_string()),
+        }
+    }
+}
+
 /// Decisions and risk events with their reasons, newest first.
 #[utoipa::path(get, path = "/journal", tag = "journal", params(JournalFilter),
     responses((status = 200, description = "Journal entries", body = Vec<JournalEntry>),
@@ -515,7 +543,7 @@ pub fn journal_entries(
                     crate::agent::state::STATE_KEY,
                 )
             })?;
-            last_tick.map_or_else(crate::cli::now_ms, |s| s.last_tick_ms)
+            last_tick.map_or_else(crate::clock::wall_ms, |s| s.last_tick_ms)
         }
     };
     let q = Query {
@@ -527,24 +555,8 @@ pub fn journal_entries(
     let mut out = Vec::new();
     journal::query(store, &q, pools, |(seq, record)| {
         out.push(match record {
-            Ok(rec) => JournalEntry {
-                seq,
-                at_ms: Some(rec.at_ms()),
-                kind: Some(rec.kind().as_str().to_string()),
-                pool: rec.pool(pools).map(str::to_string),
-                summary: Some(rec.summary(pools)),
-                record: Some(rec.clone()),
-                error: None,
-            },
-            Err(e) => JournalEntry {
-                seq,
-                at_ms: None,
-                kind: None,
-                pool: None,
-                summary: None,
-                record: None,
-                error: Some(e.to_string()),
-            },
+            Ok(rec) => JournalEntry::of(seq, rec.clone(), pools),
+            Err(e) => JournalEntry::unreadable(seq, e),
         });
         true
     })?;

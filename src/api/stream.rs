@@ -102,15 +102,7 @@ async fn new_journal(state: &ApiState, after: u64) -> (Vec<JournalEntry>, u64) {
         let pools = std::collections::BTreeMap::new();
         let entries = rows
             .into_iter()
-            .map(|(seq, rec)| JournalEntry {
-                seq,
-                at_ms: Some(rec.at_ms()),
-                kind: Some(rec.kind().as_str().to_string()),
-                pool: rec.pool(&pools).map(str::to_string),
-                summary: Some(rec.summary(&pools)),
-                record: Some(rec),
-                error: None,
-            })
+            .map(|(seq, rec)| JournalEntry::of(seq, rec, &pools))
             .collect();
         (entries, next)
     })

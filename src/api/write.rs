@@ -173,7 +173,7 @@ pub async fn override_limit(
     Body(body): Body<Override>,
 ) -> ApiResult<Json<Applied>> {
     let limit = Limit::parse(&body.limit).map_err(|e| ApiError::bad_request(e.0))?;
-    let for_ms = crate::cli::parse_duration_arg(&body.for_)
+    let for_ms = crate::clock::parse_duration_arg(&body.for_)
         .map_err(|e| ApiError::bad_request(format!("for: {e}")))?
         .as_millis() as u64;
     let reason = reason_of(&body.reason)?;

@@ -103,21 +103,7 @@ fn parse_cloud_source(s: &str) -> Result<crate::recovery::sources::Source, Strin
     }
 }
 
-/// The longest age or duration an argument takes (`--since`, `--for`): ten years, so every
-/// value is a valid number of milliseconds on the clock.
-pub const MAX_ARG_DURATION: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 86_400);
-
-/// Parses an age or duration (`2h`, `7days`) of at most [`MAX_ARG_DURATION`].
-pub fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
-    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
-    if d > MAX_ARG_DURATION {
-        return Err(format!(
-            "at most {} (ten years)",
-            humantime::format_duration(MAX_ARG_DURATION)
-        ));
-    }
-    Ok(d)
-}
+pub use crate::clock::{MAX_ARG_DURATION, parse_duration_arg};
 
 /// Parses `--days`: 1 to ten years' worth, so agent time never overflows the clock.
 pub fn parse_days(s: &str) -> Result<u64, String> {
@@ -334,6 +320,5 @@ pub fn agent_now_ms(config: &Config) -> u64 {
 
 /// Wall-clock now, ms (CLI commands act in real time).
 pub fn now_ms() -> u64 {
-    use crate::clock::Clock;
-    crate::clock::SystemClock.now_ms()
+    crate::clock::wall_ms()
 }

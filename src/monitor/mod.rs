@@ -36,12 +36,7 @@ pub enum MonitorError {
     Metrics(#[from] MetricsError),
 }
 
-/// Wall ms now.
-pub fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use crate::clock::wall_ms;
 
 /// Everything health is decided on that the monitor was told (see [`Inputs`]).
 #[derive(Debug, Default)]

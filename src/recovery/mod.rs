@@ -154,12 +154,6 @@ impl Steps {
     }
 }
 
-fn wall_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Runs the start-up ladder for `config` at agent time `now_ms`; with `restore_from`, starts
 /// from that source on an empty data directory. Returns the open store and the recovery, if
 /// this start was one.
@@ -190,7 +184,7 @@ async fn ladder(
 ) -> Result<(Store, Option<Recovery>), RecoveryError> {
     let mut steps = Steps::new();
     let mut rec = Recovery {
-        wall_ms: wall_ms(),
+        wall_ms: crate::clock::wall_ms(),
         ..Recovery::default()
     };
     let dir = config.agent.data_dir.clone();
@@ -724,7 +718,7 @@ pub async fn restore_command(
 ) -> Result<Recovery, RecoveryError> {
     let mut steps = Steps::new();
     let mut rec = Recovery {
-        wall_ms: wall_ms(),
+        wall_ms: crate::clock::wall_ms(),
         cause: format!("operator restore from {source}"),
         ..Recovery::default()
     };
