@@ -9,7 +9,7 @@
 use crate::agent::state::LedgerEntry;
 use crate::agent::strategy::Intent;
 use crate::market::{MarketTick, RejectedSnapshot};
-use crate::risk::{Decision, GasAction, RiskEvent, RiskJournal, TradingState};
+use crate::risk::{Decision, GasAction, RiskEvent, RiskJournal, Sizing, TradingState};
 use athena_storage::{SeqTable, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -109,6 +109,19 @@ pub struct DecisionRecord {
     pub executed_usd: Option<f64>,
     /// Why an allowed decision was not executed.
     pub note: Option<String>,
+    /// The rule that proposed it, with the numbers it compared (absent in older journals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// Gas price the agent saw, gwei.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gas_gwei: Option<f64>,
+    /// The transaction's estimated gas cost, USD.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gas_usd: Option<f64>,
+    /// How the risk engine sized an entry: base, each factor and each cap (boxed, so a
+    /// record without one, an exit or an entry refused before sizing, stays small).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sizing: Option<Box<Sizing>>,
 }
 
 /// Every journal record, oldest first, with its sequence number.

@@ -469,3 +469,41 @@ fn the_runtime_file_names_the_agent_while_it_runs_and_goes_with_it() {
         "the runtime file outlived the agent"
     );
 }
+
+#[test]
+fn a_journaled_decision_says_what_was_seen_which_rule_asked_and_how_it_was_sized() {
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = Agent::start(tmp.path(), TRADING);
+    let approved_open = |e: &serde_json::Value| {
+        let d = &e["record"]["decision"];
+        d["intent"]["open"].is_object() && d["decision"]["Approve"].is_object()
+    };
+    let entries = agent.wait_until("/journal?kind=decision&limit=1000", "an open", |j| {
+        j.as_array().unwrap().iter().any(approved_open)
+    });
+    let open = &entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| approved_open(e))
+        .unwrap()["record"]["decision"];
+    assert!(
+        open["rule"].as_str().unwrap().starts_with("open: APR "),
+        "{open}"
+    );
+    assert!(open["gas_gwei"].as_f64().unwrap() > 0.0, "{open}");
+    assert!(open["gas_usd"].as_f64().unwrap() > 0.0, "{open}");
+    let sizing = &open["sizing"];
+    assert!(sizing["base_usd"].as_f64().unwrap() > 0.0, "{open}");
+    assert_eq!(sizing["factors"].as_object().unwrap().len(), 6, "{open}");
+    let caps = sizing["caps"].as_array().unwrap();
+    assert!(caps.len() >= 5, "{open}");
+    // The size is the smallest cap (an open asks for no particular size).
+    let smallest = caps
+        .iter()
+        .map(|c| c["usd"].as_f64().unwrap())
+        .fold(f64::INFINITY, f64::min);
+    let size = open["decision"]["Approve"]["size_usd"].as_f64().unwrap();
+    assert!((size - smallest).abs() < 1e-6, "{open}");
+    agent.stop();
+}

@@ -784,6 +784,11 @@ fn decision(at_ms: u64, intent: athena::agent::strategy::Intent) -> athena::jour
         gas: athena::risk::GasAction::Proceed,
         executed_usd: Some(500.0),
         note: None,
+        // As a journal written before decisions carried their rule, gas and sizing.
+        rule: None,
+        gas_gwei: None,
+        gas_usd: None,
+        sizing: None,
     })
 }
 

@@ -388,7 +388,7 @@ fn slippage_high_halves_sizes_and_rearms_after_an_hour() {
     assert!(s.is_tripped(BreakerKind::SlippageHigh, T + 5));
     assert_eq!(s.trading_state, TradingState::Active);
     let a = e.assess(&s, &open("A"), &cash(100_000.0), &market(T + 10));
-    assert_eq!(a.factors.unwrap().slippage, 0.5);
+    assert_eq!(a.sizing.as_ref().unwrap().factors.slippage, 0.5);
     assert!((a.decision.size_usd() - before / 2.0).abs() < 1e-9, "{a:?}");
     e.tick(&mut s, T + 5 + H);
     assert!(!s.is_tripped(BreakerKind::SlippageHigh, T + 5 + H));

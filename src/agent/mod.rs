@@ -20,7 +20,7 @@ use crate::risk::{
 use athena_config::Config;
 use athena_storage::{KeyedTable, Memory, OutboxOp, SeqTable, Store, StoreError};
 use state::{AgentState, LedgerEntry, STATE_KEY};
-use strategy::Intent;
+use strategy::{Intent, Proposed};
 
 /// How often the book (equity, cash, every position's value) is snapshotted for the cloud.
 pub const BOOK_SNAPSHOT_MS: u64 = 3_600_000;
@@ -311,8 +311,8 @@ impl Agent {
                 strategy::decide(&self.config.strategy, &self.state, &tick, reduce)
             }
         };
-        for intent in intents {
-            let (record, fills) = self.decide_one(&tick, intent);
+        for proposed in intents {
+            let (record, fills) = self.decide_one(&tick, proposed);
             strategy::guard_after_close(&mut self.state, &record.intent, &fills, now);
             self.state.totals.decisions += 1;
             if let Decision::Reject { rule, .. } = &record.decision {
@@ -533,8 +533,9 @@ impl Agent {
     fn decide_one(
         &mut self,
         tick: &MarketTick,
-        intent: Intent,
+        proposed: Proposed,
     ) -> (DecisionRecord, Vec<LedgerEntry>) {
+        let Proposed { intent, rule } = proposed;
         let now = tick.at_ms;
         let (kind, pool_id, requested, gas_units) = match &intent {
             Intent::Open { pool } => (ProposalKind::Open, pool.clone(), None, GAS_UNITS_ENTRY),
@@ -583,11 +584,12 @@ impl Agent {
             let half = self.config.risk.base_position_usd / 2.0;
             100.0 * paper::swap_costs(s, half).1 / half
         });
+        let gas_usd = tick.gas_usd(gas_units);
         let proposal = Proposal {
             kind,
             pool,
             requested_usd: requested,
-            entry_gas_usd: Some(tick.gas_usd(gas_units)),
+            entry_gas_usd: Some(gas_usd),
             expected_slippage_pct,
         };
         let market = MarketView {
@@ -642,20 +644,27 @@ impl Agent {
             gas: assessment.gas.action,
             executed_usd: executed,
             note,
+            rule: Some(rule),
+            gas_gwei: Some(tick.gas_gwei),
+            gas_usd: Some(gas_usd),
+            sizing: assessment.sizing.map(Box::new),
         };
         (record, fills)
     }
 }
 
 /// A close for every position, for an operator's exit-all.
-fn exit_all_intents(state: &AgentState, reason: &str) -> Vec<Intent> {
+fn exit_all_intents(state: &AgentState, reason: &str) -> Vec<Proposed> {
     state
         .positions
         .iter()
-        .map(|p| Intent::Close {
-            position: p.id.clone(),
-            reason: format!("operator exit-all: {reason}"),
-            protection: None,
+        .map(|p| Proposed {
+            intent: Intent::Close {
+                position: p.id.clone(),
+                reason: format!("operator exit-all: {reason}"),
+                protection: None,
+            },
+            rule: format!("operator exit-all of {}: {reason}", p.pool),
         })
         .collect()
 }

@@ -49,6 +49,16 @@ pub enum Intent {
     },
 }
 
+/// An intent and the rule that proposed it, with the numbers it compared (journaled with the
+/// decision, so "why did it do that?" has an answer).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proposed {
+    /// What the rules want done.
+    pub intent: Intent,
+    /// Which rule asked and why, in one line.
+    pub rule: String,
+}
+
 const YEAR_MS: f64 = 365.0 * 86_400_000.0;
 
 /// The proposals of this tick, exits first. `reduce`: risk says reduce (reduce-only state).
@@ -57,7 +67,8 @@ pub fn decide(
     state: &AgentState,
     tick: &MarketTick,
     reduce: bool,
-) -> Vec<Intent> {
+) -> Vec<Proposed> {
+    let propose = |intent: Intent, rule: String| Proposed { intent, rule };
     let mut out = Vec::new();
     let mut closing: Vec<&str> = Vec::new();
     for p in &state.positions {
@@ -67,11 +78,15 @@ pub fn decide(
         let close = protective_close(cfg, state, tick, pool);
         if let Some((reason, protection)) = close {
             closing.push(&p.id);
-            out.push(Intent::Close {
-                position: p.id.clone(),
-                reason,
-                protection: Some(protection),
-            });
+            let rule = format!("protective close of {}: {reason}", p.pool);
+            out.push(propose(
+                Intent::Close {
+                    position: p.id.clone(),
+                    reason,
+                    protection: Some(protection),
+                },
+                rule,
+            ));
         }
     }
     if reduce {
@@ -82,13 +97,19 @@ pub fn decide(
             .filter(|p| !closing.contains(&p.id.as_str()))
             .filter_map(|p| tick.pool(&p.pool).map(|pool| (p, pool.apr_pct())))
             .min_by(|a, b| a.1.total_cmp(&b.1));
-        if let Some((p, _)) = worst {
+        if let Some((p, apr)) = worst {
             closing.push(&p.id);
-            out.push(Intent::Close {
-                position: p.id.clone(),
-                reason: "risk says reduce".into(),
-                protection: Some(Protection::RiskReduce),
-            });
+            out.push(propose(
+                Intent::Close {
+                    position: p.id.clone(),
+                    reason: "risk says reduce".into(),
+                    protection: Some(Protection::RiskReduce),
+                },
+                format!(
+                    "reduce-only: close the lowest-yielding position, {} at APR {apr:.1}%",
+                    p.pool
+                ),
+            ));
         }
         return out;
     }
@@ -113,12 +134,21 @@ pub fn decide(
         let Some(pool) = tick.pool(&p.pool) else {
             continue;
         };
+        let claim_gas = tick.gas_usd(GAS_UNITS_CLAIM);
         if p.rewards_usd > cfg.compound_min_rewards_usd
-            && tick.gas_usd(GAS_UNITS_CLAIM) < cfg.compound_max_gas_fraction * p.rewards_usd
+            && claim_gas < cfg.compound_max_gas_fraction * p.rewards_usd
         {
-            out.push(Intent::Compound {
-                position: p.id.clone(),
-            });
+            out.push(propose(
+                Intent::Compound {
+                    position: p.id.clone(),
+                },
+                format!(
+                    "compound: rewards ${:.2} above ${:.2}, claim gas ${claim_gas:.2} below {:.0}% of them",
+                    p.rewards_usd,
+                    cfg.compound_min_rewards_usd,
+                    100.0 * cfg.compound_max_gas_fraction
+                ),
+            ));
         }
         let apr = pool.apr_pct();
         if apr < cfg.rebalance_apr_drop_ratio * p.entry_apr_pct {
@@ -135,24 +165,50 @@ pub fn decide(
                 let cost = tick.gas_usd(GAS_UNITS_EXIT + GAS_UNITS_ENTRY) + f1 + s1 + f2 + s2;
                 if gain > cfg.rebalance_min_gain_over_cost * cost {
                     taken.push(&to.pool);
-                    out.push(Intent::Rebalance {
-                        from: p.id.clone(),
-                        to: to.pool.clone(),
-                    });
+                    out.push(propose(
+                        Intent::Rebalance {
+                            from: p.id.clone(),
+                            to: to.pool.clone(),
+                        },
+                        format!(
+                            "rebalance: {} APR {apr:.1}% fell below {:.0}% of its entry {:.1}%; \
+                             {} pays {:.1}% (> {}×); gain ${gain:.2} over {} above {}× the cost ${cost:.2}",
+                            p.pool,
+                            100.0 * cfg.rebalance_apr_drop_ratio,
+                            p.entry_apr_pct,
+                            to.pool,
+                            to.apr_pct(),
+                            cfg.rebalance_better_ratio,
+                            humantime::format_duration(cfg.holding_horizon),
+                            cfg.rebalance_min_gain_over_cost
+                        ),
+                    ));
                 }
             }
         }
     }
     let open_now = state.positions.len() - closing.len();
     let room = (cfg.max_positions as usize).saturating_sub(open_now + taken.len());
+    let ranked = candidates.len();
     candidates
         .iter()
-        .filter(|c| !held.contains(&c.pool.as_str()) && !taken.contains(&c.pool.as_str()))
+        .enumerate()
+        .filter(|(_, c)| !held.contains(&c.pool.as_str()) && !taken.contains(&c.pool.as_str()))
         .take((cfg.open_top_n as usize).min(room))
-        .for_each(|c| {
-            out.push(Intent::Open {
-                pool: c.pool.clone(),
-            })
+        .for_each(|(rank, c)| {
+            out.push(propose(
+                Intent::Open {
+                    pool: c.pool.clone(),
+                },
+                format!(
+                    "open: APR {:.1}% above {}%, TVL ${:.0} above ${:.0}; #{} of {ranked} by APR, {room} slots free",
+                    c.apr_pct(),
+                    cfg.min_apr_pct,
+                    c.tvl_usd,
+                    cfg.min_tvl_usd,
+                    rank + 1
+                ),
+            ))
         });
     out
 }
@@ -267,7 +323,9 @@ mod tests {
     use crate::market::MarketSource;
 
     fn opens(cfg: &StrategyConfig, state: &AgentState, tick: &MarketTick, pool: &str) -> bool {
-        decide(cfg, state, tick, false).contains(&Intent::Open { pool: pool.into() })
+        decide(cfg, state, tick, false)
+            .iter()
+            .any(|p| p.intent == Intent::Open { pool: pool.into() })
     }
 
     #[test]
@@ -277,10 +335,17 @@ mod tests {
         let mut state = AgentState::new(0, 10_000.0, 1);
         let pool = tick.pool("AERO/USDC").unwrap().clone();
         let opened = paper::open(&mut state, &tick, &pool, 1_000.0).unwrap();
-        let intents = decide(&cfg, &state, &tick, true);
-        let [close] = intents.as_slice() else {
-            panic!("{intents:?}")
+        let proposed = decide(&cfg, &state, &tick, true);
+        let [
+            Proposed {
+                intent: close,
+                rule,
+            },
+        ] = proposed.as_slice()
+        else {
+            panic!("{proposed:?}")
         };
+        assert!(rule.starts_with("reduce-only: "), "{rule}");
         assert!(matches!(
             close,
             Intent::Close {

@@ -23,7 +23,8 @@ pub mod state;
 pub use breakers::{Breaker, BreakerKind, BreakerSettings, Effect, Trip};
 pub use gas::{GasAction, GasDecision};
 pub use model::{
-    Decision, Factors, MarketView, PoolInfo, Portfolio, Position, Proposal, ProposalKind, Rule,
+    Cap, Decision, Factors, MarketView, PoolInfo, Portfolio, Position, Proposal, ProposalKind,
+    Rule, Sizing,
 };
 pub use score::{RiskLevel, RiskScore};
 pub use state::{Limit, LimitOverride, RiskEvent, RiskJournal, RiskState, TradingState, median};
@@ -102,8 +103,8 @@ pub struct Assessment {
     pub decision: Decision,
     /// Gas protection's verdict on the transaction (advisory for exits, which it never blocks).
     pub gas: GasDecision,
-    /// The size factors (entries that reached sizing).
-    pub factors: Option<Factors>,
+    /// How the entry was sized: base, factors and caps (entries that reached sizing).
+    pub sizing: Option<Sizing>,
     /// The trading state the decision was made in.
     pub trading_state: TradingState,
 }
@@ -515,10 +516,10 @@ impl RiskEngine {
             proposal.entry_gas_usd
         };
         let gas_decision = gas::check(risk, gas, state, market.gas_gwei, tx, now);
-        let done = |decision: Decision, factors| Assessment {
+        let done = |decision: Decision, sizing| Assessment {
             decision,
             gas: gas_decision.clone(),
-            factors,
+            sizing,
             trading_state,
         };
         if proposal.kind.is_exit() {
@@ -564,7 +565,7 @@ impl RiskEngine {
             );
             return done(Decision::reject(Rule::Gas, reason), None);
         }
-        let (decision, factors) = sizing::size_entry(risk, state, proposal, &data, portfolio, now);
-        done(decision, factors)
+        let (decision, sizing) = sizing::size_entry(risk, state, proposal, &data, portfolio, now);
+        done(decision, sizing)
     }
 }

@@ -252,6 +252,28 @@ impl Factors {
     }
 }
 
+/// How an entry was sized: the base size, each factor, and every cap with the most it
+/// allowed. The journal keeps it so an operator can see why a size came out as it did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sizing {
+    /// `risk.base_position_usd`.
+    pub base_usd: f64,
+    /// The six factors.
+    pub factors: Factors,
+    /// Every cap that applied, with the most it allowed (USD), in the order checked; the
+    /// size is the smallest of them and of the request.
+    pub caps: Vec<Cap>,
+}
+
+/// One cap on an entry's size.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Cap {
+    /// The limit.
+    pub rule: Rule,
+    /// The most it allowed, USD (negative when the limit is already passed).
+    pub usd: f64,
+}
+
 /// The engine's answer to one proposal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Decision {

@@ -3,7 +3,7 @@
 //! portfolio; the size is the smallest of them, and each cap below the factor size is named.
 
 use crate::risk::breakers::BreakerKind;
-use crate::risk::model::{Decision, Factors, Portfolio, Proposal, ProposalKind, Rule};
+use crate::risk::model::{Cap, Decision, Factors, Portfolio, Proposal, ProposalKind, Rule, Sizing};
 use crate::risk::state::RiskState;
 use athena_config::RiskConfig;
 
@@ -105,7 +105,7 @@ pub(crate) fn size_entry(
     data: &EntryData,
     portfolio: &Portfolio,
     now_ms: u64,
-) -> (Decision, Option<Factors>) {
+) -> (Decision, Option<Sizing>) {
     let pool = &proposal.pool;
     // The portfolio the entry lands in: a rebalance closes its `from` position first.
     let (held, freed_cash): (Vec<&crate::risk::model::Position>, f64) = match &proposal.kind {
@@ -325,6 +325,11 @@ pub(crate) fn size_entry(
     let mut bounded: Vec<(Rule, f64)> = caps.iter().copied().filter(|(_, c)| *c <= want).collect();
     bounded.sort_by(|a, b| a.1.total_cmp(&b.1));
     let bounded_by: Vec<Rule> = bounded.iter().map(|(r, _)| *r).collect();
+    let sizing = Sizing {
+        base_usd: base,
+        factors,
+        caps: caps.iter().map(|&(rule, usd)| Cap { rule, usd }).collect(),
+    };
 
     if size < MIN_SIZE_USD {
         let (rule, cap) = bounded.first().copied().unwrap_or((Rule::Sizing, size));
@@ -337,7 +342,7 @@ pub(crate) fn size_entry(
                     cap.max(0.0)
                 ),
             ),
-            Some(factors),
+            Some(sizing),
         );
     }
     if data.entry_gas_usd > cfg.max_entry_gas_fraction * size {
@@ -350,7 +355,7 @@ pub(crate) fn size_entry(
                     cfg.max_entry_gas_fraction * 100.0
                 ),
             ),
-            Some(factors),
+            Some(sizing),
         );
     }
     let decision = match requested {
@@ -364,5 +369,5 @@ pub(crate) fn size_entry(
             bounded_by,
         },
     };
-    (decision, Some(factors))
+    (decision, Some(sizing))
 }
