@@ -67,7 +67,8 @@ impl View {
     }
 }
 
-/// One equity point.
+/// One point per committed tick: equity, and the risk score and gas price beside it (the
+/// dashboard's charts).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct EquityPoint {
     /// Tick.
@@ -76,6 +77,10 @@ pub struct EquityPoint {
     pub at_ms: u64,
     /// Equity, USD.
     pub equity_usd: f64,
+    /// The portfolio's risk score after the tick, 0–100.
+    pub risk_score: f64,
+    /// The tick's gas price, gwei (absent when the tick had none).
+    pub gas_gwei: Option<f64>,
 }
 
 /// Duration percentiles over the last [`TICK_SAMPLES`] ticks (or commands), µs.
@@ -279,6 +284,8 @@ mod tests {
                 tick: i,
                 at_ms: i * 1000,
                 equity_usd: i as f64,
+                risk_score: 0.0,
+                gas_gwei: None,
             })
             .collect()
     }
@@ -305,6 +312,8 @@ mod tests {
                     tick: i,
                     at_ms: i,
                     equity_usd: 1.0,
+                    risk_score: 0.0,
+                    gas_gwei: None,
                 },
                 i,
                 0,

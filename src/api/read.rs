@@ -231,15 +231,43 @@ pub async fn memories_recent(
     blocking(move || Ok(Json(st.recall(&q, now)?.as_ref().clone()))).await
 }
 
-/// Memories by category and tier, by type, and cold segments.
+/// Memory statistics and the last pruning pass.
+#[derive(Debug, Serialize)]
+pub struct MemoryReport {
+    /// By category and tier, by type, and cold segments.
+    #[serde(flatten)]
+    pub stats: athena_storage::MemoryStats,
+    /// The last pruning pass of this process, if one ran.
+    pub last_prune: Option<LastPrune>,
+}
+
+/// A pruning pass and when it finished.
+#[derive(Debug, Serialize)]
+pub struct LastPrune {
+    /// Wall time it finished, ms.
+    pub at_wall_ms: u64,
+    /// What it did.
+    pub report: athena_storage::PruneReport,
+}
+
+/// Memories by category and tier, by type, and cold segments; the last pruning pass.
 #[utoipa::path(get, path = "/memories/stats", tag = "memory",
-    responses((status = 200, description = "Memory statistics", body = Object),
+    responses((status = 200, description = "Memory statistics and the last pruning pass", body = Object),
               (status = 503, description = "Store closed", body = super::error::ErrorBody)))]
-pub async fn memories_stats(
-    State(state): State<ApiState>,
-) -> ApiResult<Json<athena_storage::MemoryStats>> {
+pub async fn memories_stats(State(state): State<ApiState>) -> ApiResult<Json<MemoryReport>> {
     let st = store(&state)?;
-    blocking(move || Ok(Json(st.memory_stats()?))).await
+    let last_prune = state
+        .shared
+        .monitor
+        .last_prune()
+        .map(|(at_wall_ms, report)| LastPrune { at_wall_ms, report });
+    blocking(move || {
+        Ok(Json(MemoryReport {
+            stats: st.memory_stats()?,
+            last_prune,
+        }))
+    })
+    .await
 }
 
 /// The risk engine's state, as `athena risk status --json` shows it.
@@ -620,7 +648,7 @@ pub struct EquityFilter {
     pub points: Option<usize>,
 }
 
-/// Equity at tick resolution since this process started, downsampled on request.
+/// Equity, risk score and gas at tick resolution since this process started, downsampled on request.
 #[utoipa::path(get, path = "/equity", tag = "agent", params(EquityFilter),
     responses((status = 200, description = "Equity points, oldest first", body = Vec<EquityPoint>),
               (status = 400, description = "Bad filter", body = super::error::ErrorBody)))]

@@ -94,12 +94,18 @@ async fn new_journal(state: &ApiState, after: u64) -> (Vec<JournalEntry>, u64) {
     let Some(store) = state.shared.store() else {
         return (Vec::new(), after);
     };
+    let cache = state.pools.clone();
     tokio::task::spawn_blocking(move || {
         let rows: Vec<(u64, crate::journal::JournalRecord)> = store
             .read(|r| r.seq_after(SeqTable::Journal, after, JOURNAL_BATCH))
             .unwrap_or_default();
         let next = rows.last().map_or(after, |(seq, _)| *seq);
-        let pools = std::collections::BTreeMap::new();
+        // Closes name a position: the ledger says which pool it held, as on `/journal`.
+        let pools = cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .refresh(&store)
+            .unwrap_or_default();
         let entries = rows
             .into_iter()
             .map(|(seq, rec)| JournalEntry::of(seq, rec, &pools))

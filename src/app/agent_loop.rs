@@ -182,6 +182,8 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
             tick: report.tick,
             at_ms: report.at_ms,
             equity_usd: report.equity_usd,
+            risk_score: agent.risk_score().total,
+            gas_gwei: agent.last_market().map(|m| m.gas_gwei),
         };
         l.shared
             .record_tick(point, tick_micros, report.write_micros);

@@ -60,6 +60,7 @@ struct State {
     /// Process CPU seconds and wall ms at the last sample (for the CPU ratio).
     cpu_seen: Option<(f64, u64)>,
     last_prune_wall_ms: Option<u64>,
+    last_prune: Option<PruneReport>,
     overall: Option<Status>,
 }
 
@@ -261,7 +262,15 @@ impl Monitor {
     pub fn on_prune(&self, report: &PruneReport) {
         let now = wall_ms();
         self.metrics.record_prune(report, now);
-        self.lock().last_prune_wall_ms = Some(now);
+        let mut s = self.lock();
+        s.last_prune_wall_ms = Some(now);
+        s.last_prune = Some(report.clone());
+    }
+
+    /// The last pruning pass of this process: when (wall ms) and what it did.
+    pub fn last_prune(&self) -> Option<(u64, PruneReport)> {
+        let s = self.lock();
+        s.last_prune_wall_ms.zip(s.last_prune.clone())
     }
 
     /// Agent time now, estimated from the last tick (wall time since, times the clock's
