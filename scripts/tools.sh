@@ -2,7 +2,9 @@
 # Installs (once) the tools the tests drive besides the servers: Prometheus and promtool
 # (Debian package `prometheus`; a scrape of the running agent and `promtool check metrics`)
 # and schemathesis (PyPI, pinned, in a virtualenv under ${ATHENA_TOOLS_DIR:-~/.cache/athena-tools};
-# fuzzes the API from its OpenAPI document). Prints the `export` lines for scripts/test.sh:
+# fuzzes the API from its OpenAPI document), Debian's chromium and playwright-core (npm, pinned
+# by web/package-lock.json; the dashboard's browser test), and checks that the vendored uPlot in
+# web/vendor is the copy npm installs. Prints the `export` lines for scripts/test.sh:
 #   eval "$(scripts/tools.sh)"
 set -euo pipefail
 tools=${ATHENA_TOOLS_DIR:-$HOME/.cache/athena-tools}
@@ -16,6 +18,28 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
     || { $sudo apt-get update -q >&2 && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q prometheus >&2; } \
     || { echo "tools: apt-get could not install prometheus" >&2; exit 1; }
 fi
+
+if [ ! -x /usr/bin/chromium ]; then
+  echo "tools: installing chromium (Debian package; the dashboard's browser test)" >&2
+  if [ "$(id -u)" -ne 0 ]; then sudo=sudo; else sudo=; fi
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >&2 \
+    || { $sudo apt-get update -q >&2 && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium >&2; } \
+    || { echo "tools: apt-get could not install chromium" >&2; exit 1; }
+fi
+
+# npm ci when web/node_modules is missing or was installed from another lockfile.
+web=$(cd "$(dirname "$0")/../web" && pwd)
+lock=$(sha256sum "$web/package-lock.json" | cut -d' ' -f1)
+if [ "$(cat "$web/node_modules/.installed-lock" 2>/dev/null)" != "$lock" ]; then
+  echo "tools: npm ci in web/ (playwright-core, uplot; no browser download)" >&2
+  (cd "$web" && npm ci --ignore-scripts --no-audit --no-fund >&2) \
+    || { echo "tools: npm ci failed in web/ (is the npm registry reachable?)" >&2; exit 1; }
+  echo "$lock" > "$web/node_modules/.installed-lock"
+fi
+for f in uPlot.iife.min.js uPlot.min.css; do
+  cmp -s "$web/vendor/$f" "$web/node_modules/uplot/dist/$f" \
+    || { echo "tools: web/vendor/$f differs from the uplot package in web/package-lock.json: run scripts/vendor-web.sh" >&2; exit 1; }
+done
 
 if [ ! -x "$venv/bin/st" ]; then
   echo "tools: installing schemathesis $schemathesis_version from PyPI into $venv" >&2

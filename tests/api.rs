@@ -471,6 +471,62 @@ fn the_runtime_file_names_the_agent_while_it_runs_and_goes_with_it() {
 }
 
 #[test]
+fn the_dashboard_and_its_assets_are_served_from_the_binary_under_a_strict_policy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let agent = Agent::start(tmp.path(), &[]);
+    let fetch = |path: &str| {
+        agent.rt.block_on(async {
+            let r = agent
+                .http
+                .get(format!("{}{path}", agent.base))
+                .send()
+                .await
+                .unwrap();
+            let header = |h: &str| {
+                r.headers()
+                    .get(h)
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .unwrap_or_default()
+            };
+            let (ct, csp) = (header("content-type"), header("content-security-policy"));
+            (r.status().as_u16(), ct, csp, r.text().await.unwrap())
+        })
+    };
+    let (status, ct, csp, page) = fetch("/");
+    assert_eq!(status, 200);
+    assert!(ct.starts_with("text/html"), "{ct}");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert!(
+        !page.contains("<script>"),
+        "no inline script: the policy forbids it"
+    );
+    let assets: Vec<&str> = page
+        .split("/assets/")
+        .skip(1)
+        .map(|s| s.split('"').next().unwrap())
+        .collect();
+    assert_eq!(assets.len(), 4, "{assets:?}");
+    for asset in assets {
+        let (status, ct, _, body) = fetch(&format!("/assets/{asset}"));
+        assert_eq!(status, 200, "{asset}");
+        let kind = if asset.ends_with(".js") {
+            "text/javascript"
+        } else {
+            "text/css"
+        };
+        assert!(ct.starts_with(kind), "{asset}: {ct}");
+        assert!(!body.is_empty());
+    }
+    let (status, _, _, body) = fetch("/assets/missing.js");
+    assert_eq!(status, 404);
+    assert!(body.contains("\"code\":\"not_found\""), "{body}");
+    agent.stop();
+}
+
+#[test]
 fn a_journaled_decision_says_what_was_seen_which_rule_asked_and_how_it_was_sized() {
     let tmp = tempfile::tempdir().unwrap();
     let agent = Agent::start(tmp.path(), TRADING);

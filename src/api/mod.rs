@@ -9,6 +9,7 @@
 //! peer need the token for reads too.
 
 pub mod auth;
+mod dashboard;
 pub mod error;
 mod read;
 pub mod runtime;
@@ -146,6 +147,8 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
             "/openapi.json",
             axum::routing::get(move || async move { axum::Json(served) }),
         )
+        .route("/", axum::routing::get(dashboard::index))
+        .route("/assets/{name}", axum::routing::get(dashboard::asset))
         .layer(axum::middleware::from_fn(time_limit));
     let app = bounded
         .merge(stream_router)
