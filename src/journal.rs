@@ -248,6 +248,8 @@ fn decision_summary(d: &DecisionRecord, pools: &BTreeMap<String, String>) -> Str
         Intent::Compound { position } => format!("compound {position}{}", in_pool(position)),
     };
     let verdict = match &d.decision {
+        // An exit is approved as asked: it has no size of its own.
+        Decision::Approve { size_usd, .. } if *size_usd == 0.0 => "approved".to_string(),
         Decision::Approve { size_usd, .. } => format!("approved ${size_usd:.2}"),
         Decision::Reduce {
             size_usd,
@@ -341,6 +343,8 @@ pub struct Query {
     pub pool: Option<String>,
     /// Only entries at or after this time.
     pub since_ms: Option<u64>,
+    /// Only entries with a sequence number below this one (the next page).
+    pub before_seq: Option<u64>,
     /// At most this many.
     pub limit: usize,
 }
@@ -358,8 +362,9 @@ pub fn query(
     mut f: impl FnMut(Found<'_>) -> bool,
 ) -> athena_storage::Result<()> {
     let mut left = q.limit;
+    let before = q.before_seq.unwrap_or(u64::MAX);
     store.read(|r| {
-        r.seq_newest_first::<JournalRecord>(SeqTable::Journal, |seq, record| {
+        r.seq_newest_before::<JournalRecord>(SeqTable::Journal, before, |seq, record| {
             if left == 0 {
                 return false;
             }

@@ -11,7 +11,7 @@ pub mod state;
 pub mod strategy;
 
 use crate::journal::{DecisionRecord, JournalRecord, RejectedRecord};
-use crate::market::sim::{GAS_UNITS_CLAIM, GAS_UNITS_ENTRY};
+use crate::market::sim::{GAS_UNITS_CLAIM, GAS_UNITS_ENTRY, GAS_UNITS_EXIT};
 use crate::market::{MarketError, MarketSource, MarketTick, PoolSnapshot};
 use crate::risk::{
     self, Decision, MarketView, Observation, PoolInfo, Proposal, ProposalKind, RiskEngine,
@@ -584,12 +584,11 @@ impl Agent {
             let half = self.config.risk.base_position_usd / 2.0;
             100.0 * paper::swap_costs(s, half).1 / half
         });
-        let gas_usd = tick.gas_usd(gas_units);
         let proposal = Proposal {
             kind,
             pool,
             requested_usd: requested,
-            entry_gas_usd: Some(gas_usd),
+            entry_gas_usd: Some(tick.gas_usd(gas_units)),
             expected_slippage_pct,
         };
         let market = MarketView {
@@ -633,6 +632,7 @@ impl Agent {
                 Err(e) => note = Some(e.to_string()),
             }
         }
+        let gas_usd = tick.gas_usd(transaction_gas_units(&intent));
         let record = DecisionRecord {
             tick: tick.index,
             at_ms: now,
@@ -650,6 +650,16 @@ impl Agent {
             sizing: assessment.sizing.map(Box::new),
         };
         (record, fills)
+    }
+}
+
+/// The gas units the transactions of `intent` cost (a rebalance is an exit and an entry).
+fn transaction_gas_units(intent: &Intent) -> f64 {
+    match intent {
+        Intent::Open { .. } => GAS_UNITS_ENTRY,
+        Intent::Close { .. } => GAS_UNITS_EXIT,
+        Intent::Rebalance { .. } => GAS_UNITS_EXIT + GAS_UNITS_ENTRY,
+        Intent::Compound { .. } => GAS_UNITS_CLAIM,
     }
 }
 

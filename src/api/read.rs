@@ -466,6 +466,10 @@ pub struct JournalFilter {
     pub pool: Option<String>,
     /// Only entries this recent before the agent's last tick (2h, 7days).
     pub since: Option<String>,
+    /// Only entries with a sequence number below this one: the next page of a listing is
+    /// asked for with the last `seq` it showed.
+    #[param(minimum = 1)]
+    pub before: Option<u64>,
     /// Most entries, 1 to 1000 (default 50).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
@@ -546,7 +550,7 @@ pub async fn journal(
             .unwrap_or_else(|p| p.into_inner())
             .refresh(&st)?;
         Ok(Json(journal_entries(
-            &st, &pools, kind, pool, since, limit,
+            &st, &pools, kind, pool, since, f.before, limit,
         )?))
     })
     .await
@@ -560,6 +564,7 @@ pub fn journal_entries(
     kind: Option<EntryKind>,
     pool: Option<String>,
     since: Option<u64>,
+    before: Option<u64>,
     limit: usize,
 ) -> athena_storage::Result<Vec<JournalEntry>> {
     let reference = match since {
@@ -578,6 +583,7 @@ pub fn journal_entries(
         kind,
         pool,
         since_ms: since.map(|d| reference.saturating_sub(d)),
+        before_seq: before,
         limit,
     };
     let mut out = Vec::new();

@@ -45,6 +45,7 @@ pub(super) fn run(config: &Config, args: &JournalArgs) -> anyhow::Result<()> {
                 args.kind,
                 args.pool.clone(),
                 since,
+                None,
                 args.limit,
             )?
         }

@@ -163,20 +163,32 @@ impl Limit {
             Ok(())
         } else if fraction {
             Err(crate::risk::controls::Refused(format!(
-                "{} must be a fraction in (0, 1], got {value}",
-                self.key()
+                "{} must be a fraction in (0, 1], got {}",
+                self.key(),
+                shown(value)
             )))
         } else {
             Err(crate::risk::controls::Refused(format!(
-                "{} must be a finite non-negative number{}, got {value}",
+                "{} must be a finite non-negative number{}, got {}",
                 self.key(),
                 if self == Self::MaxPositions {
                     " (a whole number up to 1000)"
                 } else {
                     ""
-                }
+                },
+                shown(value)
             )))
         }
+    }
+}
+
+/// A refused value as an operator can read it: in scientific notation when very large or
+/// very small (1e308 is not three hundred digits).
+fn shown(value: f64) -> String {
+    if value != 0.0 && !(1e-6..1e15).contains(&value.abs()) && value.is_finite() {
+        format!("{value:e}")
+    } else {
+        value.to_string()
     }
 }
 
@@ -436,5 +448,20 @@ pub fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
 pub(crate) fn bound<T>(q: &mut VecDeque<T>, max: usize) {
     while q.len() > max {
         q.pop_front();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_limit_value_is_shown_short() {
+        let e = Limit::MaxPositionFraction.check(1e308).unwrap_err().0;
+        assert!(e.ends_with("got 1e308"), "{e}");
+        let e = Limit::BasePositionUsd.check(-2.5).unwrap_err().0;
+        assert!(e.ends_with("got -2.5"), "{e}");
+        let e = Limit::BasePositionUsd.check(f64::NAN).unwrap_err().0;
+        assert!(e.ends_with("got NaN"), "{e}");
     }
 }

@@ -647,6 +647,18 @@ impl ReadTx<'_> {
         visit_seq(self.codec, table, t.iter()?.rev(), f)
     }
 
+    /// [`ReadTx::seq_newest_first`] from the newest record below sequence number `before` (the
+    /// next page of a listing that ended at `before`).
+    pub fn seq_newest_before<T: DeserializeOwned>(
+        &self,
+        table: SeqTable,
+        before: u64,
+        f: impl FnMut(u64, Result<T>) -> bool,
+    ) -> Result<()> {
+        let t = self.tx.open_table(table.def())?;
+        visit_seq(self.codec, table, t.range(..before)?.rev(), f)
+    }
+
     /// Streams a sequence table oldest first without loading it (see
     /// [`ReadTx::seq_newest_first`]).
     pub fn seq_oldest_first<T: DeserializeOwned>(
