@@ -19,6 +19,7 @@ const usd = (v) => v == null || !isFinite(v) ? "–" :
   (v < 0 ? "−$" : "$") + Math.abs(v).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
 const num = (v, d = 2) => v == null || !isFinite(v) ? "–" : Number(v).toFixed(d);
 const pct = (v, d = 1) => v == null || !isFinite(v) ? "–" : `${Number(v).toFixed(d)}%`;
+const wholeUsd = (v) => (v < -0.5 ? "−$" : "$") + Math.abs(Math.round(v)).toLocaleString("en-US");
 const signed = (v) => v == null || !isFinite(v) ? "" : v >= 0 ? "pos" : "neg";
 const time = (ms) => ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 16) + " UTC" : "–";
 function duration(ms) {
@@ -47,9 +48,11 @@ function el(tag, attrs = {}, ...children) {
 function fillKv(dl, pairs) {
   dl.replaceChildren(...pairs.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
 }
+/** A cell left out at a phone's width. */
+const optional = (text) => ({ optional: text });
 function fillRows(tbody, rows) {
   tbody.replaceChildren(...rows.map((cells) => el("tr", {}, cells.map((c) =>
-    c instanceof Node ? el("td", {}, c) : el("td", {}, c)))));
+    c != null && c.optional !== undefined ? el("td", { class: "opt" }, c.optional) : el("td", {}, c)))));
 }
 
 // ---- The API ----------------------------------------------------------------------------
@@ -98,6 +101,7 @@ const state = {
   trades: [],            // /trades, newest first
   startingUsd: null,     // equity − PnL
   journal: [],           // JournalEntry[], newest first, as filtered
+  journalPages: 1,       // pages of JOURNAL_LIMIT entries the list keeps
   selectedSeq: null,
   limits: [],
   breakers: [],
@@ -106,7 +110,7 @@ const state = {
   refreshes: 0,
   tradesDirty: false,    // a decision or control may have filled: fetch /trades again
   resample: false,       // fetch the whole (thinned) series again
-  filling: false,        // a gap in the series is being fetched
+  equityQueue: Promise.resolve(), // stream points are added one after another
   events: { status: 0, equity: 0, journal: 0, alert: 0 }, // stream events received
 };
 
@@ -128,17 +132,22 @@ function chartOptions(name, series, axes, scales = {}) {
 }
 
 function makeCharts() {
-  const money = (u, ticks) => ticks.map((v) => `$${Math.round(v).toLocaleString("en-US")}`);
+  const money = (u, ticks) => ticks.map(wholeUsd);
+  // A flat series still gets a readable scale: at least ±0.1% of its value around it.
+  const around = (u, min, max) => {
+    const pad = Math.max((max - min) * 0.05, Math.abs(max) * 0.001, 1);
+    return [min - pad, max + pad];
+  };
   charts.equity = new uPlot(chartOptions("equity", [
     { label: "Equity", stroke: "#2b6cb0", width: 2, value: (u, v) => usd(v) },
     { label: "Fills", stroke: "#c53030", fill: "#c53030", paths: () => null,
       points: { show: true, size: 8, stroke: "#c53030", fill: "#fff" }, value: (u, v) => v == null ? "" : usd(v) },
   ], [
     {},
-    { values: money, size: 70 },
-    { side: 1, size: 70, scale: "y", grid: { show: false },
-      values: (u, ticks) => ticks.map((v) => state.startingUsd == null ? "" : usd(v - state.startingUsd)) },
-  ]), [[], [], []], $("chart-equity"));
+    { values: money, size: 80 },
+    { side: 1, size: 80, scale: "y", grid: { show: false },
+      values: (u, ticks) => ticks.map((v) => state.startingUsd == null ? "" : wholeUsd(v - state.startingUsd)) },
+  ], { y: { range: around } }), [[], [], []], $("chart-equity"));
   charts.drawdown = new uPlot(chartOptions("drawdown", [
     { label: "Drawdown", stroke: "#c53030", fill: "rgba(197,48,48,.12)", width: 1.5, value: (u, v) => pct(v, 2) },
   ], [{}, { values: (u, t) => t.map((v) => `${v.toFixed(Math.min(...t) > -1 ? 2 : 1)}%`), size: 60 }],
@@ -196,7 +205,7 @@ function drawCharts() {
   const figures = [
     ["Equity", usd(last ? last.equity_usd : state.status && state.status.equity_usd)],
     ["PnL", state.startingUsd == null || !last ? "–" : usd(last.equity_usd - state.startingUsd)],
-    ["Max drawdown", state.status ? pct(state.status.totals.max_drawdown_pct, 2) : "–"],
+    ["Max drawdown (all time)", state.status ? pct(state.status.totals.max_drawdown_pct, 2) : "–"],
     ["Trades", state.status ? state.status.totals.trades : "–"],
     ["Points", pts.length],
   ];
@@ -208,15 +217,12 @@ function drawCharts() {
 async function addEquityPoint(p) {
   const last = state.equity[state.equity.length - 1];
   if (last && p.tick <= last.tick) return;
-  if (last && p.tick > last.tick + 1 && !state.filling) {
-    state.filling = true;
+  if (last && p.tick > last.tick + 1) {
     try {
       const secs = Math.ceil((p.at_ms - last.at_ms) / 1000) + 1;
       appendPoints(await get(`/equity?since=${secs}s&points=${EQUITY_POINTS}`));
     } catch (e) {
       readFailed(e);
-    } finally {
-      state.filling = false;
     }
   }
   appendPoints([p]);
@@ -239,11 +245,11 @@ function renderStatus(s) {
   const badge = $("trading-state");
   badge.textContent = s.trading_state.replace("_", "-");
   badge.dataset.state = s.trading_state;
-  $("tick").textContent = `tick #${s.last_tick} · ${time(s.last_tick_ms)}`;
+  $("tick").textContent = `tick #${s.last_tick} · agent time ${time(s.last_tick_ms)}`;
   fillRows($("positions").querySelector("tbody"), s.positions.map((p) => {
     const pnl = p.value_usd + p.rewards_usd - p.deposited_usd - p.costs_usd;
-    return [p.pool, usd(p.deposited_usd), usd(p.value_usd), usd(p.fees_usd), usd(p.rewards_usd),
-      el("span", { class: signed(pnl) }, usd(pnl)), duration(s.last_tick_ms - p.opened_ms), pct(p.entry_apr_pct)];
+    return [p.pool, usd(p.deposited_usd), usd(p.value_usd), optional(usd(p.fees_usd)), optional(usd(p.rewards_usd)),
+      el("span", { class: signed(pnl) }, usd(pnl)), duration(s.last_tick_ms - p.opened_ms), optional(pct(p.entry_apr_pct))];
   }));
   $("positions-note").textContent = s.positions.length
     ? `Cash ${usd(s.cash_usd)}. PnL = value now (with fees) + rewards − deposit − entry costs.`
@@ -298,6 +304,7 @@ function renderSync(s) {
     ["Writes sent", `${s.document_writes} documents, ${s.object_writes} objects`],
     ["Rows coalesced", `${s.rows_coalesced} (delivered ${s.rows_delivered}, compacted ${s.rows_compacted})`],
     ["Estimated cost", usd(s.estimated_cost_usd)],
+    ["Last delivery", s.last_pass_ms ? time(s.last_pass_ms) : "nothing delivered yet"],
     ["Last error", s.health.last_error ? `${s.health.last_error} (${s.health.consecutive_failures} in a row)` : "none"],
   ]);
 }
@@ -328,7 +335,7 @@ function renderRecovery(rec, checkpoints) {
     el("li", {}, `${c.id}: tick ${c.tick}, ${c.bytes.toLocaleString("en-US")} bytes, ${time(c.created_ms)}`))
     : [el("li", { class: "muted" }, "no checkpoint yet")]));
   if (!rec) {
-    $("recovery").replaceChildren(el("p", { class: "muted" }, "No recovery: the last stop was clean."));
+    $("recovery").replaceChildren(el("p", { class: "muted" }, "No crash recovery recorded."));
     return;
   }
   $("recovery").replaceChildren(
@@ -381,7 +388,12 @@ function addJournal(entries) {
   const fresh = entries.filter(matchesFilter).reverse(); // the stream sends oldest first
   if (!fresh.length) return;
   const known = new Set(state.journal.map((e) => e.seq));
-  state.journal = [...fresh.filter((e) => !known.has(e.seq)), ...state.journal].slice(0, JOURNAL_LIMIT);
+  state.journal = [...fresh.filter((e) => !known.has(e.seq)), ...state.journal];
+  // The list keeps the pages asked for; what falls off the end is one "Older entries" away.
+  if (state.journal.length > state.journalPages * JOURNAL_LIMIT) {
+    state.journal.length = state.journalPages * JOURNAL_LIMIT;
+    $("journal-older").hidden = false;
+  }
   renderJournal();
 }
 
@@ -394,10 +406,10 @@ function openEntry(seq) {
 }
 
 const WHAT_HAPPENED = {
-  risk: "What the risk engine did", operator: "What the operator asked", rejected: "The pool snapshot left out",
+  risk: "What the risk engine did", control: "What the operator asked", data: "The pool snapshot left out",
 };
 
-function section(title, ...content) { return [el("h3", {}, title), ...content]; }
+function section(title, ...content) { return [el("h3", {}, title), ...content.filter((c) => c != null)]; }
 
 /** What an entry says, laid out to answer "why did it do that?". */
 function explain(e) {
@@ -405,7 +417,11 @@ function explain(e) {
   const [type, r] = Object.entries(e.record)[0];
   const raw = el("details", {}, el("summary", {}, "Record as journaled"), el("pre", {}, JSON.stringify(e.record, null, 2)));
   const head = el("p", {}, el("b", {}, `#${e.seq} · ${time(e.at_ms)}`), el("br"), e.summary);
-  if (type !== "decision") return [head, ...section(WHAT_HAPPENED[type] || "What happened", el("p", {}, e.summary)), raw];
+  if (type !== "decision") {
+    const parts = [head, ...section(WHAT_HAPPENED[e.kind] || "What happened", el("p", {}, e.summary))];
+    if (e.kind === "control" && /^exit all/.test(e.summary)) parts.push(...exitAllFills(e));
+    return [...parts, raw];
+  }
   const dl = el("dl", { class: "kv" });
   fillKv(dl, [
     ["Pool APR", pct(r.apr_pct, 2)], ["Pool TVL", usd(r.tvl_usd)],
@@ -419,20 +435,42 @@ function explain(e) {
       : v.size_usd > 0 ? `Approved at ${usd(v.size_usd)}` : "Approved (an exit, as asked)";
   const verdictParts = [el("p", { "data-verdict": verdict }, verdictText, ` · gas protection: ${r.gas}`)];
   if (v.bounded_by && v.bounded_by.length) verdictParts.push(el("p", {}, `Bound by: ${v.bounded_by.join(", ")}`));
-  if (r.sizing) verdictParts.push(...sizingTables(r.sizing, v));
+  if (r.sizing) verdictParts.push(...sizingTables(r.sizing, v, (e.pool || "").split("/")));
   const done = r.executed_usd != null ? `Executed ${usd(r.executed_usd)}`
     : r.note ? `Not executed: ${r.note}` : "Not executed";
-  const fills = state.trades.filter((t) => t.entry.tick === r.tick && (t.entry.pool === e.pool));
+  const positions = intentPositions(r.intent);
+  const fills = state.trades.filter((t) => t.entry.tick === r.tick &&
+    (t.entry.pool === e.pool || positions.includes(t.entry.position)));
   return [
     head,
     ...section("What the agent saw", dl),
     ...section("The rule that proposed it", el("p", { "data-rule": "" }, r.rule || intentText(r.intent))),
     ...section("Risk verdict", ...verdictParts),
     ...section("What was executed", el("p", { "data-executed": "" }, done),
-      fills.length ? el("ul", { class: "plain" }, fills.map((t) => el("li", {},
-        `${t.entry.action} ${t.entry.position}: ${usd(t.entry.usd)}, fee ${usd(t.entry.fee_usd)}, slippage ${usd(t.entry.slippage_usd)}, gas ${usd(t.entry.gas_usd)}${t.entry.pnl_usd != null ? `, PnL ${usd(t.entry.pnl_usd)}` : ""}`))) : null),
+      fills.length ? el("ul", { class: "plain" }, fills.map(fillItem)) : null),
     raw,
   ];
+}
+
+/** The closes an exit-all led to: the fills of the first tick after it. */
+function exitAllFills(e) {
+  const closes = state.trades.filter((t) => t.entry.action === "close" && t.entry.at_ms >= e.at_ms);
+  const first = Math.min(...closes.map((t) => t.entry.at_ms));
+  const fills = closes.filter((t) => t.entry.at_ms === first);
+  return section("What was executed", fills.length
+    ? el("ul", { class: "plain" }, fills.map(fillItem))
+    : el("p", {}, "No close yet: the positions close at the next tick (each is journaled as a decision)."));
+}
+
+function fillItem(t) {
+  const f = t.entry;
+  return el("li", {}, `${f.action} ${f.position} in ${f.pool}: ${usd(f.usd)}, fee ${usd(f.fee_usd)}, slippage ${usd(f.slippage_usd)}, gas ${usd(f.gas_usd)}${f.pnl_usd != null ? `, PnL ${usd(f.pnl_usd)}` : ""}`);
+}
+
+/** The positions an intent names (a close, the position a rebalance leaves, a compound). */
+function intentPositions(intent) {
+  const i = Object.values(intent)[0];
+  return [i.position, i.from].filter(Boolean);
 }
 
 function intentText(intent) {
@@ -446,7 +484,7 @@ function intentText(intent) {
   }
 }
 
-function sizingTables(s, verdict) {
+function sizingTables(s, verdict, tokens) {
   const f = s.factors;
   const factors = [["volatility", f.volatility], ["concentration", f.concentration], ["gas", f.gas],
     ["correlation", f.correlation], ["recovery", f.recovery], ["slippage", f.slippage]];
@@ -458,10 +496,12 @@ function sizingTables(s, verdict) {
       factors.map(([k, x]) => el("tr", {}, el("td", {}, k), el("td", {}, `× ${num(x, 3)}`))),
       el("tr", {}, el("td", {}, el("b", {}, "sized")), el("td", {}, el("b", {}, usd(s.base_usd * product))))));
   const smallest = Math.min(...s.caps.map((c) => c.usd));
+  let tokenCap = 0; // the two token_fraction caps are the pool's first and second token, in order
+  const capName = (c) => c.rule === "token_fraction" && tokens.length === 2 ? `token_fraction (${tokens[tokenCap++]})` : c.rule;
   const capTable = el("table", { class: "caps" },
     el("thead", {}, el("tr", {}, el("th", {}, "Cap"), el("th", {}, "Most allowed"))),
     el("tbody", {}, s.caps.map((c) => el("tr", { class: c.usd === smallest ? "binding" : null },
-      el("td", {}, c.rule + (c.usd === smallest ? " (binding)" : "")), el("td", {}, usd(c.usd))))));
+      el("td", {}, capName(c) + (c.usd === smallest ? " (binding)" : "")), el("td", {}, usd(c.usd))))));
   return [el("div", { class: "scroll" }, factorTable), el("div", { class: "scroll" }, capTable),
     el("p", { class: "hint" }, `The size is the smallest of the caps${verdict.requested_usd ? " and the request" : ""}.`)];
 }
@@ -469,8 +509,23 @@ function sizingTables(s, verdict) {
 async function loadJournal() {
   try {
     state.journal = await get(journalQuery());
+    state.journalPages = 1;
+    $("journal-older").hidden = state.journal.length < JOURNAL_LIMIT;
     renderJournal();
     if (state.selectedSeq != null) openEntry(state.selectedSeq);
+  } catch (e) { readFailed(e); }
+}
+
+/** The next page: entries older than the last one listed. */
+async function loadOlder() {
+  const last = state.journal[state.journal.length - 1];
+  if (!last) return;
+  try {
+    const older = await get(`${journalQuery()}&before=${last.seq}`);
+    state.journal = [...state.journal, ...older];
+    state.journalPages++;
+    $("journal-older").hidden = older.length < JOURNAL_LIMIT;
+    renderJournal();
   } catch (e) { readFailed(e); }
 }
 
@@ -529,6 +584,7 @@ async function loadAll() {
 const stream = { controller: null, retryMs: 1000, timer: null, silence: null, connected: false };
 
 function streamState(s, text) {
+  document.body.classList.toggle("stale", s === "lost");
   const badge = $("stream-state");
   badge.dataset.state = s;
   badge.textContent = text;
@@ -540,7 +596,7 @@ function onEvent(name, data) {
   if (name in state.events) state.events[name]++;
   switch (name) {
     case "status": renderStatus(payload); refreshPanels(); break;
-    case "equity": addEquityPoint(payload); break;
+    case "equity": state.equityQueue = state.equityQueue.then(() => addEquityPoint(payload)); break;
     case "journal":
       if (payload.some((e) => e.kind === "decision" || e.kind === "control")) state.tradesDirty = true;
       addJournal(payload); break;
@@ -639,7 +695,7 @@ async function control(path, body) {
     loadJournal();
     refreshPanels();
   } catch (e) {
-    result(e.status === 401 ? `Refused: ${e.message}` : `${e.code}: ${e.message}`, false);
+    result(e.status === 401 ? `Refused: ${e.message}` : `Not applied: ${e.message}`, false);
   }
 }
 
@@ -691,6 +747,7 @@ function wireControls() {
     control("/risk/override", withReason({ limit: $("override-limit").value, value, for: $("override-for").value.trim() }));
   });
   $("journal-kind").addEventListener("change", loadJournal);
+  $("journal-older").addEventListener("click", loadOlder);
   let typing;
   $("journal-pool").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(loadJournal, 300); });
 }

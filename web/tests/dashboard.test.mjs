@@ -239,6 +239,7 @@ test("the dashboard, in chromium, against a running agent", { timeout: 600_000 }
       assert.equal(await stopAgent(agent), 0, "a clean stop");
       await page.waitForFunction(() => document.getElementById("stream-state").dataset.state === "lost", null, { timeout: WAIT });
       assert.match(await page.locator("#stream-state").innerText(), /stream lost/);
+      await page.evaluate(() => window.scrollTo(0, 0));
       await page.screenshot({ path: join(shots, "dashboard-stream-lost.png") });
       agent = await startAgent(data, `127.0.0.1:${port}`);
       await page.waitForFunction(() => document.getElementById("stream-state").dataset.state === "live", null, { timeout: WAIT });
@@ -267,6 +268,20 @@ test("the dashboard, in chromium, against a running agent", { timeout: 600_000 }
       await until(agent.base, "/positions", "every position closed", (b) => b.length === 0);
       await page.waitForFunction(() => document.querySelectorAll("#positions tbody tr").length === 0, null, { timeout: WAIT });
       await page.locator("#journal li[data-kind=control]", { hasText: "browser test exit-all" }).first().waitFor({ timeout: WAIT });
+    });
+
+    await t.test("older journal entries are one click away, newest first without gaps", async () => {
+      // Halted, the agent journals its refused opens every tick: pages fill quickly.
+      await until(agent.base, "/journal?kind=decision&limit=1000", "more than a page of decisions", (b) => b.length > 400);
+      await page.selectOption("#journal-kind", "decision");
+      await page.locator("#journal-older").waitFor({ state: "visible", timeout: WAIT });
+      const before = await page.locator("#journal li").count();
+      await page.click("#journal-older");
+      await page.waitForFunction((n) => document.querySelectorAll("#journal li").length > n, before, { timeout: WAIT });
+      const seqs = await page.$$eval("#journal li", (lis) => lis.map((li) => Number(li.dataset.seq)));
+      assert.ok(seqs.every((s, i) => i === 0 || s < seqs[i - 1]), "newest first");
+      const listed = (await api(agent.base, `/journal?kind=decision&limit=1000&before=${seqs[0] + 1}`)).body.map((e) => e.seq);
+      assert.deepEqual(seqs, listed.slice(0, seqs.length), "the same entries as the API, none skipped");
     });
     await context.close();
   } finally {
