@@ -468,8 +468,9 @@ pub struct JournalFilter {
     pub since: Option<String>,
     /// Only entries with a sequence number below this one: the next page of a listing is
     /// asked for with the last `seq` it showed.
+    /// (An i64, as OpenAPI's int64: larger numbers are refused, not wrapped.)
     #[param(minimum = 1)]
-    pub before: Option<u64>,
+    pub before: Option<i64>,
     /// Most entries, 1 to 1000 (default 50).
     #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
@@ -540,6 +541,15 @@ pub async fn journal(
         .map_err(ApiError::bad_request)?;
     let since = age(&f.since)?;
     let limit = limit(f.limit, 50)?;
+    let before = match f.before {
+        Some(seq @ 1..) => Some(seq as u64),
+        Some(seq) => {
+            return Err(ApiError::bad_request(format!(
+                "before must be a sequence number of 1 or more, got {seq}"
+            )));
+        }
+        None => None,
+    };
     let st = store(&state)?;
     let pool = f.pool.clone();
     let cache = state.pools.clone();
@@ -550,7 +560,7 @@ pub async fn journal(
             .unwrap_or_else(|p| p.into_inner())
             .refresh(&st)?;
         Ok(Json(journal_entries(
-            &st, &pools, kind, pool, since, f.before, limit,
+            &st, &pools, kind, pool, since, before, limit,
         )?))
     })
     .await
