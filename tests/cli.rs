@@ -38,6 +38,26 @@ fn seed_memories(data: &Path, n: u64) -> Vec<Memory> {
 }
 
 #[test]
+fn run_refuses_the_chain_executor_before_touching_anything_rather_than_trading_on_paper() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = support::command()
+        .args(["--data-dir", "data", "run"])
+        .current_dir(dir.path())
+        .env_remove("ATHENA_CONFIG")
+        .env("ATHENA_EXECUTOR_KIND", "chain")
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}{err}");
+    assert!(
+        err.contains("executor.kind: \"chain\" is not built yet"),
+        "{out}{err}"
+    );
+    assert!(!dir.path().join("data").exists(), "a store was created");
+    assert_no_panic(&err);
+}
+
+#[test]
 fn config_check_accepts_shipped_files_and_lists_every_problem() {
     // Read at run time: a test binary reused from a target directory shared with another
     // checkout must look at this checkout.

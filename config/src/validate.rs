@@ -94,6 +94,21 @@ fn agent_and_market(c: &Config, k: &mut Checker) {
             "is required when market.source = \"replay\"".into(),
         );
     }
+    // Refused until they exist: a config naming them must not run on the simulator or on
+    // paper without a word (issue: chain execution).
+    if c.market.source == MarketSource::Chain {
+        k.fail(
+            "market.source",
+            "\"chain\" is not built yet in this version: use \"sim\" or \"replay\"".into(),
+        );
+    }
+    if c.executor.kind == ExecutorKind::Chain {
+        k.fail(
+            "executor.kind",
+            "\"chain\" is not built yet in this version: it would trade on paper; use \"paper\""
+                .into(),
+        );
+    }
     let needs_chain =
         c.market.source == MarketSource::Chain || c.executor.kind == ExecutorKind::Chain;
     if needs_chain && c.chain.rpc_url.is_empty() {

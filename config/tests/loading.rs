@@ -236,6 +236,7 @@ fn cross_field_rules() {
     let p = problems(load_with_env(Some(&path), no_env()));
     for needle in [
         "market.replay_path",
+        "executor.kind",
         "chain.rpc_url",
         "chain.router_address",
         "chain.private_key_file",
@@ -246,6 +247,31 @@ fn cross_field_rules() {
             "missing {needle} in {p:?}"
         );
     }
+}
+
+#[test]
+fn a_complete_chain_configuration_is_still_refused_until_chain_execution_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "[market]\nsource = \"chain\"\n[executor]\nkind = \"chain\"\n[chain]\n\
+         rpc_url = \"http://127.0.0.1:8545\"\n\
+         router_address = \"0x4752ba5dbc23f44d87826276bf6fd6b1c372ad24\"\n",
+    );
+    let key = "0x0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let p = problems(load_with_env(
+        Some(&path),
+        env(&[("ATHENA_CHAIN_PRIVATE_KEY", key)]),
+    ));
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert!(
+        p[0].starts_with("market.source: \"chain\" is not built yet"),
+        "{p:?}"
+    );
+    assert!(
+        p[1].starts_with("executor.kind: \"chain\" is not built yet"),
+        "{p:?}"
+    );
 }
 
 #[test]
