@@ -102,6 +102,17 @@ fn resolve_secrets(
             .and_then(|s| s.get(&file_key))
             .and_then(Value::as_str);
         match file {
+            Some(f) if !f.is_empty() && slot.owner_only && shared_mode(f).is_some() => {
+                let mode = shared_mode(f).unwrap_or_default();
+                problems.push(Problem::new(
+                    format!("{}.{file_key}", slot.section),
+                    format!(
+                        "secret file {f} has mode {mode:04o}: group or others may use it; \
+                         chmod 600 it (it is not read)"
+                    ),
+                ));
+                None
+            }
             Some(f) if !f.is_empty() => match std::fs::read_to_string(f) {
                 Ok(v) if !v.trim().is_empty() => Some(Secret::new(v.trim())),
                 Ok(_) => {
@@ -127,6 +138,14 @@ fn resolve_secrets(
         llm_api_key: one(&SECRET_SLOTS[1]),
         chain_private_key: one(&SECRET_SLOTS[2]),
     }
+}
+
+/// The permission bits of file `f` when they give group or others any access (`None`: the
+/// owner's only, or unreadable metadata, which the read then reports).
+fn shared_mode(f: &str) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(f).ok()?.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then_some(mode)
 }
 
 fn apply_env_overrides(

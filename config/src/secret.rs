@@ -47,6 +47,9 @@ pub struct SecretSlot {
     pub section: &'static str,
     /// Key of the secret, e.g. `admin_token`; the file key is `<key>_file`.
     pub key: &'static str,
+    /// Its file must be the owner's only (no permission for group or others): a signing key
+    /// that other users could read is a key they could spend with.
+    pub owner_only: bool,
 }
 
 impl SecretSlot {
@@ -65,14 +68,17 @@ pub const SECRET_SLOTS: &[SecretSlot] = &[
     SecretSlot {
         section: "api",
         key: "admin_token",
+        owner_only: false,
     },
     SecretSlot {
         section: "llm",
         key: "api_key",
+        owner_only: false,
     },
     SecretSlot {
         section: "chain",
         key: "private_key",
+        owner_only: true,
     },
 ];
 

@@ -188,6 +188,50 @@ fn unknown_or_invalid_environment_overrides_are_errors() {
 }
 
 #[test]
+fn a_signing_key_file_others_may_read_is_refused_and_never_echoed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key");
+    let key = "0x0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    std::fs::write(&key_file, format!("{key}\n")).unwrap();
+    let path = write(
+        dir.path(),
+        &format!(
+            "[chain]\nprivate_key_file = {:?}\n",
+            key_file.display().to_string()
+        ),
+    );
+    for mode in [0o644, 0o640, 0o604, 0o660] {
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(mode)).unwrap();
+        let p = problems(load_with_env(Some(&path), no_env()));
+        assert_eq!(p.len(), 1, "{mode:o}: {p:?}");
+        assert!(
+            p[0].starts_with("chain.private_key_file: secret file")
+                && p[0].contains(&format!("has mode {mode:04o}"))
+                && p[0].contains("chmod 600"),
+            "{p:?}"
+        );
+        assert!(!p[0].contains(&key[2..]), "the key was echoed: {p:?}");
+    }
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let c = load_with_env(Some(&path), no_env()).unwrap();
+    assert_eq!(c.secrets.chain_private_key.as_ref().unwrap().expose(), key);
+    assert!(!format!("{c:?}").contains(&key[2..]));
+    // Other secrets keep their files' modes as they are.
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "file-token-0123456789").unwrap();
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let path = write(
+        dir.path(),
+        &format!(
+            "[api]\nadmin_token_file = {:?}\n",
+            token_file.display().to_string()
+        ),
+    );
+    assert!(load_with_env(Some(&path), no_env()).is_ok());
+}
+
+#[test]
 fn secrets_come_from_env_or_file_and_are_redacted() {
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("token");
