@@ -520,10 +520,12 @@ async function loadJournal() {
 async function loadOlder() {
   const last = state.journal[state.journal.length - 1];
   if (!last) return;
+  // One more page kept from now on, so entries streamed in meanwhile push nothing off the end.
+  state.journalPages++;
   try {
     const older = await get(`${journalQuery()}&before=${last.seq}`);
-    state.journal = [...state.journal, ...older];
-    state.journalPages++;
+    const end = state.journal[state.journal.length - 1].seq;
+    state.journal = [...state.journal, ...older.filter((e) => e.seq < end)];
     $("journal-older").hidden = older.length < JOURNAL_LIMIT;
     renderJournal();
   } catch (e) { readFailed(e); }
@@ -581,7 +583,10 @@ async function loadAll() {
 
 // ---- The live stream ----------------------------------------------------------------------
 
-const stream = { controller: null, retryMs: 1000, timer: null, silence: null, connected: false };
+const stream = {
+  controller: null, retryMs: 1000, timer: null, countdown: null, silence: null, connected: false,
+  generation: 0, // each connection's number: only the newest one may schedule a retry
+};
 
 function streamState(s, text) {
   document.body.classList.toggle("stale", s === "lost");
@@ -609,8 +614,12 @@ function armSilence() {
   stream.silence = setTimeout(() => stream.controller && stream.controller.abort(), SILENCE_MS);
 }
 
+/** Opens the stream (replacing any connection or pending retry) and reads it until it ends. */
 async function connect() {
   clearTimeout(stream.timer);
+  clearInterval(stream.countdown);
+  const generation = ++stream.generation;
+  if (stream.controller) stream.controller.abort();
   const controller = new AbortController();
   stream.controller = controller;
   streamState(stream.connected ? "lost" : "connecting", stream.connected ? "stream lost: reconnecting…" : "connecting…");
@@ -644,8 +653,9 @@ async function connect() {
       }
     }
   } catch (e) {
-    readFailed(e);
+    if (generation === stream.generation) readFailed(e);
   }
+  if (generation !== stream.generation) return; // a newer connection took over
   clearTimeout(stream.silence);
   lost();
 }
@@ -660,8 +670,8 @@ function lost() {
     streamState("lost", `stream lost: reconnecting in ${left}s`);
   };
   tick();
-  const countdown = setInterval(tick, 500);
-  stream.timer = setTimeout(() => { clearInterval(countdown); connect(); }, wait);
+  stream.countdown = setInterval(tick, 500);
+  stream.timer = setTimeout(connect, wait);
 }
 
 // ---- Controls -----------------------------------------------------------------------------
@@ -722,6 +732,8 @@ function wireControls() {
     setLocked();
     result("Token kept for this tab. The agent checks it on each command.", true);
     loadAll();
+    // A stream refused for want of the token is retried now, not at the end of its backoff.
+    if ($("stream-state").dataset.state !== "live") { stream.retryMs = 1000; connect(); }
   });
   $("token-forget").addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);

@@ -12,7 +12,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtempSync, mkdirSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
 
@@ -275,13 +275,36 @@ test("the dashboard, in chromium, against a running agent", { timeout: 600_000 }
       await until(agent.base, "/journal?kind=decision&limit=1000", "more than a page of decisions", (b) => b.length > 400);
       await page.selectOption("#journal-kind", "decision");
       await page.locator("#journal-older").waitFor({ state: "visible", timeout: WAIT });
-      const before = await page.locator("#journal li").count();
+      assert.equal(await page.locator("#journal li").count(), 200, "one page");
       await page.click("#journal-older");
-      await page.waitForFunction((n) => document.querySelectorAll("#journal li").length > n, before, { timeout: WAIT });
+      await page.waitForFunction(() => document.querySelectorAll("#journal li").length >= 400, null, { timeout: WAIT });
       const seqs = await page.$$eval("#journal li", (lis) => lis.map((li) => Number(li.dataset.seq)));
       assert.ok(seqs.every((s, i) => i === 0 || s < seqs[i - 1]), "newest first");
       const listed = (await api(agent.base, `/journal?kind=decision&limit=1000&before=${seqs[0] + 1}`)).body.map((e) => e.seq);
       assert.deepEqual(seqs, listed.slice(0, seqs.length), "the same entries as the API, none skipped");
+    });
+    await t.test("from another address, reads need the token: the page says so, then uses it for reads and the stream", async () => {
+      const ip = Object.values(networkInterfaces()).flat().find((i) => i && i.family === "IPv4" && !i.internal);
+      assert.ok(ip, "this test needs a non-loopback IPv4 address on the machine");
+      const remote = await startAgent(join(dir, "remote"), "0.0.0.0:0");
+      try {
+        const port = new URL(remote.base).port;
+        const base = `http://${ip.address}:${port}`;
+        assert.equal((await api(base, "/status")).status, 401, "reads off loopback need the token");
+        const other = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+        const p = await other.newPage();
+        await p.goto(base + "/", { waitUntil: "load" });
+        await p.locator("#read-banner", { hasText: "reads need the admin token" }).waitFor({ timeout: WAIT });
+        assert.notEqual(await p.locator("#stream-state").getAttribute("data-state"), "live");
+        await p.fill("#token-input", TOKEN);
+        await p.click("#token-use");
+        await p.waitForFunction(() => document.getElementById("read-banner").hidden, null, { timeout: WAIT });
+        await p.waitForFunction(() => document.getElementById("stream-state").dataset.state === "live", null, { timeout: WAIT });
+        await p.waitForFunction(() => window.athena.state.events.status >= 2 && document.querySelectorAll("#breakers tbody tr").length === 8, null, { timeout: WAIT });
+        await other.close();
+      } finally {
+        await stopAgent(remote);
+      }
     });
     await context.close();
   } finally {
