@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Starts or stops anvil, a local EVM node, for the on-chain tests, on 127.0.0.1.
+#   scripts/anvil.sh start RUN_DIR   -> writes RUN_DIR/anvil.pid and RUN_DIR/anvil.addr
+#   scripts/anvil.sh stop RUN_DIR
+# ANVIL_PORT picks the port (a test that restarts the node); otherwise a free one is taken.
+# ANVIL_ARGS adds arguments (e.g. "--base-fee 1000000000").
+# anvil is the plain binary of the npm package @foundry-rs/anvil-linux-amd64, pinned with the
+# contract artifacts by chain/package-lock.json and installed here once per lockfile
+# (npm ci --ignore-scripts), so the PID kept is anvil's own.
+set -euo pipefail
+cmd=${1:?usage: $0 start|stop RUN_DIR}
+run=${2:?usage: $0 start|stop RUN_DIR}
+chain=$(cd "$(dirname "$0")/../chain" && pwd)
+anvil=$chain/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
+mkdir -p "$run"
+
+install() {
+  local lock
+  lock=$(sha256sum "$chain/package-lock.json" | cut -d' ' -f1)
+  if [ "$(cat "$chain/node_modules/.installed-lock" 2>/dev/null)" != "$lock" ]; then
+    echo "anvil: npm ci in chain/ (anvil, contract artifacts)" >&2
+    (cd "$chain" && npm ci --ignore-scripts --no-audit --no-fund >&2) \
+      || { echo "anvil: npm ci failed in chain/ (is the npm registry reachable?)" >&2; exit 1; }
+    echo "$lock" >"$chain/node_modules/.installed-lock"
+  fi
+}
+
+case "$cmd" in
+install)
+  install
+  ;;
+start)
+  install
+  port=${ANVIL_PORT:-}
+  [ -n "$port" ] || port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  # shellcheck disable=SC2086
+  "$anvil" --host 127.0.0.1 --port "$port" ${ANVIL_ARGS:-} >"$run/anvil.log" 2>&1 &
+  echo $! >"$run/anvil.pid"
+  for _ in $(seq 1 120); do
+    if curl -sf -H 'content-type: application/json' \
+        -d '{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}' \
+        "http://127.0.0.1:$port" >/dev/null 2>&1; then
+      echo "127.0.0.1:$port" >"$run/anvil.addr"
+      echo "anvil: ready on 127.0.0.1:$port (pid $(cat "$run/anvil.pid"))" >&2
+      exit 0
+    fi
+    if ! kill -0 "$(cat "$run/anvil.pid")" 2>/dev/null; then
+      echo "anvil: exited during start-up; its log:" >&2
+      tail -20 "$run/anvil.log" >&2
+      exit 1
+    fi
+    sleep 0.25
+  done
+  echo "anvil: not ready after 30 s; its log:" >&2
+  tail -20 "$run/anvil.log" >&2
+  kill "$(cat "$run/anvil.pid")" 2>/dev/null || true
+  exit 1
+  ;;
+stop)
+  if [ -f "$run/anvil.pid" ]; then
+    kill "$(cat "$run/anvil.pid")" 2>/dev/null || true
+    rm -f "$run/anvil.pid" "$run/anvil.addr"
+  fi
+  ;;
+*)
+  echo "usage: $0 install|start|stop RUN_DIR" >&2
+  exit 2
+  ;;
+esac
