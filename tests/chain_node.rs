@@ -71,10 +71,22 @@ fn word(address: &str) -> String {
     format!("{:0>64}", address.trim_start_matches("0x"))
 }
 
-/// Sends a transaction from the unlocked account; anvil mines it at once. Returns its receipt.
+/// Sends a transaction from the unlocked account and waits for its receipt (anvil mines each
+/// transaction in its own block, but the receipt may lag the answer on a busy machine).
 fn send(rt: &tokio::runtime::Runtime, url: &str, tx: Value) -> Value {
     let hash = rpc(rt, url, "eth_sendTransaction", json!([tx]));
-    let receipt = rpc(rt, url, "eth_getTransactionReceipt", json!([hash]));
+    let started = std::time::Instant::now();
+    let receipt = loop {
+        let receipt = rpc(rt, url, "eth_getTransactionReceipt", json!([hash]));
+        if !receipt.is_null() {
+            break receipt;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no receipt for {hash}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     assert_eq!(receipt["status"], "0x1", "reverted: {receipt}");
     receipt
 }
