@@ -15,14 +15,7 @@ anvil=$chain/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 mkdir -p "$run"
 
 install() {
-  local lock
-  lock=$(sha256sum "$chain/package-lock.json" | cut -d' ' -f1)
-  if [ "$(cat "$chain/node_modules/.installed-lock" 2>/dev/null)" != "$lock" ]; then
-    echo "anvil: npm ci in chain/ (anvil, contract artifacts)" >&2
-    (cd "$chain" && npm ci --ignore-scripts --no-audit --no-fund >&2) \
-      || { echo "anvil: npm ci failed in chain/ (is the npm registry reachable?)" >&2; exit 1; }
-    echo "$lock" >"$chain/node_modules/.installed-lock"
-  fi
+  "$(dirname "$0")/npm-ci.sh" "$chain" "anvil, contract artifacts"
 }
 
 case "$cmd" in

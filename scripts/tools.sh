@@ -27,15 +27,8 @@ if [ ! -x /usr/bin/chromium ]; then
     || { echo "tools: apt-get could not install chromium" >&2; exit 1; }
 fi
 
-# npm ci when web/node_modules is missing or was installed from another lockfile.
 web=$(cd "$(dirname "$0")/../web" && pwd)
-lock=$(sha256sum "$web/package-lock.json" | cut -d' ' -f1)
-if [ "$(cat "$web/node_modules/.installed-lock" 2>/dev/null)" != "$lock" ]; then
-  echo "tools: npm ci in web/ (playwright-core, uplot; no browser download)" >&2
-  (cd "$web" && npm ci --ignore-scripts --no-audit --no-fund >&2) \
-    || { echo "tools: npm ci failed in web/ (is the npm registry reachable?)" >&2; exit 1; }
-  echo "$lock" > "$web/node_modules/.installed-lock"
-fi
+"$(dirname "$0")/npm-ci.sh" "$web" "playwright-core, uplot; no browser download"
 for f in uPlot.iife.min.js uPlot.min.css; do
   cmp -s "$web/vendor/$f" "$web/node_modules/uplot/dist/$f" \
     || { echo "tools: web/vendor/$f differs from the uplot package in web/package-lock.json: run scripts/vendor-web.sh" >&2; exit 1; }
