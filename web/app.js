@@ -101,7 +101,9 @@ const state = {
   trades: [],            // /trades, newest first
   startingUsd: null,     // equity − PnL
   journal: [],           // JournalEntry[], newest first, as filtered
-  journalPages: 1,       // pages of JOURNAL_LIMIT entries the list keeps
+  journalPages: 1,       // pages of JOURNAL_LIMIT entries the list shows
+  journalNewer: 0,       // entries streamed in while older pages are shown
+  readsNeedToken: false, // a read was refused for want of the token (not on loopback)
   selectedSeq: null,
   limits: [],
   breakers: [],
@@ -387,11 +389,18 @@ function renderJournal() {
 function addJournal(entries) {
   const fresh = entries.filter(matchesFilter).reverse(); // the stream sends oldest first
   if (!fresh.length) return;
+  if (state.journalPages > 1) {
+    // Older pages are being read: nothing they show is pushed off; the new entries wait.
+    state.journalNewer += fresh.length;
+    $("journal-newer").hidden = false;
+    $("journal-newer").textContent = `${state.journalNewer} newer entries: show the newest`;
+    return;
+  }
   const known = new Set(state.journal.map((e) => e.seq));
   state.journal = [...fresh.filter((e) => !known.has(e.seq)), ...state.journal];
-  // The list keeps the pages asked for; what falls off the end is one "Older entries" away.
-  if (state.journal.length > state.journalPages * JOURNAL_LIMIT) {
-    state.journal.length = state.journalPages * JOURNAL_LIMIT;
+  // The first page stays a page; what falls off its end is one "Older entries" away.
+  if (state.journal.length > JOURNAL_LIMIT) {
+    state.journal.length = JOURNAL_LIMIT;
     $("journal-older").hidden = false;
   }
   renderJournal();
@@ -436,11 +445,12 @@ function explain(e) {
   const verdictParts = [el("p", { "data-verdict": verdict }, verdictText, ` · gas protection: ${r.gas}`)];
   if (v.bounded_by && v.bounded_by.length) verdictParts.push(el("p", {}, `Bound by: ${v.bounded_by.join(", ")}`));
   if (r.sizing) verdictParts.push(...sizingTables(r.sizing, v, (e.pool || "").split("/")));
-  const done = r.executed_usd != null ? `Executed ${usd(r.executed_usd)}`
+  const done = r.executed_usd != null
+    ? `Executed ${usd(r.executed_usd)}${"rebalance" in r.intent ? " (the close and the open together)" : ""}`
     : r.note ? `Not executed: ${r.note}` : "Not executed";
   const positions = intentPositions(r.intent);
   const fills = state.trades.filter((t) => t.entry.tick === r.tick &&
-    (t.entry.pool === e.pool || positions.includes(t.entry.position)));
+    (t.entry.pool === e.pool || positions.includes(t.entry.position))).reverse(); // in order
   return [
     head,
     ...section("What the agent saw", dl),
@@ -510,6 +520,8 @@ async function loadJournal() {
   try {
     state.journal = await get(journalQuery());
     state.journalPages = 1;
+    state.journalNewer = 0;
+    $("journal-newer").hidden = true;
     $("journal-older").hidden = state.journal.length < JOURNAL_LIMIT;
     renderJournal();
     if (state.selectedSeq != null) openEntry(state.selectedSeq);
@@ -535,8 +547,11 @@ async function loadOlder() {
 
 function readFailed(e) {
   if (e.status === 401) {
+    state.readsNeedToken = true;
     $("read-banner").hidden = false;
-    $("read-banner").textContent = "This agent is not on this machine's loopback: reads need the admin token too. Enter it above.";
+    $("read-banner").textContent = token()
+      ? `The agent refused the token entered for reads: ${e.message}. Enter the right one above.`
+      : "This agent is not on this machine's loopback: reads need the admin token too. Enter it above.";
   }
 }
 
@@ -739,6 +754,8 @@ function wireControls() {
     sessionStorage.removeItem(TOKEN_KEY);
     setLocked();
     result("Token forgotten.", true);
+    // A stream opened with the token must not outlive it where reads need it (off loopback).
+    if (state.readsNeedToken) { stream.retryMs = 1000; connect(); }
   });
   $("btn-stop").addEventListener("click", () => control("/emergency/stop", withReason()));
   $("btn-resume").addEventListener("click", () => control("/emergency/resume", withReason()));
@@ -760,6 +777,7 @@ function wireControls() {
   });
   $("journal-kind").addEventListener("change", loadJournal);
   $("journal-older").addEventListener("click", loadOlder);
+  $("journal-newer").addEventListener("click", loadJournal);
   let typing;
   $("journal-pool").addEventListener("input", () => { clearTimeout(typing); typing = setTimeout(loadJournal, 300); });
 }

@@ -282,6 +282,12 @@ test("the dashboard, in chromium, against a running agent", { timeout: 600_000 }
       assert.ok(seqs.every((s, i) => i === 0 || s < seqs[i - 1]), "newest first");
       const listed = (await api(agent.base, `/journal?kind=decision&limit=1000&before=${seqs[0] + 1}`)).body.map((e) => e.seq);
       assert.deepEqual(seqs, listed.slice(0, seqs.length), "the same entries as the API, none skipped");
+      // While older pages are shown, newer entries wait behind a button instead of pushing them off.
+      await page.locator("#journal-newer").waitFor({ state: "visible", timeout: WAIT });
+      assert.equal(await page.locator("#journal li").count(), seqs.length, "nothing pushed off");
+      await page.click("#journal-newer");
+      await page.waitForFunction((top) => document.querySelectorAll("#journal li").length === 200 &&
+        Number(document.querySelector("#journal li").dataset.seq) > top, seqs[0], { timeout: WAIT });
     });
     await t.test("from another address, reads need the token: the page says so, then uses it for reads and the stream", async () => {
       const ip = Object.values(networkInterfaces()).flat().find((i) => i && i.family === "IPv4" && !i.internal);
@@ -301,6 +307,10 @@ test("the dashboard, in chromium, against a running agent", { timeout: 600_000 }
         await p.waitForFunction(() => document.getElementById("read-banner").hidden, null, { timeout: WAIT });
         await p.waitForFunction(() => document.getElementById("stream-state").dataset.state === "live", null, { timeout: WAIT });
         await p.waitForFunction(() => window.athena.state.events.status >= 2 && document.querySelectorAll("#breakers tbody tr").length === 8, null, { timeout: WAIT });
+        // Forgetting the token closes the stream it opened: reads stop until it is entered again.
+        await p.click("#token-forget");
+        await p.waitForFunction(() => document.getElementById("stream-state").dataset.state !== "live", null, { timeout: WAIT });
+        await p.locator("#read-banner", { hasText: "reads need the admin token" }).waitFor({ timeout: WAIT });
         await other.close();
       } finally {
         await stopAgent(remote);
