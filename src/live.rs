@@ -133,8 +133,10 @@ impl Shared {
     }
 
     /// Publishes the agent after a commit.
-    pub fn publish(&self, agent: &Agent) {
-        self.view.send_replace(Some(Arc::new(View::of(agent))));
+    pub fn publish(&self, agent: &Agent) -> Arc<View> {
+        let view = Arc::new(View::of(agent));
+        self.view.send_replace(Some(view.clone()));
+        view
     }
 
     /// Records a committed tick: its equity point, how long it took, and how long its store

@@ -178,19 +178,20 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
         ticks_run += 1;
         l.clock.reached(report.at_ms);
         l.agent_time.store(report.at_ms, Ordering::Relaxed);
+        // The view carries the tick's risk score and gas: the chart point reuses them.
+        let view = l.shared.publish(&agent);
         let point = EquityPoint {
             tick: report.tick,
             at_ms: report.at_ms,
             equity_usd: report.equity_usd,
-            risk_score: agent.risk_score().total,
-            gas_gwei: agent.last_market().map(|m| m.gas_gwei),
+            risk_score: view.score.total,
+            gas_gwei: view.gas_gwei,
         };
         l.shared
             .record_tick(point, tick_micros, report.write_micros);
         l.shared
             .monitor
             .on_tick(&report, &agent, tick_micros as f64 / 1e6);
-        l.shared.publish(&agent);
         l.first_commit.get_or_init(Instant::now);
         if first_tick {
             first_tick = false;

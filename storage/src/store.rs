@@ -643,8 +643,8 @@ impl ReadTx<'_> {
         table: SeqTable,
         f: impl FnMut(u64, Result<T>) -> bool,
     ) -> Result<()> {
-        let t = self.tx.open_table(table.def())?;
-        visit_seq(self.codec, table, t.iter()?.rev(), f)
+        // Sequence numbers start at 1 and never reach u64::MAX.
+        self.seq_newest_before(table, u64::MAX, f)
     }
 
     /// [`ReadTx::seq_newest_first`] from the newest record below sequence number `before` (the
