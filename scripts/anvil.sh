@@ -50,8 +50,15 @@ start)
   exit 1
   ;;
 stop)
+  # Waits for anvil to exit: with --state it writes the chain to disk on its way out, and a
+  # restart on the same port must find the port free.
   if [ -f "$run/anvil.pid" ]; then
-    kill "$(cat "$run/anvil.pid")" 2>/dev/null || true
+    pid=$(cat "$run/anvil.pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 200); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.05
+    done
     rm -f "$run/anvil.pid" "$run/anvil.addr"
   fi
   ;;

@@ -29,7 +29,11 @@ pub fn market(
         SourceKind::Replay => Ok(Box::new(crate::market::replay::Replay::open(
             &config.market.replay_path,
         )?)),
-        SourceKind::Chain => Err(MarketError::NotBuilt("chain")),
+        SourceKind::Chain => Ok(Box::new(crate::chain::ChainSource::new(
+            &config.chain,
+            start_ms,
+            tick_ms,
+        )?)),
     }
 }
 

@@ -7,6 +7,7 @@ pub mod agent;
 pub mod api;
 pub mod app;
 pub mod backtest;
+pub mod chain;
 pub mod checkpoint;
 pub mod cli;
 pub mod clock;

@@ -20,8 +20,9 @@ pub use memory::MemoryConfig;
 pub use risk::{GasConfig, RecoveryConfig, RiskConfig};
 pub use secret::{SECRET_SLOTS, Secret, SecretSlot};
 pub use sections::{
-    AgentConfig, ApiConfig, ChainConfig, ClockKind, DocumentSink, ExecutorConfig, ExecutorKind,
-    LlmConfig, MarketConfig, MarketSource, MonitorConfig, StrategyConfig, SyncConfig,
+    AgentConfig, ApiConfig, ChainConfig, ChainPool, ClockKind, DocumentSink, ExecutorConfig,
+    ExecutorKind, LlmConfig, MarketConfig, MarketSource, MonitorConfig, PairKind, StrategyConfig,
+    SyncConfig,
 };
 
 use serde::{Deserialize, Serialize};

@@ -200,6 +200,43 @@ pub struct ChainConfig {
     /// RPC request timeout.
     #[serde(with = "humantime_serde")]
     pub request_timeout: Duration,
+    /// The pools the `chain` market source reads; required when it is used.
+    pub pools: Vec<ChainPool>,
+    /// Symbol of the token counted as exactly $1; every other token is priced through the
+    /// pools from it. Default `USDC`.
+    pub quote_token: String,
+    /// Symbol of the token priced as the chain's native coin (gas is paid in it). Default
+    /// `WETH`.
+    pub native_token: String,
+    /// Most blocks one `eth_getLogs` request spans (swap volume). Default 2,000.
+    pub log_range_blocks: u64,
+}
+
+/// One pool of the `chain` market source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChainPool {
+    /// The pair contract (0x…).
+    pub address: String,
+    /// Which kind of pair it is. Default `uniswap_v2`.
+    #[serde(default)]
+    pub kind: PairKind,
+    /// A pool of two stablecoins (watched for a depeg). A Solidly pool's own `stable()` must
+    /// agree.
+    #[serde(default)]
+    pub stable: bool,
+}
+
+/// Pair contract kinds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PairKind {
+    /// A UniswapV2 pair: constant product, fee 0.30%.
+    #[default]
+    UniswapV2,
+    /// A Solidly (Aerodrome) pool: constant product when volatile, x³y + xy³ when stable;
+    /// the fee is read from its factory.
+    Solidly,
 }
 
 impl Default for ChainConfig {
@@ -210,6 +247,10 @@ impl Default for ChainConfig {
             router_address: String::new(),
             private_key_file: PathBuf::new(),
             request_timeout: Duration::from_secs(10),
+            pools: Vec::new(),
+            quote_token: "USDC".into(),
+            native_token: "WETH".into(),
+            log_range_blocks: 2_000,
         }
     }
 }

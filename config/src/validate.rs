@@ -2,7 +2,8 @@
 //! Every violation is collected with its key path; nothing stops at the first.
 
 use crate::{
-    Config, ExecutorKind, MEMORY_CATEGORY_NAMES, MEMORY_TYPE_NAMES, MarketSource, Problem,
+    ClockKind, Config, ExecutorKind, MEMORY_CATEGORY_NAMES, MEMORY_TYPE_NAMES, MarketSource,
+    Problem,
 };
 use std::time::Duration;
 
@@ -94,14 +95,18 @@ fn agent_and_market(c: &Config, k: &mut Checker) {
             "is required when market.source = \"replay\"".into(),
         );
     }
-    // Refused until they exist: a config naming them must not run on the simulator or on
-    // paper without a word (issue: chain execution).
     if c.market.source == MarketSource::Chain {
-        k.fail(
-            "market.source",
-            "\"chain\" is not built yet in this version: use \"sim\" or \"replay\"".into(),
-        );
+        chain_pools(c, k);
+        if c.agent.clock != ClockKind::Real {
+            k.fail(
+                "agent.clock",
+                "must be \"real\" with market.source = \"chain\": a live chain cannot be \
+                 accelerated"
+                    .into(),
+            );
+        }
     }
+    // Refused until it exists: a config naming it must not trade on paper without a word.
     if c.executor.kind == ExecutorKind::Chain {
         k.fail(
             "executor.kind",
@@ -139,6 +144,41 @@ fn agent_and_market(c: &Config, k: &mut Checker) {
     k.nonzero("executor.deadline", c.executor.deadline);
     k.nonzero("executor.receipt_timeout", c.executor.receipt_timeout);
     k.nonzero("chain.request_timeout", c.chain.request_timeout);
+}
+
+/// What the `chain` market source needs: pools with addresses, a quote and a native token,
+/// a log range.
+fn chain_pools(c: &Config, k: &mut Checker) {
+    let chain = &c.chain;
+    if chain.pools.is_empty() {
+        k.fail(
+            "chain.pools",
+            "lists no pool; the chain market source needs at least one".into(),
+        );
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, p) in chain.pools.iter().enumerate() {
+        if !is_address(&p.address) {
+            k.fail(
+                &format!("chain.pools[{i}].address"),
+                format!("must be a 0x-prefixed 20-byte address, got {:?}", p.address),
+            );
+        } else if !seen.insert(p.address.to_ascii_lowercase()) {
+            k.fail(
+                &format!("chain.pools[{i}].address"),
+                format!("{} is listed twice", p.address),
+            );
+        }
+    }
+    for (key, symbol) in [
+        ("chain.quote_token", &chain.quote_token),
+        ("chain.native_token", &chain.native_token),
+    ] {
+        if symbol.trim().is_empty() {
+            k.fail(key, "must name a token symbol".into());
+        }
+    }
+    k.at_least("chain.log_range_blocks", chain.log_range_blocks, 1);
 }
 
 fn is_address(s: &str) -> bool {

@@ -294,27 +294,52 @@ fn cross_field_rules() {
 }
 
 #[test]
-fn a_complete_chain_configuration_is_still_refused_until_chain_execution_exists() {
+fn the_chain_executor_is_refused_until_it_exists_and_the_chain_source_needs_its_pools() {
     let dir = tempfile::tempdir().unwrap();
+    let pool = "0xEF0d8eedB74E3319c6b7b5381b7C7D08Ab4dE87C";
     let path = write(
         dir.path(),
-        "[market]\nsource = \"chain\"\n[executor]\nkind = \"chain\"\n[chain]\n\
-         rpc_url = \"http://127.0.0.1:8545\"\n\
-         router_address = \"0x4752ba5dbc23f44d87826276bf6fd6b1c372ad24\"\n",
+        &format!(
+            "[agent]\nclock = \"real\"\n[market]\nsource = \"chain\"\n[executor]\nkind = \"chain\"\n\
+             [chain]\nrpc_url = \"http://127.0.0.1:8545\"\n\
+             router_address = \"0x4752ba5dbc23f44d87826276bf6fd6b1c372ad24\"\n\
+             pools = [{{ address = \"{pool}\" }}]\n"
+        ),
     );
     let key = "0x0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
     let p = problems(load_with_env(
         Some(&path),
         env(&[("ATHENA_CHAIN_PRIVATE_KEY", key)]),
     ));
-    assert_eq!(p.len(), 2, "{p:?}");
+    assert_eq!(p.len(), 1, "{p:?}");
     assert!(
-        p[0].starts_with("market.source: \"chain\" is not built yet"),
+        p[0].starts_with("executor.kind: \"chain\" is not built yet"),
         "{p:?}"
     );
-    assert!(
-        p[1].starts_with("executor.kind: \"chain\" is not built yet"),
-        "{p:?}"
+
+    // The chain source alone (paper trading on chain data) is valid; it needs pools, a real
+    // clock, distinct addresses and token symbols.
+    let path = write(
+        dir.path(),
+        &format!(
+            "[market]\nsource = \"chain\"\n[chain]\nrpc_url = \"http://127.0.0.1:8545\"\n\
+             quote_token = \" \"\nlog_range_blocks = 0\n\
+             pools = [{{ address = \"{pool}\" }}, {{ address = \"{}\" }}, {{ address = \"0x12\" }}]\n",
+            pool.to_lowercase()
+        ),
+    );
+    let p = problems(load_with_env(Some(&path), env(&[])));
+    assert_eq!(
+        p,
+        [
+            format!("chain.pools[1].address: {} is listed twice", pool.to_lowercase()),
+            "chain.pools[2].address: must be a 0x-prefixed 20-byte address, got \"0x12\"".into(),
+            "chain.quote_token: must name a token symbol".into(),
+            "chain.log_range_blocks: must be at least 1, got 0".into(),
+            "agent.clock: must be \"real\" with market.source = \"chain\": a live chain cannot \
+             be accelerated"
+                .into(),
+        ]
     );
 }
 

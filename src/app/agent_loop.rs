@@ -161,6 +161,10 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
                     let source = crate::monitor::FailureSource::Market;
                     l.shared.monitor.failure(source, &m.to_string());
                 }
+                let api_failure = match &e {
+                    AgentError::Market(m) if m.is_api_failure() => Some(m.to_string()),
+                    _ => None,
+                };
                 let e = anyhow::Error::new(e);
                 tracing::error!(error = %format!("{e:#}"), "tick failed");
                 println!("athena: tick failed: {e:#}");
@@ -168,6 +172,19 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
                     Ok(a) => a,
                     Err(e) => return ended_by(e),
                 };
+                if let Some(source) = api_failure {
+                    // Counted by the api_failures breaker, on the agent just reloaded.
+                    let failure = crate::risk::Observation::ApiFailure {
+                        at_ms: l.clock.now_ms(),
+                        source,
+                    };
+                    agent = match observe(agent, &l.store, failure).await {
+                        Ok(a) => a,
+                        Err(e) => return ended_by(e),
+                    };
+                    // What the API shows: the trip, while no tick commits.
+                    l.shared.publish(&agent);
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(l.clock.wall_duration(config.agent.tick_interval)) => {}
                     _ = l.stop.changed() => return Ok(End::Stopped),
@@ -329,7 +346,7 @@ fn status_line(agent: &Agent, report: &crate::agent::TickReport) -> String {
 /// Trips memory_corruption for a corrupt record, naming it; a record already reported is not
 /// reported again.
 async fn report_corruption(
-    mut agent: Agent,
+    agent: Agent,
     store: &Arc<Store>,
     bad: CorruptRecord,
     reported: &mut HashSet<(String, String)>,
@@ -339,13 +356,26 @@ async fn report_corruption(
     }
     let what = format!("{} key {}: {}", bad.table, bad.key, bad.reason);
     println!("athena: found a corrupt record: {what}");
-    let st = store.clone();
     let at = agent.state.last_tick_ms;
+    observe(
+        agent,
+        store,
+        crate::risk::Observation::IntegrityFailure { at_ms: at, what },
+    )
+    .await
+}
+
+/// Reports something observed outside a tick to the risk engine and commits what it changed;
+/// prints a trip.
+async fn observe(
+    agent: Agent,
+    store: &Arc<Store>,
+    observation: crate::risk::Observation,
+) -> Result<Agent, AgentError> {
+    let st = store.clone();
     let (agent, journal) = tokio::task::spawn_blocking(move || {
-        let j = agent.observe(
-            &st,
-            crate::risk::Observation::IntegrityFailure { at_ms: at, what },
-        );
+        let mut agent = agent;
+        let j = agent.observe(&st, observation);
         (agent, j)
     })
     .await

@@ -1,6 +1,7 @@
-//! Where pool data comes from: the seeded simulator (`sim`, the embedded default) or a JSONL
-//! replay of snapshots (`replay`, which the simulator can also write). Both yield one
-//! [`MarketTick`] per agent tick; the same seed gives the same ticks, bit for bit.
+//! Where pool data comes from: the seeded simulator (`sim`, the embedded default), a JSONL
+//! replay of snapshots (`replay`, which the simulator can also write) or an EVM node
+//! (`chain`, in [`crate::chain`]). Each yields one [`MarketTick`] per agent tick; the simulator
+//! and a replay give the same ticks for the same seed, bit for bit.
 //!
 //! Bad data is never traded on (SPEC.md §1): [`PoolSnapshot::check`] names the first figure
 //! of a snapshot that is not a finite, non-negative number (prices must be positive). A replay
@@ -353,9 +354,15 @@ pub enum MarketError {
         #[source]
         problem: BadFigure,
     },
-    /// The configured source does not exist yet.
-    #[error("market.source = \"{0}\" is not built yet; use \"sim\" or \"replay\"")]
-    NotBuilt(&'static str),
+    /// The chain source failed (shared, since a transport error cannot be cloned).
+    #[error(transparent)]
+    Chain(std::sync::Arc<crate::chain::ChainError>),
+}
+
+impl From<crate::chain::ChainError> for MarketError {
+    fn from(e: crate::chain::ChainError) -> Self {
+        Self::Chain(std::sync::Arc::new(e))
+    }
 }
 
 impl MarketError {
@@ -365,11 +372,16 @@ impl MarketError {
             Self::Unopenable { .. }
             | Self::BadLine { .. }
             | Self::Ended { .. }
-            | Self::Behind { .. }
-            | Self::NotBuilt(_) => true,
+            | Self::Behind { .. } => true,
+            Self::Chain(e) => e.is_final(),
             // A live source's next reading may be good.
             Self::BadTick { .. } => false,
         }
+    }
+
+    /// Whether a service the agent calls failed (what the api_failures breaker counts).
+    pub fn is_api_failure(&self) -> bool {
+        matches!(self, Self::Chain(e) if matches!(**e, crate::chain::ChainError::Rpc(_)))
     }
 }
 

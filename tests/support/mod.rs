@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod devnet;
 pub mod http;
 
 use std::io::{BufRead, BufReader};
