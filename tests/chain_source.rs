@@ -1,10 +1,12 @@
 //! The `chain` market source against the devnet (`scripts/devnet.sh`: anvil from npm, tokens,
 //! the UniswapV2 factory, router and six pairs from npm artifacts, and a trader):
-//! - read in-process: names, prices, TVL and gas as deployed, swap volume on exactly the pools
-//!   traded, one HTTP round trip per tick, an empty pool rejected for the tick;
+//! - read in-process: names, prices, TVL, fees and gas as deployed (six UniswapV2 pairs and two
+//!   Aerodrome pools compiled from source), swap volume on exactly the pools traded, one HTTP
+//!   round trip per tick, an empty pool rejected for the tick;
 //! - through the binary: the agent paper-trades the devnet's pools, rides out the node going
 //!   away (api_failures trips, nothing is lost) and goes on when it returns;
-//! - a configured address that is not a pair stops the run with a one-line error naming it.
+//! - a configured address that is not a pair, or a Solidly pool whose curve the config gets
+//!   wrong, stops the run with a one-line error naming it.
 
 mod support;
 
@@ -27,7 +29,7 @@ fn chain_config(node: &Node) -> ChainConfig {
         .iter()
         .map(|p| ChainPool {
             address: p["address"].as_str().unwrap().to_string(),
-            kind: Default::default(),
+            kind: serde_json::from_value(p["kind"].clone()).unwrap(),
             stable: p["stable"].as_bool().unwrap(),
         })
         .collect();
@@ -40,16 +42,34 @@ fn chain_config(node: &Node) -> ChainConfig {
     }
 }
 
-/// The pool a devnet name ("WETH/USDC") has in a tick (named in the pair's token order).
+/// The pool a devnet name ("WETH/USDC", "sAMM-USDC/DAI") has in a tick (named in the pair's
+/// token order).
 fn named<'a>(
     tick: &'a athena::market::MarketTick,
     devnet_name: &str,
 ) -> &'a athena::market::PoolSnapshot {
-    let (a, b) = devnet_name.split_once('/').unwrap();
+    let (prefix, pair) = devnet_name
+        .split_once('-')
+        .map_or(("", devnet_name), |(p, rest)| (p, rest));
+    let (a, b) = pair.split_once('/').unwrap();
+    let dash = if prefix.is_empty() { "" } else { "-" };
     tick.pool(devnet_name)
-        .or_else(|| tick.pool(&format!("{b}/{a}")))
+        .or_else(|| tick.pool(&format!("{prefix}{dash}{b}/{a}")))
         .unwrap_or_else(|| panic!("no pool {devnet_name} in {:?}", tick.pools))
 }
+
+/// The devnet's pools: name, seeded TVL, fee rate.
+const POOLS: [(&str, f64, f64); 8] = [
+    ("WETH/USDC", 4e6, 0.003),
+    ("WETH/DAI", 1.5e6, 0.003),
+    ("AERO/USDC", 8e5, 0.003),
+    ("AERO/WETH", 6e5, 0.003),
+    ("USDC/DAI", 3e6, 0.003),
+    ("USDC/USDbC", 1.2e6, 0.003),
+    // Aerodrome's factory fees: 0.05% stable, 0.30% volatile.
+    ("sAMM-USDC/DAI", 2e6, 0.0005),
+    ("vAMM-AERO/USDC", 7e5, 0.003),
+];
 
 fn near(value: f64, expected: f64, tolerance: f64) -> bool {
     (value - expected).abs() <= tolerance * expected
@@ -63,35 +83,31 @@ fn the_chain_source_reads_the_devnet_in_one_round_trip_per_tick() {
     // As deployed: WETH $3000, AERO $1.20, the stables at $1, the seeded TVLs.
     let t0 = source.tick(0).unwrap();
     assert_eq!(t0.at_ms, 1_000_000);
-    assert_eq!(t0.pools.len(), 6);
+    assert_eq!(t0.pools.len(), POOLS.len());
     assert!(near(t0.eth_usd, 3000.0, 1e-6), "eth {}", t0.eth_usd);
     assert!(
         t0.gas_gwei > 0.0 && t0.gas_gwei < 100.0,
         "gas {}",
         t0.gas_gwei
     );
-    for (name, tvl) in [
-        ("WETH/USDC", 4e6),
-        ("WETH/DAI", 1.5e6),
-        ("AERO/USDC", 8e5),
-        ("AERO/WETH", 6e5),
-        ("USDC/DAI", 3e6),
-        ("USDC/USDbC", 1.2e6),
-    ] {
+    for (name, tvl, fee) in POOLS {
         let p = named(&t0, name);
         assert!(near(p.tvl_usd, tvl, 1e-6), "{name}: TVL {}", p.tvl_usd);
         assert_eq!(p.volume_24h_usd, 0.0, "{name}: no swap yet");
-        assert_eq!(p.fee_rate, 0.003);
+        assert_eq!(p.fee_rate, fee, "{name}");
         assert!(p.check().is_ok(), "{name}: {:?}", p.check());
     }
     let aero = named(&t0, "AERO/USDC");
     let i = aero.tokens.iter().position(|t| t == "AERO").unwrap();
     assert!(near(aero.prices_usd[i], 1.2, 1e-6), "{:?}", aero.prices_usd);
     assert!(named(&t0, "USDC/DAI").stable && !named(&t0, "WETH/USDC").stable);
+    assert!(named(&t0, "sAMM-USDC/DAI").stable && !named(&t0, "vAMM-AERO/USDC").stable);
     assert!(named(&t0, "USDC/DAI").depeg_pct() < 1e-6);
 
-    // Swaps show as volume on exactly the pools traded, and the fee APR follows from it.
-    let traded = node.trade(6, 7);
+    // Swaps show as volume on exactly the pools traded (UniswapV2 and Solidly Swap events),
+    // and the fee APR follows from it. Seed 3's first six trades leave three pools alone.
+    let traded = node.trade(6, 3);
+    assert!(traded.iter().any(|t| t.starts_with("vAMM-")), "{traded:?}");
     let before = source.round_trips();
     let t1 = source.tick(1).unwrap();
     assert_eq!(
@@ -100,14 +116,7 @@ fn the_chain_source_reads_the_devnet_in_one_round_trip_per_tick() {
         "one batched round trip per tick"
     );
     assert_eq!(t1.at_ms, 1_060_000);
-    for name in [
-        "WETH/USDC",
-        "WETH/DAI",
-        "AERO/USDC",
-        "AERO/WETH",
-        "USDC/DAI",
-        "USDC/USDbC",
-    ] {
+    for (name, _, _) in POOLS {
         let p = named(&t1, name);
         if traded.iter().any(|t| t == name) {
             assert!(
@@ -155,10 +164,10 @@ fn the_chain_source_reads_the_devnet_in_one_round_trip_per_tick() {
     });
     let mut with_empty = ChainSource::new(&config, 0, 60_000).unwrap();
     let t = with_empty.tick(0).unwrap();
-    assert_eq!(t.pools.len(), 7);
+    assert_eq!(t.pools.len(), POOLS.len() + 1);
     let bad = t.pools.last().unwrap();
     assert!(bad.check().is_err(), "an empty pool passed: {bad:?}");
-    assert!(t.pools[..6].iter().all(|p| p.check().is_ok()));
+    assert!(t.pools[..POOLS.len()].iter().all(|p| p.check().is_ok()));
 }
 
 /// A config file for the agent on the devnet, plus `extra` TOML.
@@ -216,9 +225,9 @@ fn the_agent_paper_trades_the_devnet_and_rides_out_the_node_going_away() {
 
     // It sees the devnet's pools and, after the observation period, opens positions on paper.
     let pools = agent.wait_until("/pools/opportunities", "the devnet's pools", |b| {
-        b.as_array().is_some_and(|a| a.len() == 6)
+        b.as_array().is_some_and(|a| a.len() == POOLS.len())
     });
-    assert!(pools.to_string().contains("USDbC"), "{pools}");
+    assert!(pools.to_string().contains("sAMM-"), "{pools}");
     let positions = agent.wait_until("/positions", "a position opened on paper", |b| {
         b.as_array().is_some_and(|a| !a.is_empty())
     });
@@ -269,7 +278,7 @@ fn the_agent_paper_trades_the_devnet_and_rides_out_the_node_going_away() {
 }
 
 #[test]
-fn an_address_that_is_not_a_pair_stops_the_run_naming_it() {
+fn a_pool_that_is_not_what_the_config_says_stops_the_run_naming_it() {
     let node = Node::devnet(&[("DEVNET_TRADER", "off")]);
     let dir = tempfile::tempdir().unwrap();
     // The deployer's account: no contract there.
@@ -291,6 +300,40 @@ fn an_address_that_is_not_a_pair_stops_the_run_naming_it() {
     assert!(
         out.contains(&format!(
             "chain pool {ACCOUNT}: no contract at this address"
+        )),
+        "{out}"
+    );
+
+    // An Aerodrome pool said to be volatile that is stable.
+    let stable = node.deployment["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["kind"] == "solidly" && p["stable"] == true)
+        .unwrap()["address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(&format!("{{ address = \"{ACCOUNT}\" }}, "), "")
+        .replace(
+            &format!("address = \"{stable}\", kind = \"solidly\", stable = true"),
+            &format!("address = \"{stable}\", kind = \"solidly\", stable = false"),
+        );
+    std::fs::write(&config, text).unwrap();
+    let (ok, out) = support::athena(
+        &[
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+            "run",
+        ],
+        &[("ATHENA_CONFIG", config.to_str().unwrap())],
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "chain pool {stable}: the pool says stable = true, the configuration says false"
         )),
         "{out}"
     );

@@ -332,7 +332,10 @@ fn the_chain_executor_is_refused_until_it_exists_and_the_chain_source_needs_its_
     assert_eq!(
         p,
         [
-            format!("chain.pools[1].address: {} is listed twice", pool.to_lowercase()),
+            format!(
+                "chain.pools[1].address: {} is listed twice",
+                pool.to_lowercase()
+            ),
             "chain.pools[2].address: must be a 0x-prefixed 20-byte address, got \"0x12\"".into(),
             "chain.quote_token: must name a token symbol".into(),
             "chain.log_range_blocks: must be at least 1, got 0".into(),

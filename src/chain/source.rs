@@ -3,7 +3,9 @@
 //!
 //! At the first tick (and again after a tick that failed before it) the source learns its
 //! pools: each pair's tokens, their symbols and decimals, a Solidly pool's curve and fee, and
-//! the block each pair was created in (a binary search on `eth_getCode`). Then every tick sends
+//! the block each pair was created in (a binary search on `eth_getCode`). A pool is named by
+//! its tokens' symbols in pair order (`USDC/WETH`), a Solidly pool as Aerodrome names it
+//! (`sAMM-USDC/DAI`, `vAMM-AERO/USDC`). Then every tick sends
 //! one JSON-RPC batch: the latest block, `eth_feeHistory` (next base fee plus the median
 //! priority fee), `getReserves()` of every pair, and the pairs' `Swap` events since the last
 //! block read (at most `chain.log_range_blocks` blocks per tick, so a long gap is caught up over
@@ -402,9 +404,16 @@ impl ChainSource {
                     f64::from(bps) / 10_000.0
                 }
             };
+            let pair = format!("{}/{}", tokens[0].symbol, tokens[1].symbol);
             pools.push(Pool {
                 address,
-                name: format!("{}/{}", tokens[0].symbol, tokens[1].symbol),
+                // Aerodrome's own names for its pools, so a Solidly pool and a UniswapV2 pair
+                // of the same tokens differ.
+                name: match (cfg[i].kind, curve) {
+                    (PairKind::UniswapV2, _) => pair,
+                    (PairKind::Solidly, Curve::Stable) => format!("sAMM-{pair}"),
+                    (PairKind::Solidly, Curve::ConstantProduct) => format!("vAMM-{pair}"),
+                },
                 swap_topic: match cfg[i].kind {
                     PairKind::UniswapV2 => pair::uniswap_v2_swap_topic(),
                     PairKind::Solidly => pair::solidly_swap_topic(),
@@ -477,8 +486,20 @@ impl ChainSource {
         }
     }
 
-    /// The quote and native tokens must be among the pools' tokens.
+    /// Pool names are unique (they key positions and profiles), and the quote and native
+    /// tokens are among the pools' tokens.
     fn check_symbols(&self, pools: &[Pool]) -> Result<(), ChainError> {
+        for (i, p) in pools.iter().enumerate() {
+            if let Some(other) = pools[..i].iter().find(|o| o.name == p.name) {
+                return Err(ChainError::Pool {
+                    address: p.address.to_string(),
+                    why: format!(
+                        "named {} like the pool at {}: two pools of the same tokens and kind",
+                        p.name, other.address
+                    ),
+                });
+            }
+        }
         for (key, symbol) in [
             ("chain.quote_token", &self.config.quote_token),
             ("chain.native_token", &self.config.native_token),

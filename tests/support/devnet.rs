@@ -98,8 +98,8 @@ impl Node {
             .iter()
             .map(|p| {
                 format!(
-                    "{{ address = {}, kind = \"uniswap_v2\", stable = {} }}",
-                    p["address"], p["stable"]
+                    "{{ address = {}, kind = {}, stable = {} }}",
+                    p["address"], p["kind"], p["stable"]
                 )
             })
             .collect();
@@ -107,7 +107,8 @@ impl Node {
     }
 
     /// Runs `count` trades of the devnet's trader now (seed `seed`); returns the pools traded,
-    /// in order.
+    /// in order, named as the devnet names them with Aerodrome's prefix for a Solidly pool
+    /// (`WETH/USDC`, `sAMM-USDC/DAI`, `vAMM-AERO/USDC`).
     pub fn trade(&self, count: u32, seed: u32) -> Vec<String> {
         let out = Command::new("node")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("chain/devnet.mjs"))
@@ -126,7 +127,20 @@ impl Node {
         assert!(!text.contains("failed"), "a trade failed:\n{text}");
         text.lines()
             .filter_map(|l| l.split(" on ").nth(1))
-            .map(str::to_string)
+            .map(|kind_name| match kind_name.split_once(' ') {
+                Some(("solidly", name)) => {
+                    let stable = self.deployment["pools"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|p| {
+                            p["kind"] == "solidly" && p["name"] == name && p["stable"] == true
+                        });
+                    format!("{}AMM-{name}", if stable { "s" } else { "v" })
+                }
+                Some((_, name)) => name.to_string(),
+                None => kind_name.to_string(),
+            })
             .collect()
     }
 
