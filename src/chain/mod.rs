@@ -4,13 +4,16 @@
 //!   calls) and a count of round trips;
 //! - [`pair`]: UniswapV2 and Solidly (Aerodrome) pairs behind one [`pair::Curve`]: their calls,
 //!   Swap events and spot prices;
-//! - [`source`]: the `chain` market source, one batched round trip per tick.
+//! - [`source`]: the `chain` market source, one batched round trip per tick;
+//! - [`send`]: transactions signed, written to the store as intents, then broadcast, and
+//!   settled by hash and nonce after a crash.
 //!
-//! The chain executor (signed router transactions) is not built yet; `executor.kind = "chain"`
-//! is refused by config validation.
+//! The chain executor (router swaps, liquidity, approvals through [`send`]) is not built yet;
+//! `executor.kind = "chain"` is refused by config validation.
 
 pub mod pair;
 pub mod rpc;
+pub mod send;
 pub mod source;
 
 pub use rpc::{Rpc, RpcError};
