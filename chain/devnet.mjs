@@ -8,7 +8,8 @@
 //       (the deployer's nonces and CREATE2 fix them), which config/examples/local-anvil.toml uses.
 //   node chain/devnet.mjs trade --rpc URL --deployment FILE [--every MS] [--seed N] [--count N]
 //       a trader (anvil's second account) swaps a random 0.1–1% of a random pool's reserve every
-//       MS milliseconds (default 2000), in a random direction, so prices move and volume accrues.
+//       MS milliseconds (default 2000), in a random direction, so prices move and volume accrues;
+//       a stable pool a quarter of that, back toward its peg (as arbitrage keeps it).
 //
 // Only the test toolchain runs this (node and the packages pinned by chain/package-lock.json);
 // the product never does.
@@ -216,6 +217,18 @@ async function deploy(rpc) {
   };
 }
 
+/** Decimals of the devnet's tokens. */
+function decimalsOf(deployment, token) {
+  const symbol = Object.keys(deployment.tokens).find((k) => deployment.tokens[k].toLowerCase() === token.toLowerCase());
+  return TOKENS.find((t) => t.symbol === symbol)?.decimals ?? 18;
+}
+
+/** Whether a stable pool holds less of token0 than of token1 (in whole tokens). */
+function stableBelowPeg(deployment, t0, t1, r0, r1) {
+  const whole = (r, t) => Number(r) / 10 ** decimalsOf(deployment, t);
+  return whole(r0, t0) < whole(r1, t1);
+}
+
 /** A small deterministic PRNG (mulberry32), so a seed replays the same trades. */
 function rng(seed) {
   let a = seed >>> 0;
@@ -245,9 +258,14 @@ async function trade(rpc, deployment, every, seed, count) {
       pub.readContract({ address: pool.address, abi: pairAbi, functionName: "token1" }),
     ]);
     const [r0, r1] = await pub.readContract({ address: pool.address, abi: pairAbi, functionName: "getReserves" });
-    const forward = random() < 0.5;
+    // A stable pool is traded back toward its peg (the side it holds less of is sold to it),
+    // as arbitrage would; a volatile one in a random direction.
+    const coin = random() < 0.5;
+    const forward = pool.stable ? stableBelowPeg(deployment, t0, t1, r0, r1) : coin;
     const [tin, tout, rin] = forward ? [t0, t1, r0] : [t1, t0, r1];
-    const amountIn = (rin * BigInt(Math.floor((0.001 + random() * 0.009) * 1e6))) / 1_000_000n;
+    // 0.1–1% of the reserve, a quarter of that in a stable pool (it stays within 0.5% of peg).
+    const share = (0.001 + random() * 0.009) / (pool.stable ? 4 : 1);
+    const amountIn = (rin * BigInt(Math.floor(share * 1e6))) / 1_000_000n;
     if (pool.kind === "solidly") {
       // No router: pay the pool, then take what its curve gives.
       try {

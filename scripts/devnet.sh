@@ -50,6 +50,7 @@ stop)
     rm -f "$run/trader.pid"
   fi
   "$root/scripts/anvil.sh" stop "$run"
+  echo "devnet: stopped; the chain is saved in $run/state.json" >&2
   ;;
 *)
   echo "usage: $0 start|stop [RUN_DIR]" >&2

@@ -5,8 +5,8 @@
 //!   round trip per tick, an empty pool rejected for the tick;
 //! - through the binary: the agent paper-trades the devnet's pools, rides out the node going
 //!   away (api_failures trips, nothing is lost) and goes on when it returns;
-//! - a configured address that is not a pair, or a Solidly pool whose curve the config gets
-//!   wrong, stops the run with a one-line error naming it.
+//! - a configured address that is not a pair, a Solidly pool whose curve the config gets
+//!   wrong, or a node of another chain stops the run with a one-line error naming it.
 
 mod support;
 
@@ -301,6 +301,50 @@ fn a_pool_that_is_not_what_the_config_says_stops_the_run_naming_it() {
         out.contains(&format!(
             "chain pool {ACCOUNT}: no contract at this address"
         )),
+        "{out}"
+    );
+
+    // A token's address given as a pool: the node refuses its calls; the error names it.
+    let usdc = node.deployment["tokens"]["USDC"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace(ACCOUNT, &usdc);
+    std::fs::write(&config, &text).unwrap();
+    let (ok, out) = support::athena(
+        &[
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+            "run",
+        ],
+        &[("ATHENA_CONFIG", config.to_str().unwrap())],
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(&format!(
+            "chain pool {usdc}: it does not answer as a UniswapV2 pool"
+        )),
+        "{out}"
+    );
+    std::fs::write(&config, text.replace(&usdc, ACCOUNT)).unwrap();
+
+    // Another chain than the config says.
+    let (ok, out) = support::athena(
+        &[
+            "--data-dir",
+            dir.path().join("data").to_str().unwrap(),
+            "run",
+        ],
+        &[
+            ("ATHENA_CONFIG", config.to_str().unwrap()),
+            ("ATHENA_CHAIN_CHAIN_ID", "8453"),
+        ],
+    );
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("chain.chain_id is 8453 but the node at chain.rpc_url is chain 31337"),
         "{out}"
     );
 

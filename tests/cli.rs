@@ -58,6 +58,33 @@ fn run_refuses_the_chain_executor_before_touching_anything_rather_than_trading_o
 }
 
 #[test]
+fn run_refuses_a_signing_key_file_others_may_read_without_echoing_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.hex");
+    let secret = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+    std::fs::write(&key, secret).unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = support::command()
+        .args(["--data-dir", "data", "run"])
+        .current_dir(dir.path())
+        .env_remove("ATHENA_CONFIG")
+        .env("ATHENA_CHAIN_PRIVATE_KEY_FILE", &key)
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}{err}");
+    assert!(err.contains("has mode 0644"), "{out}{err}");
+    assert!(err.contains("chmod 600"), "{out}{err}");
+    assert!(
+        !format!("{out}{err}").contains(&secret[2..]),
+        "the key was echoed"
+    );
+    assert!(!dir.path().join("data").exists(), "a store was created");
+    assert_no_panic(&err);
+}
+
+#[test]
 fn config_check_accepts_shipped_files_and_lists_every_problem() {
     // Read at run time: a test binary reused from a target directory shared with another
     // checkout must look at this checkout.
@@ -67,6 +94,7 @@ fn config_check_accepts_shipped_files_and_lists_every_problem() {
         "config/athena.toml",
         "config/examples/default.toml",
         "config/examples/replay.toml",
+        "config/examples/local-anvil.toml",
     ] {
         let o = athena(root, &["config", "check", "--config", f]);
         assert!(o.status.success(), "{f}: {:?}", text(&o));

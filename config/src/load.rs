@@ -70,8 +70,9 @@ pub fn load_with_env(
         .filter(|(k, _)| k.starts_with("ATHENA_"))
         .collect();
     env.sort();
-    let secrets = resolve_secrets(&table, &env, &mut problems);
     apply_env_overrides(&mut table, &defaults, &env, &mut problems);
+    // After the overrides: a secret's file may be named by ATHENA_<SECTION>_<KEY>_FILE.
+    let secrets = resolve_secrets(&table, &env, &mut problems);
     find_unknown_keys(&table, &defaults, "", &mut problems);
     let mut config = typed_sections(&table, &mut problems);
     config.secrets = secrets;

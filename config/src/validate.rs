@@ -121,6 +121,14 @@ fn agent_and_market(c: &Config, k: &mut Checker) {
             "chain.rpc_url",
             "is required when the market source or executor is chain".into(),
         );
+    } else if needs_chain && !is_http_url(&c.chain.rpc_url) {
+        k.fail(
+            "chain.rpc_url",
+            format!(
+                "must be an http:// or https:// URL with a host, got {:?}",
+                c.chain.rpc_url
+            ),
+        );
     }
     if c.executor.kind == ExecutorKind::Chain {
         if !is_address(&c.chain.router_address) {
@@ -179,6 +187,13 @@ fn chain_pools(c: &Config, k: &mut Checker) {
         }
     }
     k.at_least("chain.log_range_blocks", chain.log_range_blocks, 1);
+}
+
+fn is_http_url(s: &str) -> bool {
+    ["http://", "https://"].iter().any(|scheme| {
+        s.strip_prefix(scheme)
+            .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/') && !rest.contains(' '))
+    })
 }
 
 fn is_address(s: &str) -> bool {

@@ -213,7 +213,13 @@ fn a_signing_key_file_others_may_read_is_refused_and_never_echoed() {
         );
         assert!(!p[0].contains(&key[2..]), "the key was echoed: {p:?}");
     }
+    // A file named by ATHENA_CHAIN_PRIVATE_KEY_FILE is held to the same rule and read alike.
+    let by_env = || env(&[("ATHENA_CHAIN_PRIVATE_KEY_FILE", key_file.to_str().unwrap())]);
+    let p = problems(load_with_env(None, by_env()));
+    assert!(p.len() == 1 && p[0].contains("chmod 600"), "{p:?}");
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let c = load_with_env(None, by_env()).unwrap();
+    assert_eq!(c.secrets.chain_private_key.as_ref().unwrap().expose(), key);
     let c = load_with_env(Some(&path), no_env()).unwrap();
     assert_eq!(c.secrets.chain_private_key.as_ref().unwrap().expose(), key);
     assert!(!format!("{c:?}").contains(&key[2..]));
@@ -344,6 +350,23 @@ fn the_chain_executor_is_refused_until_it_exists_and_the_chain_source_needs_its_
                 .into(),
         ]
     );
+
+    for url in ["not a url", "ftp://127.0.0.1:8545", "http://"] {
+        let path = write(
+            dir.path(),
+            &format!(
+                "[agent]\nclock = \"real\"\n[market]\nsource = \"chain\"\n[chain]\n\
+                 rpc_url = {url:?}\npools = [{{ address = \"{pool}\" }}]\n"
+            ),
+        );
+        let p = problems(load_with_env(Some(&path), env(&[])));
+        assert_eq!(
+            p,
+            [format!(
+                "chain.rpc_url: must be an http:// or https:// URL with a host, got {url:?}"
+            )]
+        );
+    }
 }
 
 #[test]

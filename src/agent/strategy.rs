@@ -119,6 +119,8 @@ pub fn decide(
         .iter()
         .filter(|p| p.apr_pct() > cfg.min_apr_pct && p.tvl_usd > cfg.min_tvl_usd)
         .filter(|p| !state.reentry_guards.contains_key(&p.pool))
+        // Never into a pool it would close at once (a stable pool off its peg, a drain).
+        .filter(|p| protective_close(cfg, state, tick, p).is_none())
         .collect();
     candidates.sort_by(|a, b| {
         b.apr_pct()
@@ -326,6 +328,23 @@ mod tests {
         decide(cfg, state, tick, false)
             .iter()
             .any(|p| p.intent == Intent::Open { pool: pool.into() })
+    }
+
+    #[test]
+    fn a_stable_pool_off_its_peg_is_not_opened_only_to_be_closed() {
+        let cfg = StrategyConfig::default();
+        let mut tick = crate::market::sim::Sim::new(1, 0, 300_000).tick(0).unwrap();
+        let state = AgentState::new(0, 10_000.0, 1);
+        let stable = tick.pools.iter_mut().find(|p| p.stable).unwrap();
+        stable.fee_apr_pct = 500.0;
+        let name = stable.pool.clone();
+        assert!(
+            opens(&cfg, &state, &tick, &name),
+            "the best candidate on its peg"
+        );
+        let stable = tick.pools.iter_mut().find(|p| p.pool == name).unwrap();
+        stable.prices_usd[1] = 1.0 + (cfg.depeg_pct + 0.5) / 100.0;
+        assert!(!opens(&cfg, &state, &tick, &name), "opened off its peg");
     }
 
     #[test]

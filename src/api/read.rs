@@ -412,8 +412,8 @@ pub async fn opportunities(State(state): State<ApiState>) -> ApiResult<Json<Vec<
                 .positions
                 .iter()
                 .filter(|x| x.pool == p.pool)
-                .map(|x| x.value_usd)
-                .sum(),
+                // A fold from 0.0: an empty f64 sum is -0.0.
+                .fold(0.0, |sum, x| sum + x.value_usd),
             guarded: v.guarded.contains(&p.pool),
         })
         .collect();

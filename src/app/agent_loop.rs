@@ -158,7 +158,11 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
             Err(e) => {
                 // Nothing of the failed tick was committed: go on from what the store holds.
                 if let AgentError::Market(m) = &e {
-                    let source = crate::monitor::FailureSource::Market;
+                    let source = if m.is_api_failure() {
+                        crate::monitor::FailureSource::Rpc
+                    } else {
+                        crate::monitor::FailureSource::Market
+                    };
                     l.shared.monitor.failure(source, &m.to_string());
                 }
                 let api_failure = match &e {

@@ -35,6 +35,14 @@ pub enum ChainError {
         /// What is wrong.
         why: String,
     },
+    /// The node is another chain than `chain.chain_id` says: the run stops.
+    #[error("chain.chain_id is {configured} but the node at chain.rpc_url is chain {node}")]
+    WrongChain {
+        /// `chain.chain_id`.
+        configured: u64,
+        /// The node's `eth_chainId`.
+        node: u64,
+    },
     /// A token cannot be priced: no chain of configured pools leads from the quote token to
     /// it, or the native token is not among the pools' tokens. The run stops.
     #[error("chain: {0}")]

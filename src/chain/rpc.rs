@@ -249,3 +249,4 @@ macro_rules! tuple_answers {
 tuple_answers!(A, B);
 tuple_answers!(A, B, C);
 tuple_answers!(A, B, C, D);
+tuple_answers!(A, B, C, D, E);

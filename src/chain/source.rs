@@ -23,7 +23,7 @@ use super::rpc::{Batch, Pending, Rpc, RpcError};
 use crate::market::{MarketError, MarketSource, MarketTick, PoolSnapshot};
 use alloy::primitives::{Address, B256, Bytes, U64, U128};
 use alloy::sol_types::SolCall;
-use athena_config::{ChainConfig, PairKind};
+use athena_config::{ChainConfig, ChainPool, PairKind};
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::{BTreeMap, VecDeque};
@@ -261,39 +261,19 @@ impl ChainSource {
             .iter()
             .map(|p| p.address.parse().expect("validated as an address"))
             .collect();
-        // Round trip 1: the head, code, tokens, and a Solidly pool's curve and factory.
-        let (block, codes, tokens, solidly) = self
-            .rpc
-            .batch(|b| {
-                let block: Pending<Block> = b.call("eth_getBlockByNumber", ("latest", false));
-                let codes: Vec<Pending<Bytes>> = addresses
-                    .iter()
-                    .map(|a| b.call("eth_getCode", (a, "latest")))
-                    .collect();
-                let tokens: Vec<(Pending<Bytes>, Pending<Bytes>)> = addresses
-                    .iter()
-                    .map(|a| {
-                        (
-                            eth_call(b, *a, pair::token0Call {}.abi_encode()),
-                            eth_call(b, *a, pair::token1Call {}.abi_encode()),
-                        )
-                    })
-                    .collect();
-                let solidly: Vec<Option<(Pending<Bytes>, Pending<Bytes>)>> = cfg
-                    .iter()
-                    .zip(&addresses)
-                    .map(|(p, a)| {
-                        (p.kind == PairKind::Solidly).then(|| {
-                            (
-                                eth_call(b, *a, pair::stableCall {}.abi_encode()),
-                                eth_call(b, *a, pair::factoryCall {}.abi_encode()),
-                            )
-                        })
-                    })
-                    .collect();
-                (block, codes, tokens, solidly)
-            })
-            .map_err(|e| refused_as_pool(e, "the node refused a call to a configured pool"))?;
+        // Round trip 1: the chain id, the head, code, tokens, and a Solidly pool's curve and
+        // factory.
+        let (chain_id, block, codes, tokens, solidly) = match self.pool_calls(&cfg, &addresses) {
+            Ok(answers) => answers,
+            Err(e) if e.is_refusal() => return Err(self.refusing_pool(&cfg, &addresses, e)),
+            Err(e) => return Err(e.into()),
+        };
+        if chain_id.to::<u64>() != self.config.chain_id {
+            return Err(ChainError::WrongChain {
+                configured: self.config.chain_id,
+                node: chain_id.to(),
+            });
+        }
         let head = block.number.to::<u64>();
         let head_s = block.timestamp.to::<u64>();
         let mut pairs = Vec::new();
@@ -368,7 +348,7 @@ impl ChainSource {
                     b.call("eth_getBlockByNumber", (U64::from(head - sample), false));
                 (meta, fees, older)
             })
-            .map_err(|e| refused_as_pool(e, "the node refused a call to a pool's token"))?;
+            .map_err(refused_as_token)?;
         let mut known = BTreeMap::new();
         for (t, (symbol, decimals)) in distinct.iter().zip(&meta) {
             let bad = |why: String| ChainError::Pool {
@@ -437,6 +417,77 @@ impl ChainSource {
         self.head = head;
         self.swaps.clear();
         Ok(pools)
+    }
+
+    /// The first round trip of [`Self::learn_pools`] for `cfg`'s pools at `addresses`.
+    #[allow(clippy::type_complexity)]
+    fn pool_calls(
+        &self,
+        cfg: &[ChainPool],
+        addresses: &[Address],
+    ) -> Result<
+        (
+            U64,
+            Block,
+            Vec<Bytes>,
+            Vec<(Bytes, Bytes)>,
+            Vec<Option<(Bytes, Bytes)>>,
+        ),
+        RpcError,
+    > {
+        self.rpc.batch(|b| {
+            let chain_id: Pending<U64> = b.call("eth_chainId", ());
+            let block: Pending<Block> = b.call("eth_getBlockByNumber", ("latest", false));
+            let codes: Vec<Pending<Bytes>> = addresses
+                .iter()
+                .map(|a| b.call("eth_getCode", (a, "latest")))
+                .collect();
+            let tokens: Vec<(Pending<Bytes>, Pending<Bytes>)> = addresses
+                .iter()
+                .map(|a| {
+                    (
+                        eth_call(b, *a, pair::token0Call {}.abi_encode()),
+                        eth_call(b, *a, pair::token1Call {}.abi_encode()),
+                    )
+                })
+                .collect();
+            let solidly: Vec<Option<(Pending<Bytes>, Pending<Bytes>)>> = cfg
+                .iter()
+                .zip(addresses)
+                .map(|(p, a)| {
+                    (p.kind == PairKind::Solidly).then(|| {
+                        (
+                            eth_call(b, *a, pair::stableCall {}.abi_encode()),
+                            eth_call(b, *a, pair::factoryCall {}.abi_encode()),
+                        )
+                    })
+                })
+                .collect();
+            (chain_id, block, codes, tokens, solidly)
+        })
+    }
+
+    /// The pool whose calls the node refused (asked one pool at a time), named with `e`.
+    fn refusing_pool(&self, cfg: &[ChainPool], addresses: &[Address], e: RpcError) -> ChainError {
+        for i in 0..cfg.len() {
+            match self.pool_calls(&cfg[i..=i], &addresses[i..=i]) {
+                Err(refused) if refused.is_refusal() => {
+                    return ChainError::Pool {
+                        address: cfg[i].address.clone(),
+                        why: format!(
+                            "it does not answer as a {} pool: {refused}",
+                            match cfg[i].kind {
+                                PairKind::UniswapV2 => "UniswapV2",
+                                PairKind::Solidly => "Solidly",
+                            }
+                        ),
+                    };
+                }
+                Err(other) => return other.into(),
+                Ok(_) => {}
+            }
+        }
+        e.into()
     }
 
     /// Each pool's creation time, ms: the first block holding its code (a binary search on
@@ -545,13 +596,13 @@ fn malformed(method: &str, why: String) -> ChainError {
     })
 }
 
-/// A call the node answered with an error (a revert) means the pool is not what the
-/// configuration says; anything else (no answer) may pass.
-fn refused_as_pool(e: RpcError, what: &str) -> ChainError {
+/// A token call the node answered with an error (a revert): a pool's token is not an ERC20
+/// with a symbol and decimals. Anything else (no answer) may pass.
+fn refused_as_token(e: RpcError) -> ChainError {
     if e.is_refusal() {
         ChainError::Pool {
-            address: "(one of chain.pools)".into(),
-            why: format!("{what}: {e}"),
+            address: "(a token of chain.pools)".into(),
+            why: format!("symbol() or decimals() refused: {e}"),
         }
     } else {
         ChainError::Rpc(e)

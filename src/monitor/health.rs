@@ -138,6 +138,8 @@ pub struct Inputs {
     pub sync_oldest_unsynced_ms: u64,
     /// Pools in the last tick and how many of them were rejected (`None`: no tick yet).
     pub pools: Option<(usize, usize)>,
+    /// Why the market could not be read at the last attempt (`None`: the last tick read it).
+    pub market_error: Option<String>,
     /// Process CPU as a fraction of the machine (`None`: not sampled yet).
     pub cpu_ratio: Option<f64>,
     /// Process resident memory as a fraction of the machine's.
@@ -230,6 +232,13 @@ fn sync(i: &Inputs, t: &Thresholds) -> Component {
 }
 
 fn market(i: &Inputs) -> Component {
+    if let Some(e) = &i.market_error {
+        return component(
+            ComponentName::Market,
+            Status::Degraded,
+            format!("the market could not be read: {e}"),
+        );
+    }
     match i.pools {
         Some((seen, rejected)) if seen > 0 && rejected >= seen => component(
             ComponentName::Market,
@@ -405,6 +414,15 @@ mod tests {
         );
         i.pools = Some((0, 0));
         assert_eq!(evaluate(&i, &t()).status, Status::Healthy);
+    }
+
+    #[test]
+    fn a_market_that_cannot_be_read_degrades_the_market_with_its_error() {
+        let mut i = fine();
+        i.market_error = Some("RPC eth_getBlockByNumber: connection refused".into());
+        let (status, reason) = status_of(&evaluate(&i, &t()), ComponentName::Market);
+        assert_eq!(status, Status::Degraded);
+        assert!(reason.contains("connection refused"), "{reason}");
     }
 
     #[test]

@@ -48,6 +48,8 @@ struct State {
     last_tick_agent_ms: Option<u64>,
     trading_state: Option<TradingState>,
     pools: Option<(usize, usize)>,
+    /// Why the market could not be read at the last attempt, until a tick reads it again.
+    market_error: Option<String>,
     store_error: Option<String>,
     disk_used_ratio: Option<f64>,
     sync_failures: u64,
@@ -167,6 +169,7 @@ impl Monitor {
         s.last_tick_wall_ms = Some(now);
         s.last_tick_agent_ms = Some(report.at_ms);
         s.pools = Some((report.pools_seen, report.pools_rejected));
+        s.market_error = None;
     }
 
     /// Alerts for the tick's breaker trips and a trading-state change.
@@ -251,10 +254,16 @@ impl Monitor {
             .api_failures
             .with_label_values(&[source.as_str()])
             .inc();
-        if source == FailureSource::Cloud {
-            let mut s = self.lock();
-            s.sync_failures += 1;
-            s.sync_last_error = error.to_string();
+        match source {
+            FailureSource::Cloud => {
+                let mut s = self.lock();
+                s.sync_failures += 1;
+                s.sync_last_error = error.to_string();
+            }
+            FailureSource::Market | FailureSource::Rpc => {
+                self.lock().market_error = Some(error.to_string());
+            }
+            FailureSource::Llm => {}
         }
     }
 
@@ -299,6 +308,7 @@ impl Monitor {
             sync_lag_ms: s.sync_lag_ms,
             sync_oldest_unsynced_ms: s.sync_oldest_unsynced_ms,
             pools: s.pools,
+            market_error: s.market_error.clone(),
             cpu_ratio: s.cpu_ratio,
             memory_ratio: s.memory_ratio,
             last_prune_wall_ms: s.last_prune_wall_ms,
