@@ -65,7 +65,10 @@ impl Drop for Devnet {
 }
 
 fn script() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/devnet.sh")
+    // Read at run time: a bench binary found fresh in a shared target directory may have been
+    // built by another checkout.
+    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo bench"))
+        .join("scripts/devnet.sh")
 }
 
 /// The naive path: each call its own request, one after the other.

@@ -44,15 +44,13 @@ start)
   install
   port=${ANVIL_PORT:-}
   [ -n "$port" ] || port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  if ! python3 -c 'import socket,sys; s=socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$port" 2>/dev/null; then
-    echo "anvil: port $port on 127.0.0.1 is in use (another node?); set ANVIL_PORT to a free one" >&2
-    exit 1
-  fi
   # shellcheck disable=SC2086
   "$anvil" --host 127.0.0.1 --port "$port" ${ANVIL_ARGS:-} >"$run/anvil.log" 2>&1 &
   echo $! >"$run/anvil.pid"
   for _ in $(seq 1 120); do
-    if kill -0 "$(cat "$run/anvil.pid")" 2>/dev/null && curl -sf -H 'content-type: application/json' \
+    # Ready when this anvil says it listens (not merely when the port answers: another node
+    # may hold it) and answers.
+    if grep -q "^Listening on 127.0.0.1:$port" "$run/anvil.log" && curl -sf -H 'content-type: application/json' \
         -d '{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}' \
         "http://127.0.0.1:$port" >/dev/null 2>&1; then
       echo "127.0.0.1:$port" >"$run/anvil.addr"
@@ -60,7 +58,7 @@ start)
       exit 0
     fi
     if ! kill -0 "$(cat "$run/anvil.pid")" 2>/dev/null; then
-      echo "anvil: exited during start-up; its log:" >&2
+      echo "anvil: exited during start-up (port $port in use? set ANVIL_PORT); its log:" >&2
       tail -20 "$run/anvil.log" >&2
       exit 1
     fi

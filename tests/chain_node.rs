@@ -6,7 +6,6 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::path::Path;
 use support::devnet::{ACCOUNT, Node, word};
 
 /// Function selectors (the first four bytes of the keccak of each signature).
@@ -22,7 +21,7 @@ fn anvil_from_npm_runs_the_uniswap_v2_factory_compiled_in_npm() {
 
     let artifact: Value = serde_json::from_str(
         &std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
+            support::checkout()
                 .join("chain/node_modules/@uniswap/v2-core/build/UniswapV2Factory.json"),
         )
         .unwrap(),

@@ -245,6 +245,11 @@ fn the_agent_paper_trades_the_devnet_and_rides_out_the_node_going_away() {
             .contains("RPC"),
         "{risk}"
     );
+    // Alerted now, not once a tick commits again.
+    agent.wait_until("/alerts", "the trip alerted during the outage", |b| {
+        b.to_string()
+            .contains("circuit breaker api_failures tripped")
+    });
     let (status, held) = agent.get("/positions");
     assert_eq!(status, 200);
     let ids = |v: &Value| -> Vec<Value> {
@@ -281,27 +286,27 @@ fn the_agent_paper_trades_the_devnet_and_rides_out_the_node_going_away() {
 fn a_pool_that_is_not_what_the_config_says_stops_the_run_naming_it() {
     let node = Node::devnet(&[("DEVNET_TRADER", "off")]);
     let dir = tempfile::tempdir().unwrap();
-    // The deployer's account: no contract there.
     let config = agent_config(dir.path(), &node, "");
+    // `athena run` with the config as it is now and `env` exits with an error holding `expected`.
+    let refuses = |env: &[(&str, &str)], expected: String| {
+        let data = dir.path().join("data");
+        let mut all = vec![("ATHENA_CONFIG", config.to_str().unwrap())];
+        all.extend_from_slice(env);
+        let (ok, out) = support::athena(&["--data-dir", data.to_str().unwrap(), "run"], &all);
+        assert!(
+            !ok && out.contains(&expected),
+            "expected {expected:?}: {out}"
+        );
+    };
+    // The deployer's account: no contract there.
     let text = std::fs::read_to_string(&config).unwrap().replace(
         "pools = [",
         &format!("pools = [{{ address = \"{ACCOUNT}\" }}, "),
     );
     std::fs::write(&config, text).unwrap();
-    let (ok, out) = support::athena(
-        &[
-            "--data-dir",
-            dir.path().join("data").to_str().unwrap(),
-            "run",
-        ],
-        &[("ATHENA_CONFIG", config.to_str().unwrap())],
-    );
-    assert!(!ok, "{out}");
-    assert!(
-        out.contains(&format!(
-            "chain pool {ACCOUNT}: no contract at this address"
-        )),
-        "{out}"
+    refuses(
+        &[],
+        format!("chain pool {ACCOUNT}: no contract at this address"),
     );
 
     // A token's address given as a pool: the node refuses its calls; the error names it.
@@ -313,39 +318,16 @@ fn a_pool_that_is_not_what_the_config_says_stops_the_run_naming_it() {
         .unwrap()
         .replace(ACCOUNT, &usdc);
     std::fs::write(&config, &text).unwrap();
-    let (ok, out) = support::athena(
-        &[
-            "--data-dir",
-            dir.path().join("data").to_str().unwrap(),
-            "run",
-        ],
-        &[("ATHENA_CONFIG", config.to_str().unwrap())],
-    );
-    assert!(!ok, "{out}");
-    assert!(
-        out.contains(&format!(
-            "chain pool {usdc}: it does not answer as a UniswapV2 pool"
-        )),
-        "{out}"
+    refuses(
+        &[],
+        format!("chain pool {usdc}: it does not answer as a UniswapV2 pool"),
     );
     std::fs::write(&config, text.replace(&usdc, ACCOUNT)).unwrap();
 
     // Another chain than the config says.
-    let (ok, out) = support::athena(
-        &[
-            "--data-dir",
-            dir.path().join("data").to_str().unwrap(),
-            "run",
-        ],
-        &[
-            ("ATHENA_CONFIG", config.to_str().unwrap()),
-            ("ATHENA_CHAIN_CHAIN_ID", "8453"),
-        ],
-    );
-    assert!(!ok, "{out}");
-    assert!(
-        out.contains("chain.chain_id is 8453 but the node at chain.rpc_url is chain 31337"),
-        "{out}"
+    refuses(
+        &[("ATHENA_CHAIN_CHAIN_ID", "8453")],
+        "chain.chain_id is 8453 but the node at chain.rpc_url is chain 31337".into(),
     );
 
     // An Aerodrome pool said to be volatile that is stable.
@@ -366,19 +348,8 @@ fn a_pool_that_is_not_what_the_config_says_stops_the_run_naming_it() {
             &format!("address = \"{stable}\", kind = \"solidly\", stable = false"),
         );
     std::fs::write(&config, text).unwrap();
-    let (ok, out) = support::athena(
-        &[
-            "--data-dir",
-            dir.path().join("data").to_str().unwrap(),
-            "run",
-        ],
-        &[("ATHENA_CONFIG", config.to_str().unwrap())],
-    );
-    assert!(!ok, "{out}");
-    assert!(
-        out.contains(&format!(
-            "chain pool {stable}: the pool says stable = true, the configuration says false"
-        )),
-        "{out}"
+    refuses(
+        &[],
+        format!("chain pool {stable}: the pool says stable = true, the configuration says false"),
     );
 }

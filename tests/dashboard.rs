@@ -11,7 +11,8 @@ use std::process::Command;
 
 #[test]
 fn the_dashboard_works_in_chromium_against_a_running_agent() {
-    let web = Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
+    let web =
+        Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test")).join("web");
     assert!(
         web.join("node_modules/playwright-core").is_dir(),
         "playwright-core is not installed: run scripts/tools.sh (it runs `npm ci` in web/)"

@@ -201,7 +201,7 @@ struct LateEmulator {
 
 impl LateEmulator {
     fn start(run: &Path, port: u16) -> Self {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/firestore-emulator.sh");
+        let script = support::checkout().join("scripts/firestore-emulator.sh");
         let ok = Command::new(script)
             .arg("start")
             .arg(run)
@@ -218,7 +218,7 @@ impl LateEmulator {
 
 impl Drop for LateEmulator {
     fn drop(&mut self) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/firestore-emulator.sh");
+        let script = support::checkout().join("scripts/firestore-emulator.sh");
         let _ = Command::new(script).arg("stop").arg(&self.run).status();
     }
 }

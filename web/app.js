@@ -259,6 +259,13 @@ function renderStatus(s) {
       ? `No positions: observing until ${time(s.observation_end_ms)}.` : "No positions.";
 }
 
+function renderPools(pools) {
+  fillRows($("pools").querySelector("tbody"), pools.map((p) => [
+    p.pool, pct(p.apr_pct), usd(p.tvl_usd), optional(usd(p.volume_24h_usd)), p.held_usd > 0 ? usd(p.held_usd) : "–",
+    optional([p.stable ? "stable" : "", p.guarded ? "re-entry guarded" : ""].filter(Boolean).join(", ")),
+  ]));
+}
+
 function renderRisk(r) {
   const st = r.state;
   state.breakers = st.breakers.map((b) => b.kind);
@@ -567,15 +574,16 @@ async function refreshPanels() {
       state.tradesDirty = false;
       const resample = first || state.resample;
       state.resample = false;
-      const [risk, gas, sync, memories, recovery, checkpoints, alerts, perf, trades, equity] = await Promise.all([
+      const [risk, gas, sync, memories, recovery, checkpoints, alerts, perf, pools, trades, equity] = await Promise.all([
         get("/risk/status"), get("/gas/recommendation"), get("/sync/status"), get("/memories/stats"),
         get("/recovery/status"), get("/recovery/checkpoints"), get("/alerts"), get("/performance"),
+        get("/pools/opportunities"),
         fetchTrades ? get("/trades?limit=1000") : null,
         resample ? get(`/equity?points=${EQUITY_POINTS}`) : null,
       ]);
       $("read-banner").hidden = true;
       renderRisk(risk); renderGas(gas); renderSync(sync); renderMemories(memories);
-      renderRecovery(recovery, checkpoints); renderAlerts(alerts);
+      renderRecovery(recovery, checkpoints); renderAlerts(alerts); renderPools(pools);
       state.startingUsd = perf.equity_usd - perf.pnl_usd;
       if (trades) state.trades = trades;
       if (equity) state.equity = equity;

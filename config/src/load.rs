@@ -76,7 +76,15 @@ pub fn load_with_env(
     find_unknown_keys(&table, &defaults, "", &mut problems);
     let mut config = typed_sections(&table, &mut problems);
     config.secrets = secrets;
-    problems.extend(config.validate());
+    // A key whose value could not be read keeps its default, which the semantic rules must not
+    // then report as a second, misleading problem of the same key.
+    let unreadable: Vec<String> = problems.iter().map(|p| p.path.clone()).collect();
+    problems.extend(
+        config
+            .validate()
+            .into_iter()
+            .filter(|p| !unreadable.contains(&p.path)),
+    );
     if problems.is_empty() {
         Ok(config)
     } else {

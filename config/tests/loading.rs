@@ -351,6 +351,21 @@ fn the_chain_executor_is_refused_until_it_exists_and_the_chain_source_needs_its_
         ]
     );
 
+    // A pool of an unknown kind is one problem, not also "lists no pool".
+    let path = write(
+        dir.path(),
+        &format!(
+            "[agent]\nclock = \"real\"\n[market]\nsource = \"chain\"\n[chain]\n\
+             rpc_url = \"http://127.0.0.1:8545\"\n\
+             pools = [{{ address = \"{pool}\", kind = \"uniswap_v3\" }}]\n"
+        ),
+    );
+    let p = problems(load_with_env(Some(&path), env(&[])));
+    assert!(
+        p.len() == 1 && p[0].starts_with("chain.pools: unknown variant `uniswap_v3`"),
+        "{p:?}"
+    );
+
     for url in ["not a url", "ftp://127.0.0.1:8545", "http://"] {
         let path = write(
             dir.path(),

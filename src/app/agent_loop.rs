@@ -112,7 +112,7 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
                     continue;
                 }
                 Some(bad) = l.findings.recv() => {
-                    agent = match report_corruption(agent, &l.store, bad, &mut reported).await {
+                    agent = match report_corruption(agent, &l.store, &l.shared, bad, &mut reported).await {
                         Ok(a) => a,
                         Err(e) => return ended_by(e),
                     };
@@ -132,7 +132,7 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
             };
         }
         while let Ok(bad) = l.findings.try_recv() {
-            agent = match report_corruption(agent, &l.store, bad, &mut reported).await {
+            agent = match report_corruption(agent, &l.store, &l.shared, bad, &mut reported).await {
                 Ok(a) => a,
                 Err(e) => return ended_by(e),
             };
@@ -182,12 +182,10 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
                         at_ms: l.clock.now_ms(),
                         source,
                     };
-                    agent = match observe(agent, &l.store, failure).await {
+                    agent = match observe(agent, &l.store, &l.shared, failure).await {
                         Ok(a) => a,
                         Err(e) => return ended_by(e),
                     };
-                    // What the API shows: the trip, while no tick commits.
-                    l.shared.publish(&agent);
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(l.clock.wall_duration(config.agent.tick_interval)) => {}
@@ -264,7 +262,7 @@ async fn command(
     }
     let mut agent = out.agent;
     for bad in out.corrupt {
-        agent = match report_corruption(agent, &l.store, bad, reported).await {
+        agent = match report_corruption(agent, &l.store, &l.shared, bad, reported).await {
             Ok(a) => a,
             Err(e) => return Err(ended_by(e).unwrap_or_else(End::Failed)),
         };
@@ -352,6 +350,7 @@ fn status_line(agent: &Agent, report: &crate::agent::TickReport) -> String {
 async fn report_corruption(
     agent: Agent,
     store: &Arc<Store>,
+    shared: &Shared,
     bad: CorruptRecord,
     reported: &mut HashSet<(String, String)>,
 ) -> Result<Agent, AgentError> {
@@ -364,16 +363,19 @@ async fn report_corruption(
     observe(
         agent,
         store,
+        shared,
         crate::risk::Observation::IntegrityFailure { at_ms: at, what },
     )
     .await
 }
 
 /// Reports something observed outside a tick to the risk engine and commits what it changed;
-/// prints a trip.
+/// prints a trip, raises its alerts and publishes the view (no tick may come soon to do it:
+/// the market may be what failed).
 async fn observe(
     agent: Agent,
     store: &Arc<Store>,
+    shared: &Shared,
     observation: crate::risk::Observation,
 ) -> Result<Agent, AgentError> {
     let st = store.clone();
@@ -384,9 +386,14 @@ async fn observe(
     })
     .await
     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-    for j in journal? {
+    let journal = journal?;
+    for j in &journal {
         print_trip(&j.event);
     }
+    shared
+        .monitor
+        .on_risk_events(&journal, agent.status().trading_state);
+    shared.publish(&agent);
     Ok(agent)
 }
 

@@ -169,7 +169,6 @@ impl ChainSource {
             })
             .collect::<Result<Vec<[f64; 2]>, ChainError>>()?;
         let prices = price(pools, &whole, &self.config.quote_token)?;
-        let usd = |t: &Token| prices.get(&t.address).copied().unwrap_or(f64::NAN);
         self.count_swaps(&logs, head, head_s, &prices)?;
         self.next_log_block = self.next_log_block.max(logs_to.min(head) + 1);
         self.head = head;
@@ -187,36 +186,45 @@ impl ChainSource {
             .iter()
             .zip(&whole)
             .enumerate()
-            .map(|(i, (p, r))| {
-                let prices_usd = [usd(&p.tokens[0]), usd(&p.tokens[1])];
-                let tvl_usd = r[0] * prices_usd[0] + r[1] * prices_usd[1];
-                let volume_24h_usd: f64 = self
-                    .swaps
-                    .iter()
-                    .filter(|s| s.pool == i)
-                    .fold(0.0, |sum, s| sum + s.usd);
-                PoolSnapshot {
-                    pool: p.name.clone(),
-                    tokens: [p.tokens[0].symbol.clone(), p.tokens[1].symbol.clone()],
-                    stable: p.stable,
-                    fee_rate: p.fee_rate,
-                    prices_usd,
-                    reserves: *r,
-                    tvl_usd,
-                    volume_24h_usd,
-                    fee_apr_pct: volume_24h_usd * p.fee_rate * 365.0 / tvl_usd * 100.0,
-                    emission_apr_pct: 0.0,
-                    created_ms: p.created_ms,
-                }
-            })
+            .map(|(i, (p, r))| self.snapshot(i, p, *r, &prices))
             .collect();
         Ok(MarketTick {
             index,
             at_ms: self.start_ms + index * self.tick_ms,
             gas_gwei: gas_gwei(&fees),
-            eth_usd: usd(native),
+            eth_usd: usd(&prices, native),
             pools: snapshots,
         })
+    }
+
+    /// Pool `i` (`p`, with reserves `r` in whole tokens) as the agent sees it.
+    fn snapshot(
+        &self,
+        i: usize,
+        p: &Pool,
+        r: [f64; 2],
+        prices: &BTreeMap<Address, f64>,
+    ) -> PoolSnapshot {
+        let prices_usd = [usd(prices, &p.tokens[0]), usd(prices, &p.tokens[1])];
+        let tvl_usd = r[0] * prices_usd[0] + r[1] * prices_usd[1];
+        let volume_24h_usd = self
+            .swaps
+            .iter()
+            .filter(|s| s.pool == i)
+            .fold(0.0, |sum, s| sum + s.usd);
+        PoolSnapshot {
+            pool: p.name.clone(),
+            tokens: [p.tokens[0].symbol.clone(), p.tokens[1].symbol.clone()],
+            stable: p.stable,
+            fee_rate: p.fee_rate,
+            prices_usd,
+            reserves: r,
+            tvl_usd,
+            volume_24h_usd,
+            fee_apr_pct: volume_24h_usd * p.fee_rate * 365.0 / tvl_usd * 100.0,
+            emission_apr_pct: 0.0,
+            created_ms: p.created_ms,
+        }
     }
 
     /// Adds the swaps of `logs` (blocks up to `head`) to the volume window.
@@ -242,12 +250,16 @@ impl ChainSource {
                 continue;
             }
             let a = pair::swap_amounts(&log.data).map_err(|why| malformed("eth_getLogs", why))?;
-            let price = |t: &Token| prices.get(&t.address).copied().unwrap_or(0.0);
-            let usd = pair::whole(a[0], p.tokens[0].decimals) * price(&p.tokens[0])
-                + pair::whole(a[1], p.tokens[1].decimals) * price(&p.tokens[1]);
-            if usd.is_finite() {
+            // The input side's value; a swap in a pool priced not a number is not counted.
+            let value = pair::whole(a[0], p.tokens[0].decimals) * usd(prices, &p.tokens[0])
+                + pair::whole(a[1], p.tokens[1].decimals) * usd(prices, &p.tokens[1]);
+            if value.is_finite() {
                 let at_s = log.block_timestamp.map_or(head_s, |t| t.to::<u64>());
-                self.swaps.push_back(Swap { at_s, pool: i, usd });
+                self.swaps.push_back(Swap {
+                    at_s,
+                    pool: i,
+                    usd: value,
+                });
             }
         }
         Ok(())
@@ -607,6 +619,11 @@ fn refused_as_token(e: RpcError) -> ChainError {
     } else {
         ChainError::Rpc(e)
     }
+}
+
+/// The USD price of `t` (not a number when no pool priced it).
+fn usd(prices: &BTreeMap<Address, f64>, t: &Token) -> f64 {
+    prices.get(&t.address).copied().unwrap_or(f64::NAN)
 }
 
 /// Gas price of the next block, gwei: its base fee plus the median priority fee of the last.

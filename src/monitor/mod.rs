@@ -21,7 +21,7 @@ pub use health::{Component, ComponentName, HealthReport, Inputs, Status, Thresho
 pub use metrics::{FailureSource, Metrics, MetricsError};
 
 use crate::agent::{Agent, TickReport};
-use crate::risk::{RiskEvent, TradingState};
+use crate::risk::{RiskEvent, RiskJournal, TradingState};
 use athena_config::{ClockKind, Config};
 use athena_storage::{PruneReport, Store};
 use std::sync::{Arc, Mutex};
@@ -172,9 +172,20 @@ impl Monitor {
         s.market_error = None;
     }
 
+    /// Risk events recorded outside a tick (a failed market read, a corrupt record) and the
+    /// trading state after them: their alerts now, not at the next tick.
+    pub fn on_risk_events(&self, events: &[RiskJournal], trading_state: TradingState) {
+        self.risk_alerts(events, trading_state, wall_ms());
+    }
+
     /// Alerts for the tick's breaker trips and a trading-state change.
     fn tick_alerts(&self, report: &TickReport, now: u64) {
-        for j in &report.risk_events {
+        self.risk_alerts(&report.risk_events, report.trading_state, now);
+    }
+
+    /// Alerts for breaker trips among `events` and a change to `trading_state`.
+    fn risk_alerts(&self, events: &[RiskJournal], trading_state: TradingState, now: u64) {
+        for j in events {
             if let RiskEvent::Trip {
                 breaker, reason, ..
             } = &j.event
@@ -188,11 +199,11 @@ impl Monitor {
                 );
             }
         }
-        let previous = self.lock().trading_state.replace(report.trading_state);
+        let previous = self.lock().trading_state.replace(trading_state);
         if let Some(from) = previous
-            && from != report.trading_state
+            && from != trading_state
         {
-            let to = report.trading_state;
+            let to = trading_state;
             let severity = match to {
                 TradingState::Active => Severity::Info,
                 TradingState::ReduceOnly => Severity::Warning,

@@ -3,7 +3,7 @@
 //! trader), as a user starts it; stopped when dropped.
 
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 pub const ACCOUNT: &str = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
 
 fn script(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("scripts")
-        .join(name)
+    super::checkout().join("scripts").join(name)
 }
 
 /// A free loopback port (a node restarted by a test comes back on the same one).
@@ -111,7 +109,7 @@ impl Node {
     /// (`WETH/USDC`, `sAMM-USDC/DAI`, `vAMM-AERO/USDC`).
     pub fn trade(&self, count: u32, seed: u32) -> Vec<String> {
         let out = Command::new("node")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("chain/devnet.mjs"))
+            .arg(super::checkout().join("chain/devnet.mjs"))
             .args(["trade", "--rpc", &self.url, "--every", "0"])
             .args(["--count", &count.to_string(), "--seed", &seed.to_string()])
             .arg("--deployment")

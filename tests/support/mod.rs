@@ -11,6 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+/// This checkout's root, read when the test runs: a test binary built by another checkout
+/// into a shared target directory (and found fresh there) must still use this checkout's
+/// scripts and files.
+pub fn checkout() -> PathBuf {
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test"))
+}
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_athena");
 

@@ -128,6 +128,8 @@ test("the dashboard, in chromium, against a running agent", { timeout: 600_000 }
       await page.waitForFunction(() => document.querySelectorAll("#journal li").length > 0, null, { timeout: WAIT });
       await page.waitForFunction(() => document.querySelectorAll("#positions tbody tr").length > 0, null, { timeout: WAIT });
       await page.waitForFunction(() => document.querySelectorAll("#breakers tbody tr").length === 8, null, { timeout: WAIT });
+      // The six simulated pools, best APR first.
+      await page.waitForFunction(() => document.querySelectorAll("#pools tbody tr").length === 6, null, { timeout: WAIT });
       assert.deepEqual(problems, []);
     });
 
