@@ -44,6 +44,10 @@ fn schemathesis_finds_no_server_error_and_no_response_off_the_schema() {
         // The stream never ends: it has its own test.
         .args(["--exclude-path", "/stream"])
         .args(["--max-examples", "50", "--workers", "2", "--seed", "1"])
+        // One retry of a request whose connection closed before any answer (seen once in CI
+        // on GET /equity, not reproduced in later runs): a server that died or hung would fail
+        // the retry too, and every answer is still checked.
+        .args(["--request-retries", "1"])
         .env("NO_COLOR", "1")
         .env("SCHEMATHESIS_TELEMETRY", "false")
         .output()
