@@ -26,6 +26,10 @@ const require = createRequire(import.meta.url);
 /** anvil's first two development accounts (unlocked on the node). */
 const DEPLOYER = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
 const TRADER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+/** anvil's third development account: the agent's wallet (config/examples/local-anvil.toml
+ * signs with its key), given AGENT_USDC of USDC (and anvil's 10,000 ETH for gas). */
+const AGENT = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
+const AGENT_USDC = "10000";
 
 /** USD prices the pools are seeded at. */
 const PRICES = { WETH: 3000, AERO: 1.2, USDC: 1, DAI: 1, USDbC: 1 };
@@ -210,10 +214,15 @@ async function deploy(rpc) {
     await send({ address: pool, abi: SOLIDLY_POOL_ABI, functionName: "mint", args: [DEPLOYER] });
     pools.push({ name: p.name, address: pool, stable: p.stable, kind: "solidly" });
   }
+  // Last, so that every address above stays where it always was.
+  await send({
+    address: tokens.USDC.address, abi: erc20.abi, functionName: "transfer",
+    args: [AGENT, parseUnits(AGENT_USDC, tokens.USDC.decimals)],
+  });
   const addr = (o) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, v.address]));
   return {
     chain_id: await pub.getChainId(), factory, router, solidly_factory: solidlyFactory,
-    weth: tokens.WETH.address, tokens: addr(tokens), pools,
+    weth: tokens.WETH.address, tokens: addr(tokens), pools, agent: AGENT,
   };
 }
 

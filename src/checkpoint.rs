@@ -38,8 +38,8 @@ pub struct Contents {
     pub risk: Option<RiskState>,
     /// The ledger, by sequence number.
     pub ledger: Vec<(u64, LedgerEntry)>,
-    /// Pending intents (raw records).
-    pub intents: Vec<(String, serde_json::Value)>,
+    /// Chain transactions written down (the chain executor's intents).
+    pub intents: Vec<(String, crate::chain::send::Intent)>,
     /// Memory index summary: per category, the count and a SHA-256 over the sorted ids.
     pub memories: BTreeMap<String, (u64, String)>,
     /// Outbox watermark: the next sequence number (never reused).
@@ -111,7 +111,7 @@ pub fn create(
         let agent: Option<AgentState> = r.get(KeyedTable::Agent, STATE_KEY)?;
         let risk = crate::risk::persist::load(r)?;
         let ledger = r.seq_after::<LedgerEntry>(SeqTable::Ledger, 0, usize::MAX)?;
-        let intents = r.all::<serde_json::Value>(KeyedTable::Intents)?;
+        let intents = r.all::<crate::chain::send::Intent>(KeyedTable::Intents)?;
         let mut ids: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for (category, id) in r.memory_ids_by_category()? {
             ids.entry(category.as_str().to_string())

@@ -40,6 +40,7 @@ fn pay(wei: u64) -> Call {
         gas_limit: 30_000,
         max_fee_per_gas: 10_000_000_000,
         max_priority_fee_per_gas: 1_000_000_000,
+        leg: None,
     }
 }
 

@@ -14,7 +14,6 @@ use athena::chain::ChainSource;
 use athena::market::MarketSource;
 use athena_config::{ChainConfig, ChainPool};
 use serde_json::{Value, json};
-use std::path::Path;
 use std::time::Duration;
 use support::devnet::{ACCOUNT, Node, word};
 use support::http::Agent;
@@ -170,43 +169,6 @@ fn the_chain_source_reads_the_devnet_in_one_round_trip_per_tick() {
     assert!(t.pools[..POOLS.len()].iter().all(|p| p.check().is_ok()));
 }
 
-/// A config file for the agent on the devnet, plus `extra` TOML.
-fn agent_config(dir: &Path, node: &Node, extra: &str) -> std::path::PathBuf {
-    let path = dir.join("athena.toml");
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(
-        &path,
-        format!(
-            r#"
-[agent]
-agent_id = "chain-test"
-clock = "real"
-tick_interval = "1s"
-observation_period = "3s"
-
-[market]
-source = "chain"
-
-[risk]
-api_failures_threshold = 3
-api_failures_window = "1m"
-api_failures_cooldown = "3s"
-
-[chain]
-rpc_url = "{}"
-chain_id = 31337
-request_timeout = "2s"
-{}
-{extra}
-"#,
-            node.url,
-            node.pools_toml()
-        ),
-    )
-    .unwrap();
-    path
-}
-
 fn breaker<'a>(risk: &'a Value, name: &str) -> &'a Value {
     risk["state"]["breakers"]
         .as_array()
@@ -220,7 +182,7 @@ fn breaker<'a>(risk: &'a Value, name: &str) -> &'a Value {
 fn the_agent_paper_trades_the_devnet_and_rides_out_the_node_going_away() {
     let mut node = Node::devnet(&[("DEVNET_TRADE_EVERY_MS", "100")]);
     let dir = tempfile::tempdir().unwrap();
-    let config = agent_config(dir.path(), &node, "");
+    let config = node.agent_config(dir.path(), "");
     let agent = Agent::start(dir.path(), &[("ATHENA_CONFIG", config.to_str().unwrap())]);
 
     // It sees the devnet's pools and, after the observation period, opens positions on paper.
@@ -286,7 +248,7 @@ fn the_agent_paper_trades_the_devnet_and_rides_out_the_node_going_away() {
 fn a_pool_that_is_not_what_the_config_says_stops_the_run_naming_it() {
     let node = Node::devnet(&[("DEVNET_TRADER", "off")]);
     let dir = tempfile::tempdir().unwrap();
-    let config = agent_config(dir.path(), &node, "");
+    let config = node.agent_config(dir.path(), "");
     // `athena run` with the config as it is now and `env` exits with an error holding `expected`.
     let refuses = |env: &[(&str, &str)], expected: String| {
         let data = dir.path().join("data");

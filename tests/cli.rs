@@ -38,7 +38,7 @@ fn seed_memories(data: &Path, n: u64) -> Vec<Memory> {
 }
 
 #[test]
-fn run_refuses_the_chain_executor_before_touching_anything_rather_than_trading_on_paper() {
+fn run_refuses_the_chain_executor_on_simulated_prices_before_touching_anything() {
     let dir = tempfile::tempdir().unwrap();
     let o = support::command()
         .args(["--data-dir", "data", "run"])
@@ -50,7 +50,7 @@ fn run_refuses_the_chain_executor_before_touching_anything_rather_than_trading_o
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(2), "{out}{err}");
     assert!(
-        err.contains("executor.kind: \"chain\" is not built yet"),
+        err.contains("executor.kind: \"chain\" trades the pools the chain source reads"),
         "{out}{err}"
     );
     assert!(!dir.path().join("data").exists(), "a store was created");
@@ -869,6 +869,7 @@ fn journal_shows_decisions_and_risk_events_newest_first() {
                             gas_usd: 0.0,
                             cash_after_usd: 0.0,
                             pnl_usd: None,
+                            tx_hashes: Vec::new(),
                         },
                     )?;
                 }

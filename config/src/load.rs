@@ -15,12 +15,14 @@ use toml::{Table, Value};
 /// The shipped default configuration, embedded in the binary.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../athena.toml");
 
-/// `ATHENA_` variables that are not config keys (the last is a test fault hook: the agent loop
-/// stalls after that many ticks, for the heartbeat check).
+/// `ATHENA_` variables that are not config keys (the last two are test fault hooks: the agent
+/// loop stalls after that many ticks, for the heartbeat check; the process kills itself at a
+/// point of a chain transaction).
 const NON_KEY_VARIABLES: &[&str] = &[
     "ATHENA_CONFIG",
     "ATHENA_LOG",
     "ATHENA_FAULT_STALL_AFTER_TICKS",
+    "ATHENA_FAULT_KILL_AFTER",
 ];
 
 /// Short names of config keys: `ATHENA_DATA_DIR` sets `agent.data_dir` (as `--data-dir` does).

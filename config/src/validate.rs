@@ -106,11 +106,10 @@ fn agent_and_market(c: &Config, k: &mut Checker) {
             );
         }
     }
-    // Refused until it exists: a config naming it must not trade on paper without a word.
-    if c.executor.kind == ExecutorKind::Chain {
+    if c.executor.kind == ExecutorKind::Chain && c.market.source != MarketSource::Chain {
         k.fail(
             "executor.kind",
-            "\"chain\" is not built yet in this version: it would trade on paper; use \"paper\""
+            "\"chain\" trades the pools the chain source reads: set market.source = \"chain\""
                 .into(),
         );
     }

@@ -300,7 +300,7 @@ fn cross_field_rules() {
 }
 
 #[test]
-fn the_chain_executor_is_refused_until_it_exists_and_the_chain_source_needs_its_pools() {
+fn the_chain_executor_needs_the_chain_source_and_the_chain_source_needs_its_pools() {
     let dir = tempfile::tempdir().unwrap();
     let pool = "0xEF0d8eedB74E3319c6b7b5381b7C7D08Ab4dE87C";
     let path = write(
@@ -317,9 +317,23 @@ fn the_chain_executor_is_refused_until_it_exists_and_the_chain_source_needs_its_
         Some(&path),
         env(&[("ATHENA_CHAIN_PRIVATE_KEY", key)]),
     ));
+    assert!(
+        p.is_empty(),
+        "the chain executor on the chain source is valid: {p:?}"
+    );
+    // It trades what the chain source reads: with another source it is refused.
+    let path = write(
+        dir.path(),
+        "[executor]\nkind = \"chain\"\n[chain]\nrpc_url = \"http://127.0.0.1:8545\"\n\
+         router_address = \"0x4752ba5dbc23f44d87826276bf6fd6b1c372ad24\"\n",
+    );
+    let p = problems(load_with_env(
+        Some(&path),
+        env(&[("ATHENA_CHAIN_PRIVATE_KEY", key)]),
+    ));
     assert_eq!(p.len(), 1, "{p:?}");
     assert!(
-        p[0].starts_with("executor.kind: \"chain\" is not built yet"),
+        p[0].starts_with("executor.kind: \"chain\" trades the pools the chain source reads"),
         "{p:?}"
     );
 

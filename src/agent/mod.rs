@@ -157,11 +157,24 @@ pub struct TickReport {
     pub pools_rejected: usize,
 }
 
+/// Where approved decisions are executed.
+enum Executor {
+    /// The paper book.
+    Paper,
+    /// Router transactions on chain.
+    Chain {
+        executor: Box<crate::chain::exec::ChainExecutor>,
+        /// Whether the book was reconciled with the chain since the agent opened.
+        reconciled: bool,
+    },
+}
+
 /// The agent.
 pub struct Agent {
     config: Config,
     engine: RiskEngine,
     market: Box<dyn MarketSource>,
+    executor: Executor,
     /// The book, profiles and totals.
     pub state: AgentState,
     /// The risk engine's state.
@@ -200,10 +213,23 @@ impl Agent {
             }
         }
         let market = market(state.started_ms, state.seed)?;
+        let executor = match config.executor.kind {
+            athena_config::ExecutorKind::Paper => Executor::Paper,
+            athena_config::ExecutorKind::Chain => {
+                let directory = market
+                    .chain_pools()
+                    .ok_or(AgentError::ChainExecutorSource)?;
+                Executor::Chain {
+                    executor: Box::new(crate::chain::exec::ChainExecutor::new(config, directory)?),
+                    reconciled: false,
+                }
+            }
+        };
         Ok(Self {
             config: config.clone(),
             engine,
             market,
+            executor,
             state,
             risk,
             tick_ms: config.agent.tick_interval.as_millis() as u64,
@@ -271,6 +297,9 @@ impl Agent {
             self.state.observation_start_ms = now;
         }
         let mut risk_journal = self.engine.tick(&mut self.risk, now);
+        // On chain: receipts not in the book yet are applied first (after a crash, or a
+        // receipt that came late), and the book is reconciled once with the chain.
+        let settled = self.settle_chain(store, &tick, &mut risk_journal)?;
         risk_journal.extend(self.engine.record(
             &mut self.risk,
             Observation::GasReading {
@@ -301,18 +330,23 @@ impl Agent {
         let observing = self.observing(now);
         let decide_started = std::time::Instant::now();
         let mut decisions = Vec::new();
-        let mut ledger: Vec<LedgerEntry> = Vec::new();
+        let mut ledger: Vec<LedgerEntry> = settled;
         let mut closed: Vec<String> = Vec::new();
         let intents = match &self.state.exit_all {
             Some(reason) => exit_all_intents(&self.state, reason),
             None if observing => Vec::new(),
             None => {
                 let reduce = self.risk.computed_state(now) == TradingState::ReduceOnly;
-                strategy::decide(&self.config.strategy, &self.state, &tick, reduce)
+                strategy::decide(
+                    &self.config.strategy,
+                    &self.state,
+                    &self.tradable(&tick),
+                    reduce,
+                )
             }
         };
         for proposed in intents {
-            let (record, fills) = self.decide_one(&tick, proposed);
+            let (record, fills) = self.decide_one(store, &tick, proposed);
             strategy::guard_after_close(&mut self.state, &record.intent, &fills, now);
             self.state.totals.decisions += 1;
             if let Decision::Reject { rule, .. } = &record.decision {
@@ -529,9 +563,128 @@ impl Agent {
         self.state.exit_all.is_some()
     }
 
+    /// The part of `tick` the executor can trade: on chain, the pools it can enter and those
+    /// it holds positions in (the strategy never proposes what cannot be executed).
+    fn tradable(&self, tick: &MarketTick) -> MarketTick {
+        let mut view = tick.clone();
+        if let Executor::Chain { executor, .. } = &self.executor {
+            let held = |pool: &str| self.state.positions.iter().any(|p| p.pool == pool);
+            view.pools
+                .retain(|p| executor.can_enter(&p.pool) || held(&p.pool));
+        }
+        view
+    }
+
+    /// On chain: settles open intents, applies the receipts the book lacks, and (once per
+    /// process) reconciles the book with the chain at a pinned block, reporting the
+    /// difference to the risk engine. Returns the fills applied.
+    fn settle_chain(
+        &mut self,
+        store: &Store,
+        tick: &MarketTick,
+        journal: &mut Vec<RiskJournal>,
+    ) -> Result<Vec<LedgerEntry>, AgentError> {
+        let Executor::Chain {
+            executor,
+            reconciled,
+        } = &mut self.executor
+        else {
+            return Ok(Vec::new());
+        };
+        let fills = executor.settle(store, &mut self.state, tick)?;
+        if !*reconciled {
+            let report = executor.reconcile(&mut self.state, tick)?;
+            println!(
+                "athena: reconciled with the chain at block {}: difference ${:.2} ({}); never traded to fix",
+                report.block, report.difference_usd, report.detail
+            );
+            journal.extend(self.engine.record(
+                &mut self.risk,
+                Observation::Reconciliation {
+                    at_ms: tick.at_ms,
+                    difference_usd: report.difference_usd,
+                },
+            ));
+            *reconciled = true;
+        }
+        Ok(fills)
+    }
+
+    /// Opens a position through the executor.
+    fn open_position(
+        &mut self,
+        store: &Store,
+        tick: &MarketTick,
+        pool: &PoolSnapshot,
+        size: f64,
+    ) -> paper::Executed {
+        match &self.executor {
+            Executor::Paper => paper::open(&mut self.state, tick, pool, size)
+                .map(|f| vec![f])
+                .into(),
+            Executor::Chain { executor, .. } => {
+                executor.open(store, &mut self.state, tick, pool, size)
+            }
+        }
+    }
+
+    /// Closes a position through the executor.
+    fn close_position(&mut self, store: &Store, tick: &MarketTick, id: &str) -> paper::Executed {
+        match &self.executor {
+            Executor::Paper => paper::close(&mut self.state, tick, id)
+                .map(|f| vec![f])
+                .into(),
+            Executor::Chain { executor, .. } => executor.close(store, &mut self.state, tick, id),
+        }
+    }
+
+    /// Executes an approved decision of `size` USD.
+    fn execute(
+        &mut self,
+        store: &Store,
+        tick: &MarketTick,
+        intent: &Intent,
+        snapshot: Option<&PoolSnapshot>,
+        decision: &Decision,
+    ) -> paper::Executed {
+        let size = decision.size_usd();
+        match (intent, snapshot) {
+            (Intent::Open { .. }, Some(s)) => self.open_position(store, tick, s, size),
+            (Intent::Rebalance { from, .. }, Some(s)) => {
+                let mut done = self.close_position(store, tick, from);
+                if done.failure.is_none() {
+                    let opened = self.open_position(store, tick, s, size);
+                    done.fills.extend(opened.fills);
+                    done.failure = opened.failure;
+                }
+                done
+            }
+            (Intent::Compound { .. }, Some(_)) if !matches!(self.executor, Executor::Paper) => {
+                Err(paper::NotExecuted::NoCompound).into()
+            }
+            (Intent::Compound { position }, Some(_))
+                if matches!(decision, Decision::Approve { .. }) =>
+            {
+                paper::compound(&mut self.state, tick, position)
+                    .map(|f| vec![f])
+                    .into()
+            }
+            (Intent::Compound { .. }, Some(_)) => Err(paper::NotExecuted::CompoundReduced).into(),
+            (Intent::Close { position, .. }, _) => self.close_position(store, tick, position),
+            (_, None) => {
+                let pool = match intent {
+                    Intent::Open { pool } | Intent::Rebalance { to: pool, .. } => pool.clone(),
+                    _ => String::new(),
+                };
+                Err(paper::NotExecuted::PoolMissing(pool)).into()
+            }
+        }
+    }
+
     /// Assesses one intent and executes it if allowed.
     fn decide_one(
         &mut self,
+        store: &Store,
         tick: &MarketTick,
         proposed: Proposed,
     ) -> (DecisionRecord, Vec<LedgerEntry>) {
@@ -602,35 +755,18 @@ impl Agent {
         let mut note = None;
         let mut executed = None;
         if assessment.decision.allowed() {
-            let size = assessment.decision.size_usd();
-            let result = match (&intent, &snapshot) {
-                (Intent::Open { .. }, Some(s)) => {
-                    paper::open(&mut self.state, tick, s, size).map(|f| vec![f])
-                }
-                (Intent::Rebalance { from, .. }, Some(s)) => {
-                    paper::close(&mut self.state, tick, from).and_then(|c| {
-                        let o = paper::open(&mut self.state, tick, s, size)?;
-                        Ok(vec![c, o])
-                    })
-                }
-                (Intent::Compound { position }, Some(_))
-                    if matches!(assessment.decision, Decision::Approve { .. }) =>
-                {
-                    paper::compound(&mut self.state, tick, position).map(|f| vec![f])
-                }
-                (Intent::Compound { .. }, Some(_)) => Err(paper::NotExecuted::CompoundReduced),
-                (Intent::Close { position, .. }, _) => {
-                    paper::close(&mut self.state, tick, position).map(|f| vec![f])
-                }
-                (_, None) => Err(paper::NotExecuted::PoolMissing(pool_id.to_string())),
-            };
-            match result {
-                Ok(f) => {
-                    executed = Some(f.iter().map(|e| e.usd).sum());
-                    fills = f;
-                }
-                Err(e) => note = Some(e.to_string()),
+            let done = self.execute(
+                store,
+                tick,
+                &intent,
+                snapshot.as_ref(),
+                &assessment.decision,
+            );
+            if !done.fills.is_empty() {
+                executed = Some(done.fills.iter().map(|e| e.usd).sum());
             }
+            note = done.failure.map(|e| e.to_string());
+            fills = done.fills;
         }
         let gas_usd = tick.gas_usd(transaction_gas_units(&intent));
         let record = DecisionRecord {
@@ -709,6 +845,13 @@ pub enum AgentError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The chain executor could not start, or settle its transactions (a node failure here
+    /// counts as an API failure: see [`AgentError::is_api_failure`]).
+    #[error("chain executor: {0}")]
+    Chain(crate::chain::exec::ExecError),
+    /// `executor.kind = "chain"` with a market source that is not the chain.
+    #[error("executor.kind = \"chain\" needs market.source = \"chain\"")]
+    ChainExecutorSource,
     /// The data directory holds another run.
     #[error(
         "this data directory holds the run of seed {held}, not {asked}: use another --data-dir"
@@ -719,4 +862,20 @@ pub enum AgentError {
         /// Seed asked for.
         asked: u64,
     },
+}
+
+impl From<crate::chain::exec::ExecError> for AgentError {
+    /// A node failure reads as the market's (an API failure, retried at the next tick), a
+    /// store failure as the store's; anything else stops the run.
+    fn from(e: crate::chain::exec::ExecError) -> Self {
+        use crate::chain::exec::ExecError;
+        use crate::chain::send::SendError;
+        match e {
+            ExecError::Rpc(rpc) | ExecError::Send(SendError::Rpc(rpc)) => {
+                Self::Market(crate::chain::ChainError::Rpc(rpc).into())
+            }
+            ExecError::Send(SendError::Store(store)) => Self::Store(store),
+            other => Self::Chain(other),
+        }
+    }
 }

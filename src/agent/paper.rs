@@ -51,6 +51,7 @@ fn entry(
         gas_usd: c.gas,
         cash_after_usd: cash,
         pnl_usd: pnl,
+        tx_hashes: Vec::new(),
     }
 }
 
@@ -76,6 +77,65 @@ pub enum NotExecuted {
     /// The risk engine reduced a compound, which cannot be partial.
     #[error("compound reduced by the risk engine: rewards left unclaimed")]
     CompoundReduced,
+    /// The chain executor cannot trade this pool (not a UniswapV2 pair of the quote token, or
+    /// a token not allowlisted).
+    #[error("no route: the chain executor trades UniswapV2 pairs of the quote token, not {0}")]
+    NoRoute(String),
+    /// A token the executor would approve is not allowlisted.
+    #[error("token {0} is not in executor.token_allowlist: not approved")]
+    NotAllowlisted(String),
+    /// The node or the store failed before the transaction was sent or settled.
+    #[error("chain: {0}")]
+    Chain(String),
+    /// The padded gas limit could cost more than the single-transaction gas cap.
+    #[error(
+        "gas: the transaction could cost ${usd:.2}, above the ${cap:.2} single-transaction cap"
+    )]
+    GasCap {
+        /// Worst cost at the tick's gas price, USD.
+        usd: f64,
+        /// The cap, USD.
+        cap: f64,
+    },
+    /// The node says the transaction would revert (`eth_estimateGas`): nothing was sent.
+    #[error("not sent: it would revert: {0}")]
+    WouldRevert(String),
+    /// Mined with status 0 (a minimum output not met, a deadline passed): journaled as
+    /// failed, nothing filled but its gas.
+    #[error("transaction {0} reverted: nothing filled but its gas")]
+    Reverted(alloy::primitives::B256),
+    /// No receipt within `executor.receipt_timeout`: settled at the next tick.
+    #[error("transaction {0} not mined within executor.receipt_timeout: settled at the next tick")]
+    Unconfirmed(alloy::primitives::B256),
+    /// Compounding is not done on chain (UniswapV2 pairs pay no emissions).
+    #[error("compounding is not done on chain")]
+    NoCompound,
+}
+
+/// What an executor did for one decision: the fills, and why it stopped short if it did (on
+/// chain an open or close is several transactions, and a fill proved before a failure is
+/// kept).
+#[derive(Debug, Default)]
+pub struct Executed {
+    /// Ledger entries.
+    pub fills: Vec<LedgerEntry>,
+    /// Why it did not (all) happen.
+    pub failure: Option<NotExecuted>,
+}
+
+impl From<Result<Vec<LedgerEntry>, NotExecuted>> for Executed {
+    fn from(r: Result<Vec<LedgerEntry>, NotExecuted>) -> Self {
+        match r {
+            Ok(fills) => Self {
+                fills,
+                failure: None,
+            },
+            Err(e) => Self {
+                fills: Vec::new(),
+                failure: Some(e),
+            },
+        }
+    }
 }
 
 /// Opens a position of `size` USD in `pool`.
@@ -112,6 +172,7 @@ pub fn open(
         value_usd: deposited,
         pool_tvl_usd: pool.tvl_usd,
         costs_usd: fee + slip + gas,
+        lp_shares: None,
     };
     state.totals.fees_paid_usd += fee;
     state.totals.gas_paid_usd += gas;

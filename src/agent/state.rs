@@ -4,6 +4,7 @@
 //! restarted agent continues exactly where it was.
 
 use crate::risk;
+use alloy::primitives::{Address, U256};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
 
@@ -40,6 +41,10 @@ pub struct PaperPosition {
     pub pool_tvl_usd: f64,
     /// Gas and swap costs paid for it so far (entry, compounds), USD.
     pub costs_usd: f64,
+    /// On chain: the LP tokens it holds (raw units), as the receipts proved. Written as
+    /// decimal text in every format (the positions table is also read untyped).
+    #[serde(default, with = "decimal_text")]
+    pub lp_shares: Option<U256>,
 }
 
 impl PaperPosition {
@@ -136,6 +141,73 @@ pub struct AgentState {
     /// tick, and it stays set until none is left.
     #[serde(default)]
     pub exit_all: Option<String>,
+    /// With the chain executor: the wallet as its receipts proved it (`None` on paper).
+    #[serde(default)]
+    pub wallet: Option<WalletBook>,
+}
+
+/// The chain executor's book of its wallet: every balance changed only by a receipt.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WalletBook {
+    /// The wallet.
+    pub address: Address,
+    /// The quote token (the book's cash).
+    pub quote: Address,
+    /// Its decimals.
+    pub quote_decimals: u8,
+    /// Raw balances by token (ETH under the zero address), LP tokens included.
+    pub balances: BTreeMap<Address, U256>,
+    /// What each token held is.
+    pub tokens: BTreeMap<Address, TokenInfo>,
+    /// The nonce of the last transaction applied to this book.
+    pub applied_nonce: Option<u64>,
+    /// Costs of the legs applied so far of an open or close not finished, by position.
+    pub pending: BTreeMap<String, LegCosts>,
+    /// Value of the tokens held outside positions and cash (an interrupted open's swap, the
+    /// dust an add leaves), USD at the last tick.
+    pub loose_usd: f64,
+}
+
+impl WalletBook {
+    /// The raw balance of `token` (0 when never held).
+    pub fn balance(&self, token: Address) -> U256 {
+        self.balances.get(&token).copied().unwrap_or_default()
+    }
+
+    /// Records what `token` is.
+    pub fn learn(&mut self, token: Address, symbol: &str, decimals: u8, pair: bool) {
+        self.tokens.entry(token).or_insert_with(|| TokenInfo {
+            symbol: symbol.to_string(),
+            decimals,
+            pair,
+        });
+    }
+}
+
+/// A token the wallet holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenInfo {
+    /// Symbol (a pool's name for an LP token).
+    pub symbol: String,
+    /// Decimals.
+    pub decimals: u8,
+    /// An LP token.
+    pub pair: bool,
+}
+
+/// The costs of an open's or close's legs applied so far.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LegCosts {
+    /// Quote value put into swaps, USD.
+    pub quote_spent_usd: f64,
+    /// Swap fees, USD.
+    pub fee_usd: f64,
+    /// Price impact, USD.
+    pub slip_usd: f64,
+    /// Gas, USD.
+    pub gas_usd: f64,
+    /// The legs' transaction hashes.
+    pub hashes: Vec<String>,
 }
 
 /// Why a position was closed for protection: what must stop holding before its pool is
@@ -185,12 +257,14 @@ impl AgentState {
             pool_patterns: BTreeMap::new(),
             reentry_guards: BTreeMap::new(),
             exit_all: None,
+            wallet: None,
         }
     }
 
-    /// Cash plus every position's marked value.
+    /// Cash plus every position's marked value (and, on chain, the tokens held outside them).
     pub fn equity_usd(&self) -> f64 {
         self.cash_usd
+            + self.wallet.as_ref().map_or(0.0, |w| w.loose_usd)
             + self
                 .positions
                 .iter()
@@ -223,7 +297,8 @@ impl AgentState {
     }
 }
 
-/// A ledger entry (the `ledger` table): one fill of the paper executor.
+/// A ledger entry (the `ledger` table): one fill (open, close, compound; on chain also the
+/// swap that ends a close).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LedgerEntry {
     /// Agent time.
@@ -250,4 +325,27 @@ pub struct LedgerEntry {
     pub cash_after_usd: f64,
     /// Realised PnL (closes), USD.
     pub pnl_usd: Option<f64>,
+    /// On chain: the hashes of the transactions whose receipts make this fill.
+    #[serde(default)]
+    pub tx_hashes: Vec<String>,
+}
+
+/// An optional `U256` as decimal text, whatever the format (alloy writes bytes to a binary
+/// format, which an untyped reader cannot hold).
+mod decimal_text {
+    use alloy::primitives::U256;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<U256>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(n) => s.serialize_some(&n.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<U256>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|t| t.parse().map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }

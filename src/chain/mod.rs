@@ -6,11 +6,12 @@
 //!   Swap events and spot prices;
 //! - [`source`]: the `chain` market source, one batched round trip per tick;
 //! - [`send`]: transactions signed, written to the store as intents, then broadcast, and
-//!   settled by hash and nonce after a crash.
-//!
-//! The chain executor (router swaps, liquidity, approvals through [`send`]) is not built yet;
-//! `executor.kind = "chain"` is refused by config validation.
+//!   settled by hash and nonce after a crash;
+//! - [`exec`]: the chain executor: router swaps and liquidity through [`send`];
+//! - [`book`]: its book, changed by receipts only.
 
+pub mod book;
+pub mod exec;
 pub mod pair;
 pub mod rpc;
 pub mod send;

@@ -8,14 +8,14 @@
 //! bytes again (the same nonce, so it cannot be spent twice), and "not found" is read as
 //! dropped only once another transaction has used its nonce.
 //!
-//! This is the ground the chain executor stands on; the executor itself (router swaps,
-//! liquidity, approvals) is not built yet and `executor.kind = "chain"` is refused.
+//! The chain executor ([`super::exec`]) sends every transaction through it.
 
+use super::book::Leg;
 use super::rpc::{Pending, Rpc, RpcError};
 use alloy::consensus::{SignableTransaction, TxEip1559, TxEnvelope};
 use alloy::eips::eip2718::Encodable2718;
 use alloy::network::TxSignerSync;
-use alloy::primitives::{Address, B256, Bytes, TxKind, U64, U256};
+use alloy::primitives::{Address, B256, Bytes, TxKind, U64, U128, U256};
 use alloy::signers::local::PrivateKeySigner;
 use athena_config::Secret;
 use athena_storage::{KeyedTable, Store, StoreError};
@@ -67,6 +67,8 @@ pub struct Call {
     pub max_fee_per_gas: u128,
     /// Priority fee per gas, wei.
     pub max_priority_fee_per_gas: u128,
+    /// Which step of which position it is (written down with it).
+    pub leg: Option<Leg>,
 }
 
 /// Where an intent stands.
@@ -120,6 +122,9 @@ pub struct Intent {
     pub signed_ms: u64,
     /// Where it stands.
     pub state: IntentState,
+    /// Which step of which position it is.
+    #[serde(default)]
+    pub leg: Option<Leg>,
 }
 
 /// Why a transaction could not be sent or settled.
@@ -150,13 +155,32 @@ pub struct Sender {
     receipt_timeout: Duration,
 }
 
-/// The fields of a receipt it reads.
-#[derive(Debug, Deserialize)]
+/// The fields of a receipt read.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Receipt {
-    status: U64,
-    block_number: U64,
-    gas_used: U64,
+pub struct Receipt {
+    /// 1: success, 0: reverted.
+    pub status: U64,
+    /// The block.
+    pub block_number: U64,
+    /// Gas used.
+    pub gas_used: U64,
+    /// Price paid per gas, wei.
+    pub effective_gas_price: U128,
+    /// Its logs.
+    #[serde(default)]
+    pub logs: Vec<ReceiptLog>,
+}
+
+/// A log of a receipt.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReceiptLog {
+    /// The contract that emitted it.
+    pub address: Address,
+    /// Its topics.
+    pub topics: Vec<B256>,
+    /// Its data.
+    pub data: Bytes,
 }
 
 impl Sender {
@@ -223,8 +247,10 @@ impl Sender {
             gas_limit: call.gas_limit,
             signed_ms: now_ms,
             state: IntentState::Signed,
+            leg: call.leg,
         };
         store.write(|w| w.put(KeyedTable::Intents, &intent.id, &intent))?;
+        fault_point(FaultPoint::Signed);
         Ok(intent)
     }
 
@@ -242,6 +268,7 @@ impl Sender {
         }
         intent.state = IntentState::Sent;
         store.write(|w| w.put(KeyedTable::Intents, &intent.id, &intent))?;
+        fault_point(FaultPoint::Broadcast);
         Ok(intent)
     }
 
@@ -297,7 +324,8 @@ impl Sender {
         Ok(n.to())
     }
 
-    fn receipt(&self, hash: B256) -> Result<Option<Receipt>, SendError> {
+    /// The receipt of `hash`, if it is mined.
+    pub fn receipt(&self, hash: B256) -> Result<Option<Receipt>, SendError> {
         Ok(self.rpc.batch(|b| -> Pending<Option<Receipt>> {
             b.call("eth_getTransactionReceipt", [hash])
         })?)
@@ -309,6 +337,42 @@ impl Sender {
             .rpc
             .batch(|b| b.call("eth_getTransactionByHash", [hash]))?;
         Ok(tx.is_some())
+    }
+}
+
+/// Where the test fault hook `ATHENA_FAULT_KILL_AFTER` may kill the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FaultPoint {
+    /// The intent is committed, not broadcast.
+    Signed,
+    /// Broadcast, its receipt not awaited.
+    Broadcast,
+}
+
+/// The test fault hook `ATHENA_FAULT_KILL_AFTER=signed:N` or `broadcast:N`: the process kills
+/// itself with SIGKILL at that point of its N-th transaction (1-based), as `kill -9` would.
+fn fault_point(at: FaultPoint) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEEN: AtomicU64 = AtomicU64::new(0);
+    let Ok(hook) = std::env::var("ATHENA_FAULT_KILL_AFTER") else {
+        return;
+    };
+    let Some((point, n)) = hook.split_once(':') else {
+        return;
+    };
+    let wanted = match point {
+        "signed" => FaultPoint::Signed,
+        "broadcast" => FaultPoint::Broadcast,
+        _ => return,
+    };
+    if wanted != at {
+        return;
+    }
+    let seen = SEEN.fetch_add(1, Ordering::SeqCst) + 1;
+    if n.parse::<u64>().is_ok_and(|n| n == seen) {
+        println!("athena: fault hook: killed after {point} of transaction {seen}");
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
     }
 }
 

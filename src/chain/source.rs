@@ -34,25 +34,40 @@ const VOLUME_WINDOW_S: u64 = 86_400;
 const BLOCK_TIME_SAMPLE: u64 = 10_000;
 
 /// A token of a pool.
-#[derive(Debug, Clone)]
-struct Token {
-    address: Address,
-    symbol: String,
-    decimals: u8,
+#[derive(Debug, Clone, PartialEq)]
+pub struct Token {
+    /// Its contract.
+    pub address: Address,
+    /// Its symbol.
+    pub symbol: String,
+    /// Its decimals.
+    pub decimals: u8,
 }
 
 /// A pool as the chain describes it.
 #[derive(Debug, Clone)]
-struct Pool {
-    address: Address,
-    name: String,
-    tokens: [Token; 2],
-    curve: Curve,
+pub struct Pool {
+    /// The pair contract (also its LP token).
+    pub address: Address,
+    /// The name the agent knows it by.
+    pub name: String,
+    /// Its tokens, in pair order.
+    pub tokens: [Token; 2],
+    /// Its curve.
+    pub curve: Curve,
     swap_topic: B256,
-    fee_rate: f64,
-    stable: bool,
+    /// Swap fee, a fraction.
+    pub fee_rate: f64,
+    /// A pool of two stablecoins.
+    pub stable: bool,
+    /// The pair's kind, as configured.
+    pub kind: PairKind,
     created_ms: u64,
 }
+
+/// The pools a chain source learnt, shared with the chain executor (empty until the source's
+/// first tick).
+pub type Directory = std::sync::Arc<std::sync::RwLock<Vec<Pool>>>;
 
 /// One swap in the volume window.
 #[derive(Debug, Clone, Copy)]
@@ -104,6 +119,8 @@ pub struct ChainSource {
     next_log_block: u64,
     /// The latest block seen.
     head: u64,
+    /// The pools learnt, for the chain executor.
+    directory: Directory,
 }
 
 impl ChainSource {
@@ -119,7 +136,13 @@ impl ChainSource {
             swaps: VecDeque::new(),
             next_log_block: 0,
             head: 0,
+            directory: Directory::default(),
         })
+    }
+
+    /// The pools it learns, shared: filled at its first tick.
+    pub fn directory(&self) -> Directory {
+        self.directory.clone()
     }
 
     /// HTTP round trips made so far (start-up included).
@@ -130,7 +153,9 @@ impl ChainSource {
     /// Reads one tick from the node.
     fn read(&mut self, index: u64) -> Result<MarketTick, ChainError> {
         if self.pools.is_none() {
-            self.pools = Some(self.learn_pools()?);
+            let pools = self.learn_pools()?;
+            *self.directory.write().expect("never poisoned") = pools.clone();
+            self.pools = Some(pools);
         }
         let pools = self.pools.as_ref().expect("learnt above");
         // The range starts at a block known to exist (a range starting past the head is an
@@ -414,6 +439,7 @@ impl ChainSource {
                 curve,
                 fee_rate,
                 stable: cfg[i].stable,
+                kind: cfg[i].kind,
                 created_ms: created[i],
             });
         }
@@ -582,6 +608,10 @@ impl ChainSource {
 }
 
 impl MarketSource for ChainSource {
+    fn chain_pools(&self) -> Option<Directory> {
+        Some(self.directory())
+    }
+
     fn tick(&mut self, index: u64) -> Result<MarketTick, MarketError> {
         self.read(index).map_err(|e| {
             if e.is_final() {
@@ -714,6 +744,7 @@ mod tests {
             swap_topic: pair::uniswap_v2_swap_topic(),
             fee_rate: 0.003,
             stable: curve == Curve::Stable,
+            kind: PairKind::UniswapV2,
             created_ms: 0,
         }
     }

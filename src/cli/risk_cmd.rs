@@ -173,7 +173,7 @@ fn control_local(config: &Config, apply: &Apply<'_>) -> anyhow::Result<ControlOu
     let journal = apply(&e, &mut state).map_err(Exit::usage)?;
     store.write(|w| persist::save(w, &state, &journal, now))?;
     let pending_intents = store
-        .read(|r| r.all::<serde_json::Value>(athena_storage::KeyedTable::Intents))?
+        .read(|r| r.all::<crate::chain::send::Intent>(athena_storage::KeyedTable::Intents))?
         .len();
     Ok(ControlOutcome {
         events: journal.into_iter().map(|j| j.event).collect(),
@@ -193,7 +193,7 @@ fn print_control(outcome: &ControlOutcome, stop: bool) -> anyhow::Result<()> {
             |n| n.to_string(),
         );
         outln!(
-            "pending intents in the store: {pending}; the halt stops new ones (cancelling sent ones is the chain executor's job, not built yet)"
+            "pending intents in the store: {pending}; the halt sends no new transaction; one already sent is settled (mined or dropped), not cancelled"
         );
     }
     Ok(())

@@ -390,4 +390,9 @@ pub trait MarketSource: Send {
     /// The tick numbered `index` (ticks are asked for in order; a source may fast-forward,
     /// and the last tick given may be asked for again after a tick that failed).
     fn tick(&mut self, index: u64) -> Result<MarketTick, MarketError>;
+
+    /// The pools of a chain source, shared with the chain executor (`None`: not a chain).
+    fn chain_pools(&self) -> Option<crate::chain::source::Directory> {
+        None
+    }
 }

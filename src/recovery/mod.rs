@@ -259,7 +259,11 @@ async fn ladder(
                     kept = Some(store);
                 } else {
                     steps.done("verify", format!("corrupt: {}", bad.join("; ")));
-                    rec.cause = format!("{}; the store failed verification", rec.cause);
+                    rec.cause = format!(
+                        "{}; the store failed verification: {}",
+                        rec.cause,
+                        bad.join("; ")
+                    );
                     drop(store);
                     recover_corrupt(config, &mut rec, &mut steps).await?;
                 }
@@ -328,13 +332,14 @@ fn verify_resume_records(store: &Store) -> Result<Vec<String>, StoreError> {
                 .map(|_| ()),
         )?;
         check("risk state", crate::risk::persist::load(r).map(|_| ()))?;
-        for t in [
-            KeyedTable::Positions,
-            KeyedTable::Intents,
-            KeyedTable::Checkpoints,
-        ] {
+        for t in [KeyedTable::Positions, KeyedTable::Checkpoints] {
             check(t.name(), r.all::<serde_json::Value>(t).map(|_| ()))?;
         }
+        check(
+            KeyedTable::Intents.name(),
+            r.all::<crate::chain::send::Intent>(KeyedTable::Intents)
+                .map(|_| ()),
+        )?;
         check(
             "ledger",
             r.seq_after::<serde_json::Value>(SeqTable::Ledger, 0, usize::MAX)
@@ -402,7 +407,17 @@ async fn recover_corrupt(
         wanted: None,
         replace: false,
     };
-    restore_into(config, plan, rec, steps, &|_, _| {}).await
+    // Nothing to restore from: the operator still learns why the store was set aside.
+    match restore_into(config, plan, rec, steps, &|_, _| {}).await {
+        Err(RecoveryError::NothingToRestore(reasons)) => {
+            Err(RecoveryError::NothingToRestore(format!(
+                "{reasons} (the store was set aside as {}: {})",
+                rec.quarantined.as_deref().unwrap_or("nothing"),
+                rec.cause
+            )))
+        }
+        other => other,
+    }
 }
 
 /// The object store of `config`, when one is configured.
@@ -632,52 +647,72 @@ fn finish(
     let (agent, mut risk, intents, holdings) = store.read(|r| {
         let agent: Option<AgentState> = r.get(KeyedTable::Agent, STATE_KEY)?;
         let risk = crate::risk::persist::load(r)?.unwrap_or_default();
-        let intents = r.all::<serde_json::Value>(KeyedTable::Intents)?;
+        let intents = r.all::<crate::chain::send::Intent>(KeyedTable::Intents)?;
         let holdings = reconcile::TruthSource::holdings(&truth, r)?;
         Ok((agent, risk, intents, holdings))
     })?;
-    // The paper executor never broadcasts: a pending intent was never sent, so it is dropped.
-    // The chain executor resolves them against the chain instead.
-    rec.intents_resolved = intents.len() as u64;
-    steps.done(
-        "resolve intents",
-        format!(
-            "{} pending, resolved as not sent (paper executor)",
-            intents.len()
-        ),
-    );
+    let on_chain = config.executor.kind == athena_config::ExecutorKind::Chain;
     let at = agent.as_ref().map_or(now_ms, |a| a.last_tick_ms.max(1));
     let mut journal = Vec::new();
-    if let (Some(a), Some(h)) = (&agent, &holdings) {
-        let report = reconcile::compare(
-            a,
-            h,
-            reconcile::TruthSource::name(&truth),
-            config.recovery.reconcile_tolerance_usd,
-        );
-        journal.extend(engine.record(
-            &mut risk,
-            Observation::Reconciliation {
-                at_ms: at,
-                difference_usd: report.difference_usd,
-            },
-        ));
+    if on_chain {
+        // Settled by hash and nonce against the node, then reconciled with the chain at a
+        // pinned block, at the first tick (the node is read first): see `chain::exec`.
+        rec.intents_resolved = 0;
         steps.done(
-            "reconcile",
+            "resolve intents",
             format!(
-                "difference ${:.2} against the {} ({}); never traded to fix",
-                report.difference_usd,
-                report.source,
-                if report.within_tolerance {
-                    "within tolerance"
-                } else {
-                    "above tolerance"
-                }
+                "{} in the store: settled on chain at the first tick",
+                intents.len()
             ),
         );
-        rec.reconciliation = Some(report);
+        steps.done(
+            "reconcile",
+            "with the chain at a pinned block, at the first tick; never traded to fix",
+        );
     } else {
-        steps.done("reconcile", "no book yet: nothing to compare");
+        // The paper executor never broadcasts: a pending intent was never sent, so it is
+        // dropped.
+        rec.intents_resolved = intents.len() as u64;
+        steps.done(
+            "resolve intents",
+            format!(
+                "{} pending, resolved as not sent (paper executor)",
+                intents.len()
+            ),
+        );
+    }
+    match (&agent, &holdings) {
+        _ if on_chain => {}
+        (Some(a), Some(h)) => {
+            let report = reconcile::compare(
+                a,
+                h,
+                reconcile::TruthSource::name(&truth),
+                config.recovery.reconcile_tolerance_usd,
+            );
+            journal.extend(engine.record(
+                &mut risk,
+                Observation::Reconciliation {
+                    at_ms: at,
+                    difference_usd: report.difference_usd,
+                },
+            ));
+            steps.done(
+                "reconcile",
+                format!(
+                    "difference ${:.2} against the {} ({}); never traded to fix",
+                    report.difference_usd,
+                    report.source,
+                    if report.within_tolerance {
+                        "within tolerance"
+                    } else {
+                        "above tolerance"
+                    }
+                ),
+            );
+            rec.reconciliation = Some(report);
+        }
+        _ => steps.done("reconcile", "no book yet: nothing to compare"),
     }
     if rec.restored_from == Some(Source::Firestore) {
         journal.extend(engine.stop(
@@ -693,7 +728,7 @@ fn finish(
     rec.total_ms = steps.total_ms();
     rec.steps = steps.steps;
     store.write(|w| {
-        for (id, _) in &intents {
+        for (id, _) in intents.iter().filter(|_| !on_chain) {
             w.remove(KeyedTable::Intents, id)?;
         }
         crate::risk::persist::save(w, &risk, &journal, at)?;

@@ -88,6 +88,59 @@ impl Node {
             .status();
     }
 
+    /// A config file for an agent on this devnet in `dir` (a tick a second, three seconds of
+    /// observation, api_failures tripping after three failures), plus `extra` TOML.
+    pub fn agent_config(&self, dir: &std::path::Path, extra: &str) -> PathBuf {
+        let path = dir.join("athena.toml");
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(
+            &path,
+            format!(
+                r#"
+[agent]
+agent_id = "chain-test"
+clock = "real"
+tick_interval = "1s"
+observation_period = "3s"
+
+[market]
+source = "chain"
+
+[risk]
+api_failures_threshold = 3
+api_failures_window = "1m"
+api_failures_cooldown = "3s"
+
+[chain]
+rpc_url = "{}"
+chain_id = 31337
+request_timeout = "2s"
+router_address = "{}"
+{}
+{extra}
+"#,
+                self.url,
+                self.deployment["router"].as_str().unwrap_or_default(),
+                self.pools_toml()
+            ),
+        )
+        .unwrap();
+        path
+    }
+
+    /// `account`'s balance of ERC20 `token` (raw units).
+    pub fn erc20_balance(&self, token: &str, account: &str) -> u128 {
+        let data = format!("0x70a08231{}", word(account));
+        let r = self.rpc("eth_call", json!([{"to": token, "data": data}, "latest"]));
+        u128::from_str_radix(r.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+    }
+
+    /// Transactions `account` has had mined.
+    pub fn nonce(&self, account: &str) -> u64 {
+        let n = self.rpc("eth_getTransactionCount", json!([account, "latest"]));
+        u64::from_str_radix(n.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+    }
+
     /// The devnet's pools as a `[chain]` table's `pools = [...]` line.
     pub fn pools_toml(&self) -> String {
         let pools: Vec<String> = self.deployment["pools"]

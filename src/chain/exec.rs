@@ -1,0 +1,735 @@
+//! The chain executor (SPEC.md §1): positions opened and closed with UniswapV2 router
+//! transactions, every one sent through [`super::send`] (signed, written down, broadcast, its
+//! receipt awaited), and the book changed only by what a receipt proves.
+//!
+//! - **Open** `size` USD in a pool of the quote token: swap half of it into the other token
+//!   (`swapExactTokensForTokens`), then `addLiquidity` with what the swap gave.
+//! - **Close**: `removeLiquidity` of the position's LP tokens, then swap the other token back.
+//! - Every amount has a minimum: the output the tick's reserves promise less
+//!   `risk.max_slippage_pct`; every call a deadline (`executor.deadline`), a fee cap
+//!   (`gas.hard_cap_gwei`) and a gas limit of 1.5 × `eth_estimateGas`, refused when it could
+//!   cost more than the single-transaction share of the daily gas budget.
+//! - Approvals are for the exact amount of the next call, only of allowlisted tokens (and the
+//!   configured pools' LP tokens), never unlimited.
+//!
+//! Each transaction carries a [`Leg`], and its receipt changes the book through
+//! [`super::book::apply`] only.
+//!
+//! Compounding is not on chain: UniswapV2 pairs pay no emissions (gauges are not read).
+//! Solidly pools are read by the source but not traded: the executor needs the Aerodrome
+//! router, which the devnet does not deploy.
+
+use super::book::{Leg, Step, apply, close_interrupted, mark_loose, note_applied, price_of, whole};
+use super::rpc::{Pending, Rpc, RpcError};
+use super::send::{Call, Intent, IntentState, SendError, Sender, Wallet};
+use super::source::{Directory, Pool};
+use crate::agent::paper::{Executed, NotExecuted};
+use crate::agent::state::{AgentState, LedgerEntry, WalletBook};
+use crate::market::{MarketTick, PoolSnapshot};
+use alloy::primitives::{Address, Bytes, U256};
+use alloy::sol;
+use alloy::sol_types::SolCall;
+use athena_config::{Config, PairKind};
+use athena_storage::Store;
+use serde_json::json;
+
+sol! {
+    function approve(address spender, uint256 amount) external returns (bool);
+    function allowance(address owner, address spender) external view returns (uint256);
+    function balanceOf(address owner) external view returns (uint256);
+    function totalSupply() external view returns (uint256);
+    function swapExactTokensForTokens(uint256 amountIn, uint256 amountOutMin, address[] path, address to, uint256 deadline) external returns (uint256[] amounts);
+    function addLiquidity(address tokenA, address tokenB, uint256 amountADesired, uint256 amountBDesired, uint256 amountAMin, uint256 amountBMin, address to, uint256 deadline) external returns (uint256 amountA, uint256 amountB, uint256 liquidity);
+    function removeLiquidity(address tokenA, address tokenB, uint256 liquidity, uint256 amountAMin, uint256 amountBMin, address to, uint256 deadline) external returns (uint256 amountA, uint256 amountB);
+}
+
+/// A gas estimate is multiplied by this (the first UniswapV2 swap in a block costs far more
+/// than `eth_estimateGas` says: 1.5× passed, 1.3× did not).
+const GAS_PADDING: f64 = 1.5;
+
+/// The chain executor.
+pub struct ChainExecutor {
+    sender: Sender,
+    rpc: Rpc,
+    router: Address,
+    directory: Directory,
+    quote: String,
+    allowlist: Vec<String>,
+    deadline_s: u64,
+    max_slippage: f64,
+    hard_cap_gwei: f64,
+    tx_cap_usd: f64,
+}
+
+/// What reconciling the book with the chain found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reconciliation {
+    /// The pinned block.
+    pub block: u64,
+    /// Σ |book − chain| over the tokens, USD.
+    pub difference_usd: f64,
+    /// Each difference, in words.
+    pub detail: String,
+}
+
+/// Why the chain executor cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The key, the node or the store failed.
+    #[error(transparent)]
+    Send(#[from] SendError),
+    /// The node failed.
+    #[error(transparent)]
+    Rpc(#[from] RpcError),
+    /// The quote token is not among the pools' tokens (the source has not read the chain
+    /// yet, or the configuration names a token no pool has).
+    #[error("chain.quote_token {0:?} is not a token of the configured pools")]
+    NoQuote(String),
+}
+
+impl ChainExecutor {
+    /// The executor `config` describes, trading the pools of `directory` (the chain source's).
+    pub fn new(config: &Config, directory: Directory) -> Result<Self, ExecError> {
+        let key = config
+            .secrets
+            .chain_private_key
+            .as_ref()
+            .ok_or(SendError::Key)?;
+        let rpc = Rpc::new(&config.chain.rpc_url, config.chain.request_timeout)?;
+        let sender = Sender::new(
+            rpc.clone(),
+            Wallet::from_secret(key)?,
+            config.chain.chain_id,
+            config.executor.receipt_timeout,
+        );
+        Ok(Self {
+            sender,
+            rpc,
+            router: config
+                .chain
+                .router_address
+                .parse()
+                .expect("validated as an address"),
+            directory,
+            quote: config.chain.quote_token.clone(),
+            allowlist: config
+                .executor
+                .token_allowlist
+                .iter()
+                .map(|t| t.to_lowercase())
+                .collect(),
+            deadline_s: config.executor.deadline.as_secs().max(1),
+            max_slippage: config.risk.max_slippage_pct / 100.0,
+            hard_cap_gwei: config.gas.hard_cap_gwei,
+            tx_cap_usd: config.gas.daily_budget_usd * config.gas.max_tx_budget_fraction,
+        })
+    }
+
+    /// The wallet's address.
+    pub fn address(&self) -> Address {
+        self.sender.address()
+    }
+
+    /// Whether a position can be opened in `pool`: a UniswapV2 pair of the quote token whose
+    /// tokens are allowlisted.
+    pub fn can_enter(&self, pool: &str) -> bool {
+        self.pool(pool).is_some_and(|p| {
+            p.kind == PairKind::UniswapV2
+                && p.tokens.iter().any(|t| t.symbol == self.quote)
+                && p.tokens.iter().all(|t| self.allowed(t.address, &t.symbol))
+        })
+    }
+
+    fn pool(&self, name: &str) -> Option<Pool> {
+        let pools = self.directory.read().expect("never poisoned");
+        pools.iter().find(|p| p.name == name).cloned()
+    }
+
+    fn allowed(&self, address: Address, symbol: &str) -> bool {
+        let pools = self.directory.read().expect("never poisoned");
+        let is_pair = pools.iter().any(|p| p.address == address);
+        if self.allowlist.is_empty() || is_pair {
+            return is_pair
+                || pools
+                    .iter()
+                    .any(|p| p.tokens.iter().any(|t| t.address == address));
+        }
+        self.allowlist.contains(&symbol.to_lowercase())
+            || self.allowlist.contains(&address.to_string().to_lowercase())
+    }
+
+    /// Settles the chain's side of the book before a tick decides anything: a fresh book
+    /// starts from the wallet's balances; every intent not settled yet is settled
+    /// ([`Sender::resolve`]); every mined intent the book has not applied is applied, in nonce
+    /// order. Returns the fills the applied receipts proved.
+    pub fn settle(
+        &self,
+        store: &Store,
+        state: &mut AgentState,
+        tick: &MarketTick,
+    ) -> Result<Vec<LedgerEntry>, ExecError> {
+        if state.wallet.is_none() {
+            self.start_book(state)?;
+        }
+        self.sender.resolve(store)?;
+        let applied = state.wallet.as_ref().and_then(|w| w.applied_nonce);
+        let all: Vec<(String, Intent)> = store
+            .read(|r| r.all(athena_storage::KeyedTable::Intents))
+            .map_err(SendError::from)?;
+        let mut fills = Vec::new();
+        for (_, intent) in all {
+            if applied.is_some_and(|n| intent.nonce <= n) || intent.from != self.address() {
+                continue;
+            }
+            match intent.state {
+                IntentState::Mined { .. } => {
+                    let receipt =
+                        self.sender
+                            .receipt(intent.hash)?
+                            .ok_or_else(|| RpcError::Malformed {
+                                method: "eth_getTransactionReceipt".into(),
+                                why: format!("the receipt of mined {} is gone", intent.hash),
+                            })?;
+                    fills.extend(apply(state, &intent, &receipt));
+                }
+                IntentState::Dropped => note_applied(state, &intent),
+                IntentState::Signed | IntentState::Sent => break,
+            }
+        }
+        close_interrupted(state);
+        mark_loose(state, tick);
+        Ok(fills)
+    }
+
+    /// The book of a fresh agent: the wallet's quote-token and ETH balances.
+    fn start_book(&self, state: &mut AgentState) -> Result<(), ExecError> {
+        let quote = {
+            let pools = self.directory.read().expect("never poisoned");
+            pools
+                .iter()
+                .flat_map(|p| p.tokens.iter())
+                .find(|t| t.symbol == self.quote)
+                .cloned()
+                .ok_or_else(|| ExecError::NoQuote(self.quote.clone()))?
+        };
+        let me = self.address();
+        let (balance, eth) = self.rpc.batch(|b| {
+            let balance = eth_call(b, quote.address, balanceOfCall { owner: me }.abi_encode());
+            let eth: Pending<U256> = b.call("eth_getBalance", (me, "latest"));
+            (balance, eth)
+        })?;
+        let balance = decode_u256(&balance)?;
+        let mut book = WalletBook {
+            address: me,
+            quote: quote.address,
+            quote_decimals: quote.decimals,
+            ..WalletBook::default()
+        };
+        book.balances.insert(quote.address, balance);
+        book.balances.insert(Address::ZERO, eth);
+        book.learn(quote.address, &quote.symbol, quote.decimals, false);
+        state.cash_usd = whole(balance, quote.decimals);
+        state.totals.peak_equity_usd = state.cash_usd;
+        state.wallet = Some(book);
+        Ok(())
+    }
+
+    /// Opens a position of `size` USD in `pool`.
+    pub fn open(
+        &self,
+        store: &Store,
+        state: &mut AgentState,
+        tick: &MarketTick,
+        pool: &PoolSnapshot,
+        size: f64,
+    ) -> Executed {
+        let mut done = Executed::default();
+        if let Err(e) = self.try_open(store, state, tick, pool, size, &mut done.fills) {
+            done.failure = Some(e);
+        }
+        done
+    }
+
+    fn try_open(
+        &self,
+        store: &Store,
+        state: &mut AgentState,
+        tick: &MarketTick,
+        snapshot: &PoolSnapshot,
+        size: f64,
+        fills: &mut Vec<LedgerEntry>,
+    ) -> Result<(), NotExecuted> {
+        let pool = self
+            .pool(&snapshot.pool)
+            .filter(|_| self.can_enter(&snapshot.pool))
+            .ok_or_else(|| NotExecuted::NoRoute(snapshot.pool.clone()))?;
+        if size > state.cash_usd {
+            return Err(NotExecuted::Cash {
+                cash: state.cash_usd,
+                size,
+                gas: 0.0,
+            });
+        }
+        let q = usize::from(pool.tokens[1].symbol == self.quote);
+        let o = 1 - q;
+        let id = format!("pos-{}", state.next_position);
+        state.next_position += 1;
+        let leg = |step| self.leg(&id, &pool, snapshot, tick, step);
+        let half_in = to_raw(size / 2.0 / snapshot.prices_usd[q], pool.tokens[q].decimals);
+        let out = amount_out(
+            size / 2.0 / snapshot.prices_usd[q],
+            snapshot.reserves[q],
+            snapshot.reserves[o],
+            snapshot.fee_rate,
+        );
+        let min_out = to_raw(out * (1.0 - self.max_slippage), pool.tokens[o].decimals);
+        self.approve(
+            store,
+            state,
+            tick,
+            &pool.tokens[q],
+            half_in,
+            leg(Step::Approve),
+            fills,
+        )?;
+        let before = balance(state, pool.tokens[o].address);
+        let path = vec![pool.tokens[q].address, pool.tokens[o].address];
+        let swap = swapExactTokensForTokensCall {
+            amountIn: half_in,
+            amountOutMin: min_out,
+            path,
+            to: self.address(),
+            deadline: self.deadline(tick),
+        };
+        self.run(
+            store,
+            state,
+            tick,
+            swap.abi_encode(),
+            self.router,
+            leg(Step::SwapIn),
+            fills,
+        )?;
+        let got = balance(state, pool.tokens[o].address).saturating_sub(before);
+        let quote_left = balance(state, pool.tokens[q].address).min(half_in);
+        self.approve(
+            store,
+            state,
+            tick,
+            &pool.tokens[o],
+            got,
+            leg(Step::Approve),
+            fills,
+        )?;
+        self.approve(
+            store,
+            state,
+            tick,
+            &pool.tokens[q],
+            quote_left,
+            leg(Step::Approve),
+            fills,
+        )?;
+        let add = addLiquidityCall {
+            tokenA: pool.tokens[q].address,
+            tokenB: pool.tokens[o].address,
+            amountADesired: quote_left,
+            amountBDesired: got,
+            amountAMin: at_least(quote_left, self.max_slippage),
+            amountBMin: at_least(got, self.max_slippage),
+            to: self.address(),
+            deadline: self.deadline(tick),
+        };
+        self.run(
+            store,
+            state,
+            tick,
+            add.abi_encode(),
+            self.router,
+            leg(Step::AddLiquidity),
+            fills,
+        )
+    }
+
+    /// Closes position `id`: removes its liquidity and swaps the other token back.
+    pub fn close(
+        &self,
+        store: &Store,
+        state: &mut AgentState,
+        tick: &MarketTick,
+        id: &str,
+    ) -> Executed {
+        let mut done = Executed::default();
+        if let Err(e) = self.try_close(store, state, tick, id, &mut done.fills) {
+            done.failure = Some(e);
+        }
+        done
+    }
+
+    fn try_close(
+        &self,
+        store: &Store,
+        state: &mut AgentState,
+        tick: &MarketTick,
+        id: &str,
+        fills: &mut Vec<LedgerEntry>,
+    ) -> Result<(), NotExecuted> {
+        let position = state
+            .positions
+            .iter()
+            .find(|p| p.id == id)
+            .cloned()
+            .ok_or_else(|| NotExecuted::NoPosition(id.to_string()))?;
+        let snapshot = tick
+            .pool(&position.pool)
+            .ok_or_else(|| NotExecuted::PoolMissing(position.pool.clone()))?;
+        let pool = self
+            .pool(&position.pool)
+            .ok_or_else(|| NotExecuted::NoRoute(position.pool.clone()))?;
+        let shares = position.lp_shares.unwrap_or_default();
+        let supply = self.total_supply(pool.address)?;
+        let q = usize::from(pool.tokens[1].symbol == self.quote);
+        let o = 1 - q;
+        let share = whole(shares, 18) / whole(supply, 18).max(f64::MIN_POSITIVE);
+        let expect = |i: usize| {
+            to_raw(
+                snapshot.reserves[i] * share * (1.0 - self.max_slippage),
+                pool.tokens[i].decimals,
+            )
+        };
+        let leg = |step| self.leg(id, &pool, snapshot, tick, step);
+        let lp = super::source::Token {
+            address: pool.address,
+            symbol: format!("{} LP", pool.name),
+            decimals: 18,
+        };
+        self.approve(store, state, tick, &lp, shares, leg(Step::Approve), fills)?;
+        let before = balance(state, pool.tokens[o].address);
+        let remove = removeLiquidityCall {
+            tokenA: pool.tokens[q].address,
+            tokenB: pool.tokens[o].address,
+            liquidity: shares,
+            amountAMin: expect(q),
+            amountBMin: expect(o),
+            to: self.address(),
+            deadline: self.deadline(tick),
+        };
+        self.run(
+            store,
+            state,
+            tick,
+            remove.abi_encode(),
+            self.router,
+            leg(Step::RemoveLiquidity),
+            fills,
+        )?;
+        let got = balance(state, pool.tokens[o].address).saturating_sub(before);
+        let got_whole = whole(got, pool.tokens[o].decimals);
+        let out = amount_out(
+            got_whole,
+            snapshot.reserves[o],
+            snapshot.reserves[q],
+            snapshot.fee_rate,
+        );
+        self.approve(
+            store,
+            state,
+            tick,
+            &pool.tokens[o],
+            got,
+            leg(Step::Approve),
+            fills,
+        )?;
+        let swap = swapExactTokensForTokensCall {
+            amountIn: got,
+            amountOutMin: to_raw(out * (1.0 - self.max_slippage), pool.tokens[q].decimals),
+            path: vec![pool.tokens[o].address, pool.tokens[q].address],
+            to: self.address(),
+            deadline: self.deadline(tick),
+        };
+        self.run(
+            store,
+            state,
+            tick,
+            swap.abi_encode(),
+            self.router,
+            leg(Step::SwapOut),
+            fills,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn approve(
+        &self,
+        store: &Store,
+        state: &mut AgentState,
+        tick: &MarketTick,
+        token: &super::source::Token,
+        amount: U256,
+        leg: Leg,
+        fills: &mut Vec<LedgerEntry>,
+    ) -> Result<(), NotExecuted> {
+        if !self.allowed(token.address, &token.symbol) {
+            return Err(NotExecuted::NotAllowlisted(token.symbol.clone()));
+        }
+        let call = allowanceCall {
+            owner: self.address(),
+            spender: self.router,
+        };
+        let allowance = self
+            .rpc
+            .batch(|b| eth_call(b, token.address, call.abi_encode()))
+            .map_err(|e| NotExecuted::Chain(e.to_string()))
+            .and_then(|data| decode_u256(&data).map_err(|e| NotExecuted::Chain(e.to_string())))?;
+        if allowance >= amount {
+            return Ok(());
+        }
+        let data = approveCall {
+            spender: self.router,
+            amount,
+        }
+        .abi_encode();
+        self.run(store, state, tick, data, token.address, leg, fills)
+    }
+
+    /// Sends one leg: estimates and pads its gas, checks it against the caps, sends it
+    /// through the journal, and applies its receipt to the book.
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        store: &Store,
+        state: &mut AgentState,
+        tick: &MarketTick,
+        data: Vec<u8>,
+        to: Address,
+        leg: Leg,
+        fills: &mut Vec<LedgerEntry>,
+    ) -> Result<(), NotExecuted> {
+        let data = Bytes::from(data);
+        let estimate = self.estimate(to, &data)?;
+        let gas_limit = (estimate as f64 * GAS_PADDING).ceil() as u64;
+        let worst_usd = gas_limit as f64 * tick.gas_gwei * 1e-9 * tick.eth_usd;
+        if worst_usd > self.tx_cap_usd || tick.gas_gwei > self.hard_cap_gwei {
+            return Err(NotExecuted::GasCap {
+                usd: worst_usd,
+                cap: self.tx_cap_usd,
+            });
+        }
+        let max_fee = gwei_to_wei(self.hard_cap_gwei);
+        let call = Call {
+            purpose: format!("{:?} {} ({})", leg.step, leg.position, leg.pool),
+            to,
+            data,
+            value: U256::ZERO,
+            gas_limit,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: gwei_to_wei(tick.gas_gwei * 0.1).min(max_fee),
+            leg: Some(leg),
+        };
+        let intent = self
+            .sender
+            .send(store, call, tick.at_ms)
+            .map_err(|e| NotExecuted::Chain(e.to_string()))?;
+        let IntentState::Mined { success, .. } = intent.state else {
+            return Err(NotExecuted::Unconfirmed(intent.hash));
+        };
+        let receipt = self
+            .sender
+            .receipt(intent.hash)
+            .map_err(|e| NotExecuted::Chain(e.to_string()))?
+            .ok_or(NotExecuted::Unconfirmed(intent.hash))?;
+        fills.extend(apply(state, &intent, &receipt));
+        if success {
+            Ok(())
+        } else {
+            Err(NotExecuted::Reverted(intent.hash))
+        }
+    }
+
+    fn estimate(&self, to: Address, data: &Bytes) -> Result<u64, NotExecuted> {
+        let request = json!({"from": self.address(), "to": to, "data": data});
+        let gas: Result<alloy::primitives::U64, RpcError> =
+            self.rpc.batch(|b| b.call("eth_estimateGas", [request]));
+        match gas {
+            Ok(g) => Ok(g.to()),
+            Err(e) if e.is_refusal() => Err(NotExecuted::WouldRevert(e.to_string())),
+            Err(e) => Err(NotExecuted::Chain(e.to_string())),
+        }
+    }
+
+    fn total_supply(&self, pair: Address) -> Result<U256, NotExecuted> {
+        self.rpc
+            .batch(|b| eth_call(b, pair, totalSupplyCall {}.abi_encode()))
+            .map_err(|e| NotExecuted::Chain(e.to_string()))
+            .and_then(|d| decode_u256(&d).map_err(|e| NotExecuted::Chain(e.to_string())))
+    }
+
+    fn deadline(&self, tick: &MarketTick) -> U256 {
+        // Block time is wall time; the agent's clock is real with a chain source.
+        let now_s = tick
+            .at_ms
+            .max(crate::clock::Clock::now_ms(&crate::clock::SystemClock))
+            / 1000;
+        U256::from(now_s + self.deadline_s)
+    }
+
+    fn leg(&self, id: &str, pool: &Pool, s: &PoolSnapshot, tick: &MarketTick, step: Step) -> Leg {
+        Leg {
+            position: id.to_string(),
+            pool: pool.name.clone(),
+            step,
+            pair: pool.address,
+            tokens: [pool.tokens[0].address, pool.tokens[1].address],
+            symbols: [pool.tokens[0].symbol.clone(), pool.tokens[1].symbol.clone()],
+            decimals: [pool.tokens[0].decimals, pool.tokens[1].decimals],
+            prices: s.prices_usd,
+            eth_usd: tick.eth_usd,
+            fee_rate: s.fee_rate,
+            stable: s.stable,
+            apr_pct: s.apr_pct(),
+            tvl_usd: s.tvl_usd,
+            tick: tick.index,
+            at_ms: tick.at_ms,
+        }
+    }
+
+    /// The wallet's ETH and token balances (every token the book holds) at block `block`.
+    pub fn balances_at(
+        &self,
+        book: &WalletBook,
+        block: u64,
+    ) -> Result<std::collections::BTreeMap<Address, U256>, RpcError> {
+        let me = self.address();
+        let at = alloy::primitives::U64::from(block);
+        let tokens: Vec<Address> = book
+            .balances
+            .keys()
+            .copied()
+            .filter(|t| *t != Address::ZERO)
+            .collect();
+        let (eth, words) = self.rpc.batch(|b| {
+            let eth: Pending<U256> = b.call("eth_getBalance", (me, at));
+            let words: Vec<Pending<Bytes>> = tokens
+                .iter()
+                .map(|t| {
+                    let data = Bytes::from(balanceOfCall { owner: me }.abi_encode());
+                    b.call("eth_call", (json!({"to": t, "data": data}), at))
+                })
+                .collect();
+            (eth, words)
+        })?;
+        let mut out = std::collections::BTreeMap::from([(Address::ZERO, eth)]);
+        for (t, w) in tokens.iter().zip(words) {
+            out.insert(*t, decode_u256(&w)?);
+        }
+        Ok(out)
+    }
+
+    /// Compares the book with the chain at a pinned block (the latest): every token balance
+    /// the book holds, valued at the tick's prices (an LP token at its position's value per
+    /// share). ETH is not compared (an operator tops it up for gas): the book takes the
+    /// chain's figure. Nothing is traded to fix a difference.
+    pub fn reconcile(
+        &self,
+        state: &mut AgentState,
+        tick: &MarketTick,
+    ) -> Result<Reconciliation, ExecError> {
+        let Some(book) = state.wallet.as_mut() else {
+            return Ok(Reconciliation::default());
+        };
+        let block = self.head()?;
+        let chain = self.balances_at(book, block)?;
+        let mut difference = 0.0;
+        let mut detail = Vec::new();
+        for (token, held) in &chain {
+            if *token == Address::ZERO {
+                continue;
+            }
+            let booked = book.balance(*token);
+            if booked == *held {
+                continue;
+            }
+            let info = book.tokens.get(token).cloned();
+            let decimals = info.as_ref().map_or(18, |i| i.decimals);
+            let gap = (whole(booked, decimals) - whole(*held, decimals)).abs();
+            let usd = match &info {
+                Some(i) if i.pair => {
+                    let p = state.positions.iter().find(|p| p.pool == i.symbol);
+                    p.and_then(|p| Some((p.value_usd, p.lp_shares?)))
+                        .map_or(0.0, |(v, s)| gap * v / whole(s, 18).max(f64::MIN_POSITIVE))
+                }
+                Some(i) if *token == book.quote || i.symbol == self.quote => gap,
+                Some(i) => gap * price_of(tick, &i.symbol).unwrap_or(0.0),
+                None => 0.0,
+            };
+            difference += usd;
+            let name = info.map_or_else(|| token.to_string(), |i| i.symbol);
+            detail.push(format!("{name} book {booked} chain {held} (${usd:.2})"));
+        }
+        book.balances.insert(
+            Address::ZERO,
+            chain.get(&Address::ZERO).copied().unwrap_or_default(),
+        );
+        Ok(Reconciliation {
+            block,
+            difference_usd: difference,
+            detail: if detail.is_empty() {
+                "every balance equal".into()
+            } else {
+                detail.join("; ")
+            },
+        })
+    }
+
+    /// The latest block number.
+    pub fn head(&self) -> Result<u64, RpcError> {
+        let n: alloy::primitives::U64 = self.rpc.batch(|b| b.call("eth_blockNumber", ()))?;
+        Ok(n.to())
+    }
+}
+
+fn balance(state: &AgentState, token: Address) -> U256 {
+    state
+        .wallet
+        .as_ref()
+        .map(|b| b.balance(token))
+        .unwrap_or_default()
+}
+
+/// UniswapV2's `getAmountOut` in whole tokens.
+fn amount_out(amount_in: f64, reserve_in: f64, reserve_out: f64, fee_rate: f64) -> f64 {
+    let x = amount_in * (1.0 - fee_rate);
+    reserve_out * x / (reserve_in + x)
+}
+
+fn at_least(amount: U256, slippage: f64) -> U256 {
+    let keep = ((1.0 - slippage).clamp(0.0, 1.0) * 1e6) as u64;
+    amount * U256::from(keep) / U256::from(1_000_000u64)
+}
+
+fn gwei_to_wei(gwei: f64) -> u128 {
+    (gwei.max(0.0) * 1e9) as u128
+}
+
+/// Whole tokens as raw units of `decimals`.
+fn to_raw(amount: f64, decimals: u8) -> U256 {
+    let scaled = amount.max(0.0) * 10f64.powi(i32::from(decimals));
+    U256::from(scaled.floor() as u128)
+}
+
+fn decode_u256(data: &Bytes) -> Result<U256, RpcError> {
+    if data.is_empty() || data.len() > 32 && !data.len().is_multiple_of(32) {
+        return Err(RpcError::Malformed {
+            method: "eth_call".into(),
+            why: format!("{} bytes where a uint256 was expected", data.len()),
+        });
+    }
+    Ok(U256::from_be_slice(&data[..data.len().min(32)]))
+}
+
+fn eth_call(b: &mut super::rpc::Batch<'_>, to: Address, data: Vec<u8>) -> Pending<Bytes> {
+    b.call(
+        "eth_call",
+        (json!({"to": to, "data": Bytes::from(data)}), "latest"),
+    )
+}
