@@ -43,11 +43,7 @@ fn entry(
         usd,
         fee_usd: c.fee,
         slippage_usd: c.slip,
-        slippage_pct: if usd > 0.0 {
-            100.0 * c.slip / (usd / 2.0)
-        } else {
-            0.0
-        },
+        slippage_pct: crate::agent::state::slippage_pct(usd, c.slip),
         gas_usd: c.gas,
         cash_after_usd: cash,
         pnl_usd: pnl,

@@ -330,6 +330,15 @@ pub struct LedgerEntry {
     pub tx_hashes: Vec<String>,
 }
 
+/// Price impact as a percent of the swapped half of `usd` (the slippage a fill reports).
+pub fn slippage_pct(usd: f64, slippage_usd: f64) -> f64 {
+    if usd > 0.0 {
+        100.0 * slippage_usd / (usd / 2.0)
+    } else {
+        0.0
+    }
+}
+
 /// An optional `U256` as decimal text, whatever the format (alloy writes bytes to a binary
 /// format, which an untyped reader cannot hold).
 mod decimal_text {

@@ -226,11 +226,7 @@ fn entry(
         usd,
         fee_usd: costs.fee_usd,
         slippage_usd: costs.slip_usd,
-        slippage_pct: if usd > 0.0 {
-            100.0 * costs.slip_usd / (usd / 2.0)
-        } else {
-            0.0
-        },
+        slippage_pct: crate::agent::state::slippage_pct(usd, costs.slip_usd),
         gas_usd: costs.gas_usd,
         cash_after_usd: state.cash_usd,
         pnl_usd: pnl,

@@ -47,6 +47,35 @@ sol! {
 /// than `eth_estimateGas` says: 1.5× passed, 1.3× did not).
 const GAS_PADDING: f64 = 1.5;
 
+/// An open or a close under way: the store its legs are written to, the book they change,
+/// the tick that decided it, and the fills its receipts proved so far.
+struct Run<'a> {
+    store: &'a Store,
+    state: &'a mut AgentState,
+    tick: &'a MarketTick,
+    fills: Vec<LedgerEntry>,
+}
+
+impl<'a> Run<'a> {
+    fn new(store: &'a Store, state: &'a mut AgentState, tick: &'a MarketTick) -> Self {
+        Self {
+            store,
+            state,
+            tick,
+            fills: Vec::new(),
+        }
+    }
+
+    /// The book's raw balance of `token`.
+    fn balance(&self, token: Address) -> U256 {
+        self.state
+            .wallet
+            .as_ref()
+            .map(|b| b.balance(token))
+            .unwrap_or_default()
+    }
+}
+
 /// The chain executor.
 pub struct ChainExecutor {
     sender: Sender,
@@ -243,93 +272,55 @@ impl ChainExecutor {
         pool: &PoolSnapshot,
         size: f64,
     ) -> Executed {
-        let mut done = Executed::default();
-        if let Err(e) = self.try_open(store, state, tick, pool, size, &mut done.fills) {
-            done.failure = Some(e);
+        let mut run = Run::new(store, state, tick);
+        let failure = self.try_open(&mut run, pool, size).err();
+        Executed {
+            fills: run.fills,
+            failure,
         }
-        done
     }
 
     fn try_open(
         &self,
-        store: &Store,
-        state: &mut AgentState,
-        tick: &MarketTick,
+        run: &mut Run<'_>,
         snapshot: &PoolSnapshot,
         size: f64,
-        fills: &mut Vec<LedgerEntry>,
     ) -> Result<(), NotExecuted> {
         let pool = self
             .pool(&snapshot.pool)
             .filter(|_| self.can_enter(&snapshot.pool))
             .ok_or_else(|| NotExecuted::NoRoute(snapshot.pool.clone()))?;
-        if size > state.cash_usd {
+        let cash = run.state.cash_usd;
+        if size > cash {
             return Err(NotExecuted::Cash {
-                cash: state.cash_usd,
+                cash,
                 size,
                 gas: 0.0,
             });
         }
-        let q = usize::from(pool.tokens[1].symbol == self.quote);
-        let o = 1 - q;
-        let id = format!("pos-{}", state.next_position);
-        state.next_position += 1;
+        let (q, o) = self.sides(&pool);
+        let id = format!("pos-{}", run.state.next_position);
+        run.state.next_position += 1;
+        let tick = run.tick;
         let leg = |step| self.leg(&id, &pool, snapshot, tick, step);
-        let half_in = to_raw(size / 2.0 / snapshot.prices_usd[q], pool.tokens[q].decimals);
+        let half = size / 2.0 / snapshot.prices_usd[q];
+        let half_in = to_raw(half, pool.tokens[q].decimals);
         let out = amount_out(
-            size / 2.0 / snapshot.prices_usd[q],
+            half,
             snapshot.reserves[q],
             snapshot.reserves[o],
             snapshot.fee_rate,
         );
-        let min_out = to_raw(out * (1.0 - self.max_slippage), pool.tokens[o].decimals);
-        self.approve(
-            store,
-            state,
-            tick,
-            &pool.tokens[q],
+        let got = self.swap(
+            run,
+            [&pool.tokens[q], &pool.tokens[o]],
             half_in,
-            leg(Step::Approve),
-            fills,
-        )?;
-        let before = balance(state, pool.tokens[o].address);
-        let path = vec![pool.tokens[q].address, pool.tokens[o].address];
-        let swap = swapExactTokensForTokensCall {
-            amountIn: half_in,
-            amountOutMin: min_out,
-            path,
-            to: self.address(),
-            deadline: self.deadline(tick),
-        };
-        self.run(
-            store,
-            state,
-            tick,
-            swap.abi_encode(),
-            self.router,
+            out,
             leg(Step::SwapIn),
-            fills,
         )?;
-        let got = balance(state, pool.tokens[o].address).saturating_sub(before);
-        let quote_left = balance(state, pool.tokens[q].address).min(half_in);
-        self.approve(
-            store,
-            state,
-            tick,
-            &pool.tokens[o],
-            got,
-            leg(Step::Approve),
-            fills,
-        )?;
-        self.approve(
-            store,
-            state,
-            tick,
-            &pool.tokens[q],
-            quote_left,
-            leg(Step::Approve),
-            fills,
-        )?;
+        let quote_left = run.balance(pool.tokens[q].address).min(half_in);
+        self.approve(run, &pool.tokens[o], got, leg(Step::Approve))?;
+        self.approve(run, &pool.tokens[q], quote_left, leg(Step::Approve))?;
         let add = addLiquidityCall {
             tokenA: pool.tokens[q].address,
             tokenB: pool.tokens[o].address,
@@ -340,15 +331,7 @@ impl ChainExecutor {
             to: self.address(),
             deadline: self.deadline(tick),
         };
-        self.run(
-            store,
-            state,
-            tick,
-            add.abi_encode(),
-            self.router,
-            leg(Step::AddLiquidity),
-            fills,
-        )
+        self.run(run, add.abi_encode(), self.router, leg(Step::AddLiquidity))
     }
 
     /// Closes position `id`: removes its liquidity and swaps the other token back.
@@ -359,27 +342,23 @@ impl ChainExecutor {
         tick: &MarketTick,
         id: &str,
     ) -> Executed {
-        let mut done = Executed::default();
-        if let Err(e) = self.try_close(store, state, tick, id, &mut done.fills) {
-            done.failure = Some(e);
+        let mut run = Run::new(store, state, tick);
+        let failure = self.try_close(&mut run, id).err();
+        Executed {
+            fills: run.fills,
+            failure,
         }
-        done
     }
 
-    fn try_close(
-        &self,
-        store: &Store,
-        state: &mut AgentState,
-        tick: &MarketTick,
-        id: &str,
-        fills: &mut Vec<LedgerEntry>,
-    ) -> Result<(), NotExecuted> {
-        let position = state
+    fn try_close(&self, run: &mut Run<'_>, id: &str) -> Result<(), NotExecuted> {
+        let position = run
+            .state
             .positions
             .iter()
             .find(|p| p.id == id)
             .cloned()
             .ok_or_else(|| NotExecuted::NoPosition(id.to_string()))?;
+        let tick = run.tick;
         let snapshot = tick
             .pool(&position.pool)
             .ok_or_else(|| NotExecuted::PoolMissing(position.pool.clone()))?;
@@ -388,8 +367,7 @@ impl ChainExecutor {
             .ok_or_else(|| NotExecuted::NoRoute(position.pool.clone()))?;
         let shares = position.lp_shares.unwrap_or_default();
         let supply = self.total_supply(pool.address)?;
-        let q = usize::from(pool.tokens[1].symbol == self.quote);
-        let o = 1 - q;
+        let (q, o) = self.sides(&pool);
         let share = whole(shares, 18) / whole(supply, 18).max(f64::MIN_POSITIVE);
         let expect = |i: usize| {
             to_raw(
@@ -403,8 +381,8 @@ impl ChainExecutor {
             symbol: format!("{} LP", pool.name),
             decimals: 18,
         };
-        self.approve(store, state, tick, &lp, shares, leg(Step::Approve), fills)?;
-        let before = balance(state, pool.tokens[o].address);
+        self.approve(run, &lp, shares, leg(Step::Approve))?;
+        let before = run.balance(pool.tokens[o].address);
         let remove = removeLiquidityCall {
             tokenA: pool.tokens[q].address,
             tokenB: pool.tokens[o].address,
@@ -415,15 +393,12 @@ impl ChainExecutor {
             deadline: self.deadline(tick),
         };
         self.run(
-            store,
-            state,
-            tick,
+            run,
             remove.abi_encode(),
             self.router,
             leg(Step::RemoveLiquidity),
-            fills,
         )?;
-        let got = balance(state, pool.tokens[o].address).saturating_sub(before);
+        let got = run.balance(pool.tokens[o].address).saturating_sub(before);
         let got_whole = whole(got, pool.tokens[o].decimals);
         let out = amount_out(
             got_whole,
@@ -431,43 +406,60 @@ impl ChainExecutor {
             snapshot.reserves[q],
             snapshot.fee_rate,
         );
-        self.approve(
-            store,
-            state,
-            tick,
-            &pool.tokens[o],
+        self.swap(
+            run,
+            [&pool.tokens[o], &pool.tokens[q]],
             got,
-            leg(Step::Approve),
-            fills,
-        )?;
-        let swap = swapExactTokensForTokensCall {
-            amountIn: got,
-            amountOutMin: to_raw(out * (1.0 - self.max_slippage), pool.tokens[q].decimals),
-            path: vec![pool.tokens[o].address, pool.tokens[q].address],
-            to: self.address(),
-            deadline: self.deadline(tick),
-        };
-        self.run(
-            store,
-            state,
-            tick,
-            swap.abi_encode(),
-            self.router,
+            out,
             leg(Step::SwapOut),
-            fills,
         )
+        .map(|_| ())
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Indices of the quote token and the other token in `pool`.
+    fn sides(&self, pool: &Pool) -> (usize, usize) {
+        let q = usize::from(pool.tokens[1].symbol == self.quote);
+        (q, 1 - q)
+    }
+
+    /// Swaps `amount_in` of `path[0]` for `path[1]` (the tick promising `expected_out` whole
+    /// tokens, less the slippage limit as the minimum); returns what the receipt says came in.
+    fn swap(
+        &self,
+        run: &mut Run<'_>,
+        path: [&super::source::Token; 2],
+        amount_in: U256,
+        expected_out: f64,
+        leg: Leg,
+    ) -> Result<U256, NotExecuted> {
+        self.approve(
+            run,
+            path[0],
+            amount_in,
+            Leg {
+                step: Step::Approve,
+                ..leg.clone()
+            },
+        )?;
+        let before = run.balance(path[1].address);
+        let swap = swapExactTokensForTokensCall {
+            amountIn: amount_in,
+            amountOutMin: to_raw(expected_out * (1.0 - self.max_slippage), path[1].decimals),
+            path: vec![path[0].address, path[1].address],
+            to: self.address(),
+            deadline: self.deadline(run.tick),
+        };
+        self.run(run, swap.abi_encode(), self.router, leg)?;
+        Ok(run.balance(path[1].address).saturating_sub(before))
+    }
+
+    /// Approves the router for exactly `amount` of `token` when its allowance is short.
     fn approve(
         &self,
-        store: &Store,
-        state: &mut AgentState,
-        tick: &MarketTick,
+        run: &mut Run<'_>,
         token: &super::source::Token,
         amount: U256,
         leg: Leg,
-        fills: &mut Vec<LedgerEntry>,
     ) -> Result<(), NotExecuted> {
         if !self.allowed(token.address, &token.symbol) {
             return Err(NotExecuted::NotAllowlisted(token.symbol.clone()));
@@ -489,22 +481,19 @@ impl ChainExecutor {
             amount,
         }
         .abi_encode();
-        self.run(store, state, tick, data, token.address, leg, fills)
+        self.run(run, data, token.address, leg)
     }
 
     /// Sends one leg: estimates and pads its gas, checks it against the caps, sends it
     /// through the journal, and applies its receipt to the book.
-    #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
-        store: &Store,
-        state: &mut AgentState,
-        tick: &MarketTick,
+        run: &mut Run<'_>,
         data: Vec<u8>,
         to: Address,
         leg: Leg,
-        fills: &mut Vec<LedgerEntry>,
     ) -> Result<(), NotExecuted> {
+        let tick = run.tick;
         let data = Bytes::from(data);
         let estimate = self.estimate(to, &data)?;
         let gas_limit = (estimate as f64 * GAS_PADDING).ceil() as u64;
@@ -528,7 +517,7 @@ impl ChainExecutor {
         };
         let intent = self
             .sender
-            .send(store, call, tick.at_ms)
+            .send(run.store, call, tick.at_ms)
             .map_err(|e| NotExecuted::Chain(e.to_string()))?;
         let IntentState::Mined { success, .. } = intent.state else {
             return Err(NotExecuted::Unconfirmed(intent.hash));
@@ -538,7 +527,7 @@ impl ChainExecutor {
             .receipt(intent.hash)
             .map_err(|e| NotExecuted::Chain(e.to_string()))?
             .ok_or(NotExecuted::Unconfirmed(intent.hash))?;
-        fills.extend(apply(state, &intent, &receipt));
+        run.fills.extend(apply(run.state, &intent, &receipt));
         if success {
             Ok(())
         } else {
@@ -686,14 +675,6 @@ impl ChainExecutor {
         let n: alloy::primitives::U64 = self.rpc.batch(|b| b.call("eth_blockNumber", ()))?;
         Ok(n.to())
     }
-}
-
-fn balance(state: &AgentState, token: Address) -> U256 {
-    state
-        .wallet
-        .as_ref()
-        .map(|b| b.balance(token))
-        .unwrap_or_default()
 }
 
 /// UniswapV2's `getAmountOut` in whole tokens.
