@@ -212,6 +212,9 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
             .monitor
             .on_tick(&report, &agent, tick_micros as f64 / 1e6);
         l.first_commit.get_or_init(Instant::now);
+        // Published before the first commit is announced: whoever reads that line finds the
+        // status file of that tick.
+        publish_status(&agent, &l, &last_recovery, tick_ms, &mut publish_error);
         if first_tick {
             first_tick = false;
             match l.outage {
@@ -231,7 +234,6 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
         if report.at_ms % checkpoint_ms < tick_ms {
             super::services::checkpoint(&l.store, config, report.at_ms).await;
         }
-        publish_status(&agent, &l, &last_recovery, tick_ms, &mut publish_error);
         for j in &report.risk_events {
             print_trip(&j.event);
         }
