@@ -846,7 +846,7 @@ pub enum AgentError {
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The chain executor could not start, or settle its transactions (a node failure here
-    /// counts as an API failure: see [`AgentError::is_api_failure`]).
+    /// reads as the market's, an API failure: see the `From<ExecError>` conversion).
     #[error("chain executor: {0}")]
     Chain(crate::chain::exec::ExecError),
     /// `executor.kind = "chain"` with a market source that is not the chain.
