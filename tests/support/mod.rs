@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod chain_agent;
 pub mod devnet;
 pub mod http;
 
