@@ -9,39 +9,27 @@ use athena::market::MarketSource;
 use athena_config::{ChainConfig, ChainPool};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
+use support::devnet::Node;
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 /// `getReserves()`.
 const GET_RESERVES: &str = "0x0902f1ac";
 
+/// The devnet as the tests start it (`tests/support`), with no trader.
 struct Devnet {
-    run: tempfile::TempDir,
+    _node: Node,
     url: String,
     pools: Vec<String>,
 }
 
 impl Devnet {
     fn start() -> Self {
-        let run = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let ok = Command::new(script())
-            .args(["start", run.path().to_str().unwrap()])
-            .env("ANVIL_PORT", port.to_string())
-            .env("DEVNET_TRADER", "off")
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "scripts/devnet.sh could not start the devnet");
-        let text = std::fs::read_to_string(run.path().join("deployment.json")).unwrap();
-        let deployment: Value = serde_json::from_str(&text).unwrap();
+        let node = Node::devnet(&[("DEVNET_TRADER", "off")]);
         // The six UniswapV2 pairs (the devnet's two Aerodrome pools are left out).
-        let pools = deployment["pools"]
+        let pools = node.deployment["pools"]
             .as_array()
             .unwrap()
             .iter()
@@ -49,26 +37,11 @@ impl Devnet {
             .map(|p| p["address"].as_str().unwrap().to_string())
             .collect();
         Self {
-            url: format!("http://127.0.0.1:{port}"),
-            run,
+            url: node.url.clone(),
             pools,
+            _node: node,
         }
     }
-}
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        let _ = Command::new(script())
-            .args(["stop", self.run.path().to_str().unwrap()])
-            .status();
-    }
-}
-
-fn script() -> std::path::PathBuf {
-    // Read at run time: a bench binary found fresh in a shared target directory may have been
-    // built by another checkout.
-    Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo bench"))
-        .join("scripts/devnet.sh")
 }
 
 /// The naive path: each call its own request, one after the other.

@@ -6,6 +6,7 @@
 
 mod support;
 
+use athena::chain::send::IntentState;
 use serde_json::json;
 use std::time::{Duration, Instant};
 use support::chain_agent::{
@@ -51,11 +52,41 @@ fn the_agent_opens_and_closes_positions_on_chain_and_its_book_is_the_chain() {
     agent.wait_until("/positions", "every position closed on chain", |b| {
         b.as_array().is_some_and(Vec::is_empty)
     });
+    // The API and the dashboard (in a real browser) show every transaction, hash and state.
+    let (_, listed) = agent.get("/chain/transactions?limit=1000");
+    support::browser_test(
+        "tests/transactions.test.mjs",
+        &[("DASHBOARD_AGENT_URL", agent.base.as_str())],
+    );
     let data = agent.dir.clone();
     let log = agent.stop();
     assert!(!log.contains("panicked"), "{log}");
 
     let (state, ledger, intents) = read_store(&data);
+    let shown: Vec<(String, String)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["hash"].as_str().unwrap().into(),
+                t["state"].as_str().unwrap().into(),
+            )
+        })
+        .rev()
+        .collect();
+    let stored: Vec<(String, String)> = intents
+        .iter()
+        .map(|i| {
+            let state = match i.state {
+                IntentState::Mined { success: true, .. } => "mined",
+                IntentState::Mined { success: false, .. } => "reverted",
+                _ => "not settled",
+            };
+            (i.hash.to_string(), state.to_string())
+        })
+        .collect();
+    assert_eq!(shown, stored, "/chain/transactions against the store");
     assert_book_is_the_chain(&node, &state);
     assert!(state.positions.is_empty());
     for pool in node.deployment["pools"].as_array().unwrap() {

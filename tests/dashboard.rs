@@ -6,39 +6,20 @@
 //! `scripts/test.sh` installs chromium and playwright-core first (`scripts/tools.sh`); without
 //! them this test fails and says how to install them.
 
+mod support;
+
 use std::path::Path;
-use std::process::Command;
 
 #[test]
 fn the_dashboard_works_in_chromium_against_a_running_agent() {
-    let web =
-        Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo test")).join("web");
-    assert!(
-        web.join("node_modules/playwright-core").is_dir(),
-        "playwright-core is not installed: run scripts/tools.sh (it runs `npm ci` in web/)"
-    );
-    let chromium =
-        std::env::var("DASHBOARD_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    assert!(
-        Path::new(&chromium).exists(),
-        "{chromium} is missing: run scripts/tools.sh (it installs Debian's chromium)"
-    );
     let screenshots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
-    let out = Command::new("node")
-        .arg("tests/dashboard.test.mjs")
-        .current_dir(&web)
-        .env("DASHBOARD_AGENT_BIN", env!("CARGO_BIN_EXE_athena"))
-        .env("DASHBOARD_SCREENSHOTS", &screenshots)
-        .env("DASHBOARD_CHROMIUM", &chromium)
-        .output()
-        .expect("node runs (Node.js 20 from Debian or nodejs.org)");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    let report = support::browser_test(
+        "tests/dashboard.test.mjs",
+        &[
+            ("DASHBOARD_AGENT_BIN", env!("CARGO_BIN_EXE_athena")),
+            ("DASHBOARD_SCREENSHOTS", screenshots.to_str().unwrap()),
+        ],
     );
-    assert!(out.status.success(), "the browser test failed:\n{report}");
-    assert!(report.contains("# fail 0"), "{report}");
     for shot in [
         "dashboard-1280x800.png",
         "dashboard-phone.png",

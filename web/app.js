@@ -22,6 +22,7 @@ const pct = (v, d = 1) => v == null || !isFinite(v) ? "–" : `${Number(v).toFix
 const wholeUsd = (v) => (v < -0.5 ? "−$" : "$") + Math.abs(Math.round(v)).toLocaleString("en-US");
 const signed = (v) => v == null || !isFinite(v) ? "" : v >= 0 ? "pos" : "neg";
 const time = (ms) => ms ? new Date(ms).toISOString().replace("T", " ").slice(0, 16) + " UTC" : "–";
+const shortHash = (h) => `${h.slice(0, 10)}…${h.slice(-6)}`;
 function duration(ms) {
   if (ms == null || !isFinite(ms)) return "–";
   const s = Math.max(0, Math.round(ms / 1000));
@@ -266,6 +267,19 @@ function renderPools(pools) {
   ]));
 }
 
+/** The chain executor's transactions, newest first: each was written down before it was sent. */
+function renderTransactions(txs) {
+  fillRows($("transactions").querySelector("tbody"), txs.map((t) => [
+    t.nonce, el("span", { class: t.state === "reverted" || t.state === "dropped" ? "neg" : "" }, t.state),
+    t.step ? t.step.replaceAll("_", " ") : "–", t.position || "–", el("code", { title: t.hash }, shortHash(t.hash)),
+    optional(t.block ?? "–"), optional(t.gas_used ?? "–"), optional(new Date(t.signed_ms).toISOString().slice(11, 19)),
+  ]));
+  $("transactions-note").textContent = txs.length
+    ? "Newest first. Each transaction is written to the store before it is broadcast; a reverted one fills nothing and costs its gas."
+    : "None: the paper executor sends no transactions.";
+}
+
+
 function renderRisk(r) {
   const st = r.state;
   state.breakers = st.breakers.map((b) => b.kind);
@@ -481,7 +495,8 @@ function exitAllFills(e) {
 
 function fillItem(t) {
   const f = t.entry;
-  return el("li", {}, `${f.action} ${f.position} in ${f.pool}: ${usd(f.usd)}, fee ${usd(f.fee_usd)}, slippage ${usd(f.slippage_usd)}, gas ${usd(f.gas_usd)}${f.pnl_usd != null ? `, PnL ${usd(f.pnl_usd)}` : ""}`);
+  const txs = (f.tx_hashes || []).map(shortHash).join(", ");
+  return el("li", {}, `${f.action} ${f.position} in ${f.pool}: ${usd(f.usd)}, fee ${usd(f.fee_usd)}, slippage ${usd(f.slippage_usd)}, gas ${usd(f.gas_usd)}${f.pnl_usd != null ? `, PnL ${usd(f.pnl_usd)}` : ""}${txs ? `; transactions ${txs}` : ""}`);
 }
 
 /** The positions an intent names (a close, the position a rebalance leaves, a compound). */
@@ -574,16 +589,16 @@ async function refreshPanels() {
       state.tradesDirty = false;
       const resample = first || state.resample;
       state.resample = false;
-      const [risk, gas, sync, memories, recovery, checkpoints, alerts, perf, pools, trades, equity] = await Promise.all([
+      const [risk, gas, sync, memories, recovery, checkpoints, alerts, perf, pools, txs, trades, equity] = await Promise.all([
         get("/risk/status"), get("/gas/recommendation"), get("/sync/status"), get("/memories/stats"),
         get("/recovery/status"), get("/recovery/checkpoints"), get("/alerts"), get("/performance"),
-        get("/pools/opportunities"),
+        get("/pools/opportunities"), get("/chain/transactions?limit=50"),
         fetchTrades ? get("/trades?limit=1000") : null,
         resample ? get(`/equity?points=${EQUITY_POINTS}`) : null,
       ]);
       $("read-banner").hidden = true;
       renderRisk(risk); renderGas(gas); renderSync(sync); renderMemories(memories);
-      renderRecovery(recovery, checkpoints); renderAlerts(alerts); renderPools(pools);
+      renderRecovery(recovery, checkpoints); renderAlerts(alerts); renderPools(pools); renderTransactions(txs);
       state.startingUsd = perf.equity_usd - perf.pnl_usd;
       if (trades) state.trades = trades;
       if (equity) state.equity = equity;

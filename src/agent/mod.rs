@@ -565,14 +565,15 @@ impl Agent {
 
     /// The part of `tick` the executor can trade: on chain, the pools it can enter and those
     /// it holds positions in (the strategy never proposes what cannot be executed).
-    fn tradable(&self, tick: &MarketTick) -> MarketTick {
+    fn tradable<'t>(&self, tick: &'t MarketTick) -> std::borrow::Cow<'t, MarketTick> {
+        let Executor::Chain { executor, .. } = &self.executor else {
+            return std::borrow::Cow::Borrowed(tick);
+        };
+        let held = |pool: &str| self.state.positions.iter().any(|p| p.pool == pool);
         let mut view = tick.clone();
-        if let Executor::Chain { executor, .. } = &self.executor {
-            let held = |pool: &str| self.state.positions.iter().any(|p| p.pool == pool);
-            view.pools
-                .retain(|p| executor.can_enter(&p.pool) || held(&p.pool));
-        }
-        view
+        view.pools
+            .retain(|p| executor.can_enter(&p.pool) || held(&p.pool));
+        std::borrow::Cow::Owned(view)
     }
 
     /// On chain: settles open intents, applies the receipts the book lacks, and (once per

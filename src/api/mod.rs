@@ -14,6 +14,7 @@ pub mod error;
 mod read;
 pub mod runtime;
 mod stream;
+mod transactions;
 mod write;
 
 pub use read::{JournalEntry, Performance, RiskStatus, journal_entries};
@@ -110,6 +111,7 @@ pub fn router(state: ApiState) -> (Router, utoipa::openapi::OpenApi) {
         .routes(routes!(read::journal))
         .routes(routes!(read::trades))
         .routes(routes!(read::equity))
+        .routes(routes!(transactions::transactions))
         .routes(routes!(monitor_endpoints::health))
         .routes(routes!(monitor_endpoints::health_detailed))
         .routes(routes!(monitor_endpoints::metrics))

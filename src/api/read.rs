@@ -23,7 +23,7 @@ fn view(state: &ApiState) -> ApiResult<Arc<View>> {
         .ok_or_else(|| ApiError::unavailable("the agent is starting: no state published yet"))
 }
 
-fn store(state: &ApiState) -> ApiResult<Arc<Store>> {
+pub(super) fn store(state: &ApiState) -> ApiResult<Arc<Store>> {
     state
         .shared
         .store()
@@ -31,7 +31,7 @@ fn store(state: &ApiState) -> ApiResult<Arc<Store>> {
 }
 
 /// Runs a store read on a blocking thread.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
     tokio::task::spawn_blocking(f)
@@ -39,7 +39,7 @@ async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
 }
 
-fn limit(asked: Option<usize>, default: usize) -> ApiResult<usize> {
+pub(super) fn limit(asked: Option<usize>, default: usize) -> ApiResult<usize> {
     match asked.unwrap_or(default) {
         0 => Err(ApiError::bad_request("limit must be at least 1")),
         n if n > MAX_LIMIT => Err(ApiError::bad_request(format!(

@@ -21,7 +21,7 @@
 
 use super::book::{Leg, Step, apply, close_interrupted, mark_loose, note_applied, price_of, whole};
 use super::rpc::{Pending, Rpc, RpcError};
-use super::send::{Call, Intent, IntentState, SendError, Sender, Wallet};
+use super::send::{Call, Intent, IntentState, SendError, Sender, Wallet, intent_key};
 use super::source::{Directory, Pool};
 use crate::agent::paper::{Executed, NotExecuted};
 use crate::agent::state::{AgentState, LedgerEntry, WalletBook};
@@ -201,13 +201,18 @@ impl ChainExecutor {
             self.start_book(state)?;
         }
         self.sender.resolve(store)?;
-        let applied = state.wallet.as_ref().and_then(|w| w.applied_nonce);
-        let all: Vec<(String, Intent)> = store
-            .read(|r| r.all(athena_storage::KeyedTable::Intents))
+        // Only the intents after the last one the book applied are read.
+        let first = state
+            .wallet
+            .as_ref()
+            .and_then(|w| w.applied_nonce)
+            .map_or(0, |n| n + 1);
+        let unapplied: Vec<(String, Intent)> = store
+            .read(|r| r.all_from(athena_storage::KeyedTable::Intents, &intent_key(first)))
             .map_err(SendError::from)?;
         let mut fills = Vec::new();
-        for (_, intent) in all {
-            if applied.is_some_and(|n| intent.nonce <= n) || intent.from != self.address() {
+        for (_, intent) in unapplied {
+            if intent.from != self.address() {
                 continue;
             }
             match intent.state {
@@ -369,12 +374,7 @@ impl ChainExecutor {
         let supply = self.total_supply(pool.address)?;
         let (q, o) = self.sides(&pool);
         let share = whole(shares, 18) / whole(supply, 18).max(f64::MIN_POSITIVE);
-        let expect = |i: usize| {
-            to_raw(
-                snapshot.reserves[i] * share * (1.0 - self.max_slippage),
-                pool.tokens[i].decimals,
-            )
-        };
+        let expect = |i: usize| self.minimum(snapshot.reserves[i] * share, pool.tokens[i].decimals);
         let leg = |step| self.leg(id, &pool, snapshot, tick, step);
         let lp = super::source::Token {
             address: pool.address,
@@ -444,7 +444,7 @@ impl ChainExecutor {
         let before = run.balance(path[1].address);
         let swap = swapExactTokensForTokensCall {
             amountIn: amount_in,
-            amountOutMin: to_raw(expected_out * (1.0 - self.max_slippage), path[1].decimals),
+            amountOutMin: self.minimum(expected_out, path[1].decimals),
             path: vec![path[0].address, path[1].address],
             to: self.address(),
             deadline: self.deadline(run.tick),
@@ -482,6 +482,12 @@ impl ChainExecutor {
         }
         .abi_encode();
         self.run(run, data, token.address, leg)
+    }
+
+    /// The least a call may give for `expected` whole tokens: less the slippage limit, in raw
+    /// units of `decimals`.
+    fn minimum(&self, expected: f64, decimals: u8) -> U256 {
+        to_raw(expected * (1.0 - self.max_slippage), decimals)
     }
 
     /// Sends one leg: estimates and pads its gas, checks it against the caps, sends it

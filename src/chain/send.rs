@@ -237,7 +237,7 @@ impl Sender {
             .map_err(|e| SendError::Sign(e.to_string()))?;
         let envelope = TxEnvelope::from(tx.into_signed(signature));
         let intent = Intent {
-            id: format!("tx-{nonce:020}"),
+            id: intent_key(nonce),
             purpose: call.purpose,
             from: self.address(),
             nonce,
@@ -376,14 +376,35 @@ fn fault_point(at: FaultPoint) {
     }
 }
 
-/// The intents not known to be mined or dropped, in nonce order.
+/// The store key of the intent with `nonce`: keys sort by nonce.
+pub fn intent_key(nonce: u64) -> String {
+    format!("tx-{nonce:020}")
+}
+
+/// The intents not known to be mined or dropped, in nonce order. A new intent is signed only
+/// when every earlier one is settled, so they are the table's tail: it is read from the end
+/// back to the first settled one, not whole.
 pub fn unsettled(store: &Store) -> Result<Vec<Intent>, StoreError> {
-    let all: Vec<(String, Intent)> = store.read(|r| r.all(KeyedTable::Intents))?;
-    Ok(all
-        .into_iter()
-        .map(|(_, i)| i)
-        .filter(|i| !i.state.is_settled())
-        .collect())
+    let mut open = Vec::new();
+    let mut failure = None;
+    store.read(|r| {
+        r.keyed_newest_first::<Intent>(KeyedTable::Intents, |_, intent| match intent {
+            Ok(i) if i.state.is_settled() => false,
+            Ok(i) => {
+                open.push(i);
+                true
+            }
+            Err(e) => {
+                failure = Some(e);
+                false
+            }
+        })
+    })?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    open.reverse();
+    Ok(open)
 }
 
 #[cfg(test)]

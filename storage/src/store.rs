@@ -597,10 +597,7 @@ impl ReadTx<'_> {
 
     /// Every record of a string-keyed table, in key order.
     pub fn all<T: DeserializeOwned>(&self, table: KeyedTable) -> Result<Vec<(String, T)>> {
-        self.each(table)?
-            .into_iter()
-            .map(|(k, v)| v.map(|v| (k, v)))
-            .collect()
+        self.all_from(table, "")
     }
 
     /// Every record of a string-keyed table, in key order, each decoded on its own: a corrupt
@@ -617,6 +614,47 @@ impl ReadTx<'_> {
             out.push((k.value().to_string(), value));
         }
         Ok(out)
+    }
+
+    /// The records of a string-keyed table whose key is `from` or after it, in key order.
+    pub fn all_from<T: DeserializeOwned>(
+        &self,
+        table: KeyedTable,
+        from: &str,
+    ) -> Result<Vec<(String, T)>> {
+        let t = self.tx.open_table(table.def())?;
+        let mut out = Vec::new();
+        for row in t.range(from..)? {
+            let (k, v) = row?;
+            let value = self
+                .codec
+                .decode(v.value())
+                .map_err(|r| corrupt(table.name(), k.value(), r))?;
+            out.push((k.value().to_string(), value));
+        }
+        Ok(out)
+    }
+
+    /// Streams a string-keyed table from its last key back without loading it: `f` gets each
+    /// key and its decoded value (or the corruption, naming the key) and returns whether to go
+    /// on.
+    pub fn keyed_newest_first<T: DeserializeOwned>(
+        &self,
+        table: KeyedTable,
+        mut f: impl FnMut(&str, Result<T>) -> bool,
+    ) -> Result<()> {
+        let t = self.tx.open_table(table.def())?;
+        for row in t.iter()?.rev() {
+            let (k, v) = row?;
+            let value = self
+                .codec
+                .decode(v.value())
+                .map_err(|r| corrupt(table.name(), k.value(), r));
+            if !f(k.value(), value) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Entries of a sequence table with seq > `after`, at most `limit`, in order.
@@ -772,5 +810,46 @@ fn decode_opt<T: DeserializeOwned>(
             .decode(v.value())
             .map(Some)
             .map_err(|r| corrupt(table, key, r)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_with(keys: &[&str]) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), &MemoryConfig::default()).unwrap();
+        store
+            .write(|w| {
+                for k in keys {
+                    w.put(KeyedTable::Intents, k, &k.to_string())?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn a_keyed_table_is_read_from_a_key_on_and_from_its_end_back() {
+        let (_dir, store) = store_with(&["tx-03", "tx-01", "tx-02", "tx-04"]);
+        let from: Vec<(String, String)> = store
+            .read(|r| r.all_from(KeyedTable::Intents, "tx-02"))
+            .unwrap();
+        let keys: Vec<&str> = from.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["tx-02", "tx-03", "tx-04"]);
+
+        let mut newest = Vec::new();
+        store
+            .read(|r| {
+                r.keyed_newest_first::<String>(KeyedTable::Intents, |k, v| {
+                    assert_eq!(v.unwrap(), k);
+                    newest.push(k.to_string());
+                    newest.len() < 3
+                })
+            })
+            .unwrap();
+        assert_eq!(newest, ["tx-04", "tx-03", "tx-02"]);
     }
 }

@@ -269,3 +269,35 @@ pub fn seed_memories(data: &Path, n: u64, t0: u64) -> Vec<athena_storage::Memory
     store.insert_memories(&ms, t0).unwrap();
     ms
 }
+
+/// Runs the browser test `web/<script>` (node's test runner driving Debian's chromium with
+/// playwright-core) with `env`; fails with its report unless every test in it passed, and
+/// says how to install what is missing. Returns the report.
+pub fn browser_test(script: &str, env: &[(&str, &str)]) -> String {
+    let web = checkout().join("web");
+    assert!(
+        web.join("node_modules/playwright-core").is_dir(),
+        "playwright-core is not installed: run scripts/tools.sh (it runs `npm ci` in web/)"
+    );
+    let chromium =
+        std::env::var("DASHBOARD_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "{chromium} is missing: run scripts/tools.sh (it installs Debian's chromium)"
+    );
+    let out = Command::new("node")
+        .arg(script)
+        .current_dir(&web)
+        .env("DASHBOARD_CHROMIUM", &chromium)
+        .envs(env.iter().copied())
+        .output()
+        .expect("node runs (Node.js 20 from Debian or nodejs.org)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "the browser test failed:\n{report}");
+    assert!(report.contains("# fail 0"), "{report}");
+    report
+}
