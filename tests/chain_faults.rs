@@ -12,7 +12,7 @@ use support::chain_agent::{
     AGENT_ADDRESS, EXECUTOR, assert_book_is_the_chain, read_store, reconciled, start,
 };
 use support::devnet::{ACCOUNT, Node, word};
-use support::http::{Agent, TOKEN};
+use support::http::{Agent, TOKEN, breaker};
 
 /// Any pool the trader trades clears this minimum APR (a few seconds of volume does not reach
 /// the default 20%).
@@ -22,15 +22,6 @@ const GWEI: u128 = 1_000_000_000;
 
 /// `swapExactTokensForTokens(uint256,uint256,address[],address,uint256)`.
 const SWAP_SELECTOR: &str = "0x38ed1739";
-
-fn breaker<'a>(risk: &'a Value, name: &str) -> &'a Value {
-    risk["state"]["breakers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["kind"] == name)
-        .unwrap_or_else(|| panic!("no breaker {name} in {risk}"))
-}
 
 fn quantity(v: &Value) -> u128 {
     u128::from_str_radix(v.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()

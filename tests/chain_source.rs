@@ -16,7 +16,7 @@ use athena_config::{ChainConfig, ChainPool};
 use serde_json::{Value, json};
 use std::time::Duration;
 use support::devnet::{ACCOUNT, Node, word};
-use support::http::Agent;
+use support::http::{Agent, breaker};
 
 /// `createPair(address,address)`.
 const CREATE_PAIR: &str = "0xc9c65396";
@@ -167,15 +167,6 @@ fn the_chain_source_reads_the_devnet_in_one_round_trip_per_tick() {
     let bad = t.pools.last().unwrap();
     assert!(bad.check().is_err(), "an empty pool passed: {bad:?}");
     assert!(t.pools[..POOLS.len()].iter().all(|p| p.check().is_ok()));
-}
-
-fn breaker<'a>(risk: &'a Value, name: &str) -> &'a Value {
-    risk["state"]["breakers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["kind"] == name)
-        .unwrap_or_else(|| panic!("no breaker {name} in {risk}"))
 }
 
 #[test]

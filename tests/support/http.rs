@@ -97,3 +97,13 @@ impl Agent {
         self.log()
     }
 }
+
+/// Breaker `name` of a `/risk/status` answer.
+pub fn breaker<'a>(risk: &'a Value, name: &str) -> &'a Value {
+    risk["state"]["breakers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["kind"] == name)
+        .unwrap_or_else(|| panic!("no breaker {name} in {risk}"))
+}
