@@ -42,10 +42,23 @@ impl Runtime {
         runtime.is_alive().then_some(runtime)
     }
 
-    /// Whether its process still runs (and is not this one).
+    /// Whether its process still runs (and is not this one). A killed agent whose parent has
+    /// not reaped it yet (a zombie, e.g. adopted by an init that reaps late) does not run.
     fn is_alive(&self) -> bool {
-        self.pid != std::process::id() && Path::new(&format!("/proc/{}", self.pid)).exists()
+        self.pid != std::process::id() && process_runs(self.pid)
     }
+}
+
+/// Whether process `pid` exists and is not a zombie (`/proc/PID/stat`'s state after the
+/// parenthesised command name).
+fn process_runs(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    !matches!(state, Some("Z" | "X"))
 }
 
 /// Removes the file if it is this process's.
@@ -56,5 +69,36 @@ pub fn remove(data_dir: &Path) {
         .is_some_and(|r| r.pid == std::process::id());
     if ours {
         let _ = std::fs::remove_file(path(data_dir));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zombie_does_not_run_and_a_live_process_does() {
+        assert!(process_runs(std::process::id()));
+        // A child killed and not waited for is a zombie until it is reaped.
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        child.kill().unwrap();
+        let started = std::time::Instant::now();
+        while process_runs(pid) {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "a killed child still runs"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(
+            std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            "a zombie until reaped"
+        );
+        child.wait().unwrap();
+        assert!(!process_runs(pid));
     }
 }
