@@ -4,8 +4,9 @@
 //       deploys five tokens (USDC and USDbC with 6 decimals, DAI, AERO, WETH9), the UniswapV2
 //       factory and router from their npm artifacts and six pairs with liquidity, then
 //       Aerodrome's pool factory (compiled from source) with a stable USDC/DAI and a volatile
-//       AERO/USDC pool; writes the addresses as JSON (FILE, or stdout). On a fresh anvil the addresses are always the same
-//       (the deployer's nonces and CREATE2 fix them), which config/examples/local-anvil.toml uses.
+//       AERO/USDC pool, and Aerodrome's factory registry and router; writes the addresses as
+//       JSON (FILE, or stdout). On a fresh anvil the addresses are always the same (the
+//       deployer's nonces and CREATE2 fix them), which config/examples/local-anvil.toml uses.
 //   node chain/devnet.mjs trade --rpc URL --deployment FILE [--every MS] [--seed N] [--count N]
 //       a trader (anvil's second account) swaps a random 0.1–1% of a random pool's reserve every
 //       MS milliseconds (default 2000), in a random direction, so prices move and volume accrues;
@@ -108,8 +109,9 @@ function testToken() {
 }
 
 /**
- * Aerodrome's Pool and PoolFactory (unpacked by scripts/anvil.sh from the npm package
- * sphere-mezo-solidity-files), with OpenZeppelin 5's sources, which they are written for.
+ * Aerodrome's Pool, PoolFactory, FactoryRegistry and Router (unpacked by scripts/anvil.sh from
+ * the npm package sphere-mezo-solidity-files), with OpenZeppelin 5's sources, which they are
+ * written for.
  */
 function aerodrome() {
   const root = join(here, "node_modules/.aerodrome/");
@@ -117,10 +119,13 @@ function aerodrome() {
     p.startsWith("aerodrome/")
       ? join(root, p.slice("aerodrome/".length))
       : require.resolve(p.replace("@openzeppelin/contracts/", "@openzeppelin/contracts-v5/"));
-  return compile(["aerodrome/contracts/Pool.sol", "aerodrome/contracts/factories/PoolFactory.sol"], path, {
+  const files = {
     Pool: "aerodrome/contracts/Pool.sol",
     PoolFactory: "aerodrome/contracts/factories/PoolFactory.sol",
-  });
+    FactoryRegistry: "aerodrome/contracts/factories/FactoryRegistry.sol",
+    Router: "aerodrome/contracts/Router.sol",
+  };
+  return compile(Object.values(files), path, files);
 }
 
 /** The two Solidly (Aerodrome) pools, deployed after the UniswapV2 ones. */
@@ -214,15 +219,21 @@ async function deploy(rpc) {
     await send({ address: pool, abi: SOLIDLY_POOL_ABI, functionName: "mint", args: [DEPLOYER] });
     pools.push({ name: p.name, address: pool, stable: p.stable, kind: "solidly" });
   }
-  // Last, so that every address above stays where it always was.
+  // After the pools, so that every address above stays where it always was.
   await send({
     address: tokens.USDC.address, abi: erc20.abi, functionName: "transfer",
     args: [AGENT, parseUnits(AGENT_USDC, tokens.USDC.decimals)],
   });
+  // Aerodrome's router, whose registry approves the pool factory above. Gauges, votes and
+  // rewards are not deployed: their factories and the voter are placeholder addresses that
+  // swaps and liquidity never call.
+  const placeholder = (n) => `0x${n.toString(16).padStart(40, "0")}`;
+  const registry = await create(aero.FactoryRegistry, [solidlyFactory, placeholder(0xa1), placeholder(0xa2), placeholder(0xa3)]);
+  const solidlyRouter = await create(aero.Router, [placeholder(0xa4), registry, solidlyFactory, placeholder(0xa5), tokens.WETH.address]);
   const addr = (o) => Object.fromEntries(Object.entries(o).map(([k, v]) => [k, v.address]));
   return {
     chain_id: await pub.getChainId(), factory, router, solidly_factory: solidlyFactory,
-    weth: tokens.WETH.address, tokens: addr(tokens), pools, agent: AGENT,
+    solidly_router: solidlyRouter, weth: tokens.WETH.address, tokens: addr(tokens), pools, agent: AGENT,
   };
 }
 

@@ -2,7 +2,8 @@
 # A local chain to run Athena against (config/examples/local-anvil.toml):
 #   scripts/devnet.sh start [RUN_DIR]  installs anvil and the contract artifacts (npm, once), starts
 #                                      anvil on 127.0.0.1:${ANVIL_PORT:-8545}, deploys the tokens,
-#                                      the UniswapV2 factory, router and six pairs
+#                                      the UniswapV2 factory, router and six pairs, Aerodrome's
+#                                      pool factory, two pools and router
 #                                      (RUN_DIR/deployment.json), and starts a trader that swaps
 #                                      every ${DEVNET_TRADE_EVERY_MS:-2000} ms (RUN_DIR/trader.log;
 #                                      DEVNET_TRADER=off starts none)

@@ -193,8 +193,12 @@ pub struct ChainConfig {
     pub rpc_url: String,
     /// Chain id (Base = 8453).
     pub chain_id: u64,
-    /// Router contract address (0x…), required for the chain executor.
+    /// The UniswapV2 router (0x…), required for the chain executor: it trades the
+    /// `uniswap_v2` pools made by its factory.
     pub router_address: String,
+    /// Aerodrome's router (0x…), optional: the chain executor trades the `solidly` pools made
+    /// by its default factory; empty = those pools are watched, not traded.
+    pub solidly_router_address: String,
     /// File holding the hex private key (alternative to the environment variable).
     pub private_key_file: PathBuf,
     /// RPC request timeout.
@@ -245,6 +249,7 @@ impl Default for ChainConfig {
             rpc_url: String::new(),
             chain_id: 8453,
             router_address: String::new(),
+            solidly_router_address: String::new(),
             private_key_file: PathBuf::new(),
             request_timeout: Duration::from_secs(10),
             pools: Vec::new(),

@@ -139,12 +139,34 @@ fn agent_and_market(c: &Config, k: &mut Checker) {
                 ),
             );
         }
-        if c.secrets.chain_private_key.is_none() {
+        if !c.chain.solidly_router_address.is_empty()
+            && !is_address(&c.chain.solidly_router_address)
+        {
             k.fail(
+                "chain.solidly_router_address",
+                format!(
+                    "must be empty or a 0x-prefixed 20-byte address, got {:?}",
+                    c.chain.solidly_router_address
+                ),
+            );
+        }
+        match &c.secrets.chain_private_key {
+            None => k.fail(
                 "chain.private_key_file",
                 "the chain executor needs ATHENA_CHAIN_PRIVATE_KEY or chain.private_key_file"
                     .into(),
-            );
+            ),
+            Some(key) => {
+                if let Some(why) = signing_key_problem(key.expose()) {
+                    k.fail(
+                        "chain.private_key_file",
+                        format!(
+                            "the signing key (ATHENA_CHAIN_PRIVATE_KEY or the file) {why}; \
+                             it is not repeated here"
+                        ),
+                    );
+                }
+            }
         }
     }
     k.positive("executor.paper_starting_usd", c.executor.paper_starting_usd);
@@ -537,4 +559,21 @@ fn services(c: &Config, k: &mut Checker) {
         );
     }
     k.nonzero("api.stream_interval", a.stream_interval);
+}
+
+/// What is wrong with a secp256k1 private key given as hex, if anything: it must be 64 hex
+/// digits (`0x` optional), not zero, and below the curve's group order. Never repeats it.
+fn signing_key_problem(key: &str) -> Option<&'static str> {
+    /// secp256k1's group order n.
+    const ORDER: &str = "fffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141";
+    let hex = key.trim();
+    let hex = hex.strip_prefix("0x").unwrap_or(hex).to_ascii_lowercase();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Some("is not 64 hex digits (32 bytes, 0x optional)");
+    }
+    if hex.bytes().all(|b| b == b'0') {
+        return Some("is zero, which is no key");
+    }
+    // Same length: the text order is the numeric order.
+    (hex.as_str() >= ORDER).then_some("is not below the secp256k1 group order, which is no key")
 }

@@ -448,3 +448,45 @@ fn a_huge_bad_value_is_quoted_by_a_short_prefix() {
             .any(|l| l.starts_with("agent.tick_interval: ") && l.contains("bytes]…"))
     );
 }
+
+#[test]
+fn a_signing_key_that_is_no_key_is_refused_by_config_check_without_repeating_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(
+        dir.path(),
+        "[agent]\nclock = \"real\"\n[market]\nsource = \"chain\"\n[executor]\nkind = \"chain\"\n\
+         [chain]\nrpc_url = \"http://127.0.0.1:8545\"\n\
+         router_address = \"0x4752ba5dbc23f44d87826276bf6fd6b1c372ad24\"\n\
+         pools = [{ address = \"0xEF0d8eedB74E3319c6b7b5381b7C7D08Ab4dE87C\" }]\n",
+    );
+    let zero = format!("0x{}", "0".repeat(64));
+    let order = "0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141";
+    for (key, why) in [
+        (
+            "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab36",
+            "is not 64 hex digits",
+        ),
+        (
+            "not-a-key-at-all-not-a-key-at-all-not-a-key-at-all-not-a-key-ab",
+            "is not 64 hex digits",
+        ),
+        (zero.as_str(), "is zero"),
+        (order, "is not below the secp256k1 group order"),
+    ] {
+        let p = problems(load_with_env(
+            Some(&path),
+            env(&[("ATHENA_CHAIN_PRIVATE_KEY", key)]),
+        ));
+        assert_eq!(p.len(), 1, "{key}: {p:?}");
+        assert!(
+            p[0].starts_with("chain.private_key_file: the signing key"),
+            "{p:?}"
+        );
+        assert!(p[0].contains(why), "{key}: {p:?}");
+        assert!(!p[0].contains(&key[2..]), "the key is repeated: {p:?}");
+    }
+    // One below the order is a key (with or without 0x).
+    let highest = "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364140";
+    let loaded = load_with_env(Some(&path), env(&[("ATHENA_CHAIN_PRIVATE_KEY", highest)]));
+    assert!(loaded.is_ok(), "{:?}", loaded.err());
+}

@@ -872,7 +872,9 @@ impl From<crate::chain::exec::ExecError> for AgentError {
         use crate::chain::exec::ExecError;
         use crate::chain::send::SendError;
         match e {
-            ExecError::Rpc(rpc) | ExecError::Send(SendError::Rpc(rpc)) => {
+            ExecError::Rpc(rpc)
+            | ExecError::Send(SendError::Rpc(rpc))
+            | ExecError::Router(crate::chain::router::RouterError::Rpc(rpc)) => {
                 Self::Market(crate::chain::ChainError::Rpc(rpc).into())
             }
             ExecError::Send(SendError::Store(store)) => Self::Store(store),

@@ -206,6 +206,9 @@ pub struct LegCosts {
     pub slip_usd: f64,
     /// Gas, USD.
     pub gas_usd: f64,
+    /// Swap fees a Solidly pool paid out by a claim before the close's remove, USD.
+    #[serde(default)]
+    pub claimed_usd: f64,
     /// The legs' transaction hashes.
     pub hashes: Vec<String>,
 }

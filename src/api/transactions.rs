@@ -41,7 +41,7 @@ pub struct Transaction {
     pub gas_used: Option<u64>,
     /// The position it opens, closes or feeds.
     pub position: Option<String>,
-    /// Its step: approve, swap_in, add_liquidity, remove_liquidity or swap_out.
+    /// Its step: approve, swap_in, add_liquidity, claim_fees, remove_liquidity or swap_out.
     #[schema(value_type = Option<String>)]
     pub step: Option<Step>,
     /// When it was signed, wall clock, ms since the epoch.

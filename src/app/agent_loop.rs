@@ -155,6 +155,10 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
                 // A replay that ended or has a bad line never gets better: the run stops.
                 return Ok(End::Failed(e.into()));
             }
+            Err(e @ AgentError::Chain(_)) => {
+                // A router that is not one, a quote token no pool has: no retry can help.
+                return Ok(End::Failed(e.into()));
+            }
             Err(e) => {
                 // Nothing of the failed tick was committed: go on from what the store holds.
                 if let AgentError::Market(m) = &e {

@@ -21,6 +21,8 @@ pub enum Step {
     Approve,
     /// Half of an open's quote swapped into the other token.
     SwapIn,
+    /// A Solidly pool's swap fees owed to the wallet claimed, before its liquidity is removed.
+    ClaimFees,
     /// The liquidity added: the position opens.
     AddLiquidity,
     /// The liquidity removed: the position closes.
@@ -138,6 +140,11 @@ pub fn apply(state: &mut AgentState, intent: &Intent, receipt: &Receipt) -> Opti
     let value = |d: [f64; 2]| d[0] * leg.prices[0] + d[1] * leg.prices[1];
     match leg.step {
         Step::Approve => None,
+        Step::ClaimFees => {
+            // What it paid counts as received by the close that follows.
+            pending.claimed_usd += value([d[0].max(0.0), d[1].max(0.0)]);
+            None
+        }
         Step::SwapIn | Step::SwapOut => {
             let paid = -value([d[0].min(0.0), d[1].min(0.0)]);
             let got = value([d[0].max(0.0), d[1].max(0.0)]);
@@ -183,8 +190,8 @@ pub fn apply(state: &mut AgentState, intent: &Intent, receipt: &Receipt) -> Opti
             Some(entry(state, leg, "open", spent, &costs, None))
         }
         Step::RemoveLiquidity => {
-            let received = value([d[0].max(0.0), d[1].max(0.0)]);
             let costs = book.pending.get(&leg.position).cloned().unwrap_or_default();
+            let received = value([d[0].max(0.0), d[1].max(0.0)]) + costs.claimed_usd;
             // What the next swap (its last leg) adds is booked with it.
             if let Some(p) = book.pending.get_mut(&leg.position) {
                 *p = Default::default();

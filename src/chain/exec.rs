@@ -1,12 +1,16 @@
-//! The chain executor (SPEC.md §1): positions opened and closed with UniswapV2 router
-//! transactions, every one sent through [`super::send`] (signed, written down, broadcast, its
-//! receipt awaited), and the book changed only by what a receipt proves.
+//! The chain executor (SPEC.md §1): positions opened and closed with router transactions
+//! (UniswapV2's for `uniswap_v2` pairs, Aerodrome's for `solidly` pools: [`super::router`]),
+//! every one sent through [`super::send`] (signed, written down, broadcast, its receipt
+//! awaited), and the book changed only by what a receipt proves.
 //!
 //! - **Open** `size` USD in a pool of the quote token: swap half of it into the other token
 //!   (`swapExactTokensForTokens`), then `addLiquidity` with what the swap gave.
-//! - **Close**: `removeLiquidity` of the position's LP tokens, then swap the other token back.
-//! - Every amount has a minimum: the output the tick's reserves promise less
-//!   `risk.max_slippage_pct`; every call a deadline (`executor.deadline`), a fee cap
+//! - **Close**: in a Solidly pool, first `claimFees` when the swap fees it owes the wallet
+//!   (simulated with `eth_call`) are worth more than the claim's gas; then `removeLiquidity` of
+//!   the position's LP tokens, then swap the other token back.
+//! - Every amount has a minimum: the output the tick's reserves promise (on the pool's own
+//!   curve: `x·y` or Aerodrome's stable `x³y + xy³`) less `risk.max_slippage_pct`; every call a
+//!   deadline (`executor.deadline`), a fee cap
 //!   (`gas.hard_cap_gwei`) and a gas limit of 1.5 × `eth_estimateGas`, refused when it could
 //!   cost more than the single-transaction share of the daily gas budget.
 //! - Approvals are for the exact amount of the next call, only of allowlisted tokens (and the
@@ -15,11 +19,13 @@
 //! Each transaction carries a [`Leg`], and its receipt changes the book through
 //! [`super::book::apply`] only.
 //!
-//! Compounding is not on chain: UniswapV2 pairs pay no emissions (gauges are not read).
-//! Solidly pools are read by the source but not traded: the executor needs the Aerodrome
-//! router, which the devnet does not deploy.
+//! Before the first trade each router is checked against the chain ([`Routers::check`]): a
+//! router that is not one, or serves none of the pools, stops the run.
+//!
+//! Compounding is not on chain: gauges and their emissions are not read.
 
 use super::book::{Leg, Step, apply, close_interrupted, mark_loose, note_applied, price_of, whole};
+use super::router::{Amounts, Router, RouterError, Routers, claim_fees, decode_claimed};
 use super::rpc::{Pending, Rpc, RpcError};
 use super::send::{Call, Intent, IntentState, SendError, Sender, Wallet, intent_key};
 use super::source::{Directory, Pool};
@@ -29,7 +35,7 @@ use crate::market::{MarketTick, PoolSnapshot};
 use alloy::primitives::{Address, Bytes, U256};
 use alloy::sol;
 use alloy::sol_types::SolCall;
-use athena_config::{Config, PairKind};
+use athena_config::Config;
 use athena_storage::Store;
 use serde_json::json;
 
@@ -38,9 +44,6 @@ sol! {
     function allowance(address owner, address spender) external view returns (uint256);
     function balanceOf(address owner) external view returns (uint256);
     function totalSupply() external view returns (uint256);
-    function swapExactTokensForTokens(uint256 amountIn, uint256 amountOutMin, address[] path, address to, uint256 deadline) external returns (uint256[] amounts);
-    function addLiquidity(address tokenA, address tokenB, uint256 amountADesired, uint256 amountBDesired, uint256 amountAMin, uint256 amountBMin, address to, uint256 deadline) external returns (uint256 amountA, uint256 amountB, uint256 liquidity);
-    function removeLiquidity(address tokenA, address tokenB, uint256 liquidity, uint256 amountAMin, uint256 amountBMin, address to, uint256 deadline) external returns (uint256 amountA, uint256 amountB);
 }
 
 /// A gas estimate is multiplied by this (the first UniswapV2 swap in a block costs far more
@@ -80,7 +83,7 @@ impl<'a> Run<'a> {
 pub struct ChainExecutor {
     sender: Sender,
     rpc: Rpc,
-    router: Address,
+    routers: Routers,
     directory: Directory,
     quote: String,
     allowlist: Vec<String>,
@@ -114,6 +117,10 @@ pub enum ExecError {
     /// yet, or the configuration names a token no pool has).
     #[error("chain.quote_token {0:?} is not a token of the configured pools")]
     NoQuote(String),
+    /// A configured router is not one, or serves none of the pools (or the node failed
+    /// while it was checked).
+    #[error(transparent)]
+    Router(#[from] RouterError),
 }
 
 impl ChainExecutor {
@@ -134,11 +141,7 @@ impl ChainExecutor {
         Ok(Self {
             sender,
             rpc,
-            router: config
-                .chain
-                .router_address
-                .parse()
-                .expect("validated as an address"),
+            routers: Routers::new(&config.chain),
             directory,
             quote: config.chain.quote_token.clone(),
             allowlist: config
@@ -159,14 +162,21 @@ impl ChainExecutor {
         self.sender.address()
     }
 
-    /// Whether a position can be opened in `pool`: a UniswapV2 pair of the quote token whose
-    /// tokens are allowlisted.
+    /// Whether a position can be opened in `pool`: a pool of the quote token that a checked
+    /// router trades and whose tokens are allowlisted.
     pub fn can_enter(&self, pool: &str) -> bool {
         self.pool(pool).is_some_and(|p| {
-            p.kind == PairKind::UniswapV2
+            self.routers.for_pool(&p).is_some()
                 && p.tokens.iter().any(|t| t.symbol == self.quote)
                 && p.tokens.iter().all(|t| self.allowed(t.address, &t.symbol))
         })
+    }
+
+    /// The router that trades `pool`.
+    fn router(&self, pool: &Pool) -> Result<&Router, NotExecuted> {
+        self.routers
+            .for_pool(pool)
+            .ok_or_else(|| NotExecuted::NoRoute(pool.name.clone()))
     }
 
     fn pool(&self, name: &str) -> Option<Pool> {
@@ -192,11 +202,17 @@ impl ChainExecutor {
     /// ([`Sender::resolve`]); every mined intent the book has not applied is applied, in nonce
     /// order. Returns the fills the applied receipts proved.
     pub fn settle(
-        &self,
+        &mut self,
         store: &Store,
         state: &mut AgentState,
         tick: &MarketTick,
     ) -> Result<Vec<LedgerEntry>, ExecError> {
+        if !self.routers.checked() {
+            let pools = self.directory.read().expect("never poisoned").clone();
+            for line in self.routers.check(&self.rpc, &pools)? {
+                println!("athena: {line}");
+            }
+        }
         if state.wallet.is_none() {
             self.start_book(state)?;
         }
@@ -303,6 +319,7 @@ impl ChainExecutor {
                 gas: 0.0,
             });
         }
+        let router = self.router(&pool)?;
         let (q, o) = self.sides(&pool);
         let id = format!("pos-{}", run.state.next_position);
         run.state.next_position += 1;
@@ -310,33 +327,25 @@ impl ChainExecutor {
         let leg = |step| self.leg(&id, &pool, snapshot, tick, step);
         let half = size / 2.0 / snapshot.prices_usd[q];
         let half_in = to_raw(half, pool.tokens[q].decimals);
-        let out = amount_out(
+        let out = pool.curve.amount_out(
             half,
             snapshot.reserves[q],
             snapshot.reserves[o],
             snapshot.fee_rate,
         );
-        let got = self.swap(
-            run,
-            [&pool.tokens[q], &pool.tokens[o]],
-            half_in,
-            out,
-            leg(Step::SwapIn),
-        )?;
+        let got = self.swap(run, router, &pool, [q, o], half_in, out, leg(Step::SwapIn))?;
         let quote_left = run.balance(pool.tokens[q].address).min(half_in);
-        self.approve(run, &pool.tokens[o], got, leg(Step::Approve))?;
-        self.approve(run, &pool.tokens[q], quote_left, leg(Step::Approve))?;
-        let add = addLiquidityCall {
-            tokenA: pool.tokens[q].address,
-            tokenB: pool.tokens[o].address,
-            amountADesired: quote_left,
-            amountBDesired: got,
-            amountAMin: at_least(quote_left, self.max_slippage),
-            amountBMin: at_least(got, self.max_slippage),
-            to: self.address(),
-            deadline: self.deadline(tick),
+        self.approve(run, router, &pool.tokens[o], got, leg(Step::Approve))?;
+        self.approve(run, router, &pool.tokens[q], quote_left, leg(Step::Approve))?;
+        let amounts = Amounts {
+            a: quote_left,
+            b: got,
+            a_min: at_least(quote_left, self.max_slippage),
+            b_min: at_least(got, self.max_slippage),
         };
-        self.run(run, add.abi_encode(), self.router, leg(Step::AddLiquidity))
+        let tokens = [pool.tokens[q].address, pool.tokens[o].address];
+        let add = router.add(&pool, tokens, amounts, self.address(), self.deadline(tick));
+        self.run(run, add, router.address, leg(Step::AddLiquidity))
     }
 
     /// Closes position `id`: removes its liquidity and swaps the other token back.
@@ -370,50 +379,72 @@ impl ChainExecutor {
         let pool = self
             .pool(&position.pool)
             .ok_or_else(|| NotExecuted::NoRoute(position.pool.clone()))?;
+        let router = self.router(&pool)?;
         let shares = position.lp_shares.unwrap_or_default();
         let supply = self.total_supply(pool.address)?;
         let (q, o) = self.sides(&pool);
         let share = whole(shares, 18) / whole(supply, 18).max(f64::MIN_POSITIVE);
         let expect = |i: usize| self.minimum(snapshot.reserves[i] * share, pool.tokens[i].decimals);
         let leg = |step| self.leg(id, &pool, snapshot, tick, step);
+        let before = run.balance(pool.tokens[o].address);
+        self.claim_fees_if_worth_it(run, &pool, snapshot, leg(Step::ClaimFees))?;
         let lp = super::source::Token {
             address: pool.address,
             symbol: format!("{} LP", pool.name),
             decimals: 18,
         };
-        self.approve(run, &lp, shares, leg(Step::Approve))?;
-        let before = run.balance(pool.tokens[o].address);
-        let remove = removeLiquidityCall {
-            tokenA: pool.tokens[q].address,
-            tokenB: pool.tokens[o].address,
-            liquidity: shares,
-            amountAMin: expect(q),
-            amountBMin: expect(o),
-            to: self.address(),
-            deadline: self.deadline(tick),
+        self.approve(run, router, &lp, shares, leg(Step::Approve))?;
+        let amounts = Amounts {
+            a: shares,
+            b: U256::ZERO,
+            a_min: expect(q),
+            b_min: expect(o),
         };
-        self.run(
-            run,
-            remove.abi_encode(),
-            self.router,
-            leg(Step::RemoveLiquidity),
-        )?;
+        let tokens = [pool.tokens[q].address, pool.tokens[o].address];
+        let remove = router.remove(&pool, tokens, amounts, self.address(), self.deadline(tick));
+        self.run(run, remove, router.address, leg(Step::RemoveLiquidity))?;
         let got = run.balance(pool.tokens[o].address).saturating_sub(before);
         let got_whole = whole(got, pool.tokens[o].decimals);
-        let out = amount_out(
+        let out = pool.curve.amount_out(
             got_whole,
             snapshot.reserves[o],
             snapshot.reserves[q],
             snapshot.fee_rate,
         );
-        self.swap(
-            run,
-            [&pool.tokens[o], &pool.tokens[q]],
-            got,
-            out,
-            leg(Step::SwapOut),
-        )
-        .map(|_| ())
+        self.swap(run, router, &pool, [o, q], got, out, leg(Step::SwapOut))
+            .map(|_| ())
+    }
+
+    /// Claims a Solidly pool's swap fees owed to the wallet when they are worth more than the
+    /// claim's gas (simulated first: nothing is sent for dust, or when the simulation fails).
+    fn claim_fees_if_worth_it(
+        &self,
+        run: &mut Run<'_>,
+        pool: &Pool,
+        snapshot: &PoolSnapshot,
+        leg: Leg,
+    ) -> Result<(), NotExecuted> {
+        let Some(data) = claim_fees(pool).map(Bytes::from) else {
+            return Ok(());
+        };
+        let request = json!({"from": self.address(), "to": pool.address, "data": data});
+        let simulated: Result<Bytes, RpcError> =
+            self.rpc.batch(|b| b.call("eth_call", (request, "latest")));
+        let Ok(owed) = simulated
+            .map_err(|e| e.to_string())
+            .and_then(|d| decode_claimed(&d))
+        else {
+            return Ok(());
+        };
+        let worth: f64 = (0..2)
+            .map(|i| whole(owed[i], pool.tokens[i].decimals) * snapshot.prices_usd[i])
+            .sum();
+        let gas = self.estimate(pool.address, &data)?;
+        let gas_usd = gas as f64 * GAS_PADDING * run.tick.gas_gwei * 1e-9 * run.tick.eth_usd;
+        if worth <= gas_usd {
+            return Ok(());
+        }
+        self.run(run, data.to_vec(), pool.address, leg)
     }
 
     /// Indices of the quote token and the other token in `pool`.
@@ -422,41 +453,47 @@ impl ChainExecutor {
         (q, 1 - q)
     }
 
-    /// Swaps `amount_in` of `path[0]` for `path[1]` (the tick promising `expected_out` whole
-    /// tokens, less the slippage limit as the minimum); returns what the receipt says came in.
+    /// Swaps `amount_in` of `pool`'s token `sides[0]` for its token `sides[1]` (the tick
+    /// promising `expected_out` whole tokens, less the slippage limit as the minimum); returns
+    /// what the receipt says came in.
+    #[allow(clippy::too_many_arguments)]
     fn swap(
         &self,
         run: &mut Run<'_>,
-        path: [&super::source::Token; 2],
+        router: &Router,
+        pool: &Pool,
+        sides: [usize; 2],
         amount_in: U256,
         expected_out: f64,
         leg: Leg,
     ) -> Result<U256, NotExecuted> {
-        self.approve(
-            run,
-            path[0],
-            amount_in,
-            Leg {
-                step: Step::Approve,
-                ..leg.clone()
-            },
-        )?;
-        let before = run.balance(path[1].address);
-        let swap = swapExactTokensForTokensCall {
-            amountIn: amount_in,
-            amountOutMin: self.minimum(expected_out, path[1].decimals),
-            path: vec![path[0].address, path[1].address],
-            to: self.address(),
-            deadline: self.deadline(run.tick),
+        let [from, to] = sides.map(|i| &pool.tokens[i]);
+        let approve = Leg {
+            step: Step::Approve,
+            ..leg.clone()
         };
-        self.run(run, swap.abi_encode(), self.router, leg)?;
-        Ok(run.balance(path[1].address).saturating_sub(before))
+        self.approve(run, router, from, amount_in, approve)?;
+        let before = run.balance(to.address);
+        let min_out = self.minimum(expected_out, to.decimals);
+        let deadline = self.deadline(run.tick);
+        let swap = router.swap(
+            pool,
+            from.address,
+            to.address,
+            amount_in,
+            min_out,
+            self.address(),
+            deadline,
+        );
+        self.run(run, swap, router.address, leg)?;
+        Ok(run.balance(to.address).saturating_sub(before))
     }
 
-    /// Approves the router for exactly `amount` of `token` when its allowance is short.
+    /// Approves `router` for exactly `amount` of `token` when its allowance is short.
     fn approve(
         &self,
         run: &mut Run<'_>,
+        router: &Router,
         token: &super::source::Token,
         amount: U256,
         leg: Leg,
@@ -466,7 +503,7 @@ impl ChainExecutor {
         }
         let call = allowanceCall {
             owner: self.address(),
-            spender: self.router,
+            spender: router.address,
         };
         let allowance = self
             .rpc
@@ -477,7 +514,7 @@ impl ChainExecutor {
             return Ok(());
         }
         let data = approveCall {
-            spender: self.router,
+            spender: router.address,
             amount,
         }
         .abi_encode();
@@ -681,12 +718,6 @@ impl ChainExecutor {
         let n: alloy::primitives::U64 = self.rpc.batch(|b| b.call("eth_blockNumber", ()))?;
         Ok(n.to())
     }
-}
-
-/// UniswapV2's `getAmountOut` in whole tokens.
-fn amount_out(amount_in: f64, reserve_in: f64, reserve_out: f64, fee_rate: f64) -> f64 {
-    let x = amount_in * (1.0 - fee_rate);
-    reserve_out * x / (reserve_in + x)
 }
 
 fn at_least(amount: U256, slippage: f64) -> U256 {

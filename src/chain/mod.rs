@@ -7,12 +7,15 @@
 //! - [`source`]: the `chain` market source, one batched round trip per tick;
 //! - [`send`]: transactions signed, written to the store as intents, then broadcast, and
 //!   settled by hash and nonce after a crash;
+//! - [`router`]: the UniswapV2 and Aerodrome routers' calls, each router checked against its
+//!   pools' factory;
 //! - [`exec`]: the chain executor: router swaps and liquidity through [`send`];
 //! - [`book`]: its book, changed by receipts only.
 
 pub mod book;
 pub mod exec;
 pub mod pair;
+pub mod router;
 pub mod rpc;
 pub mod send;
 pub mod source;

@@ -60,6 +60,44 @@ impl Curve {
             Self::Stable => (3.0 * x * x * y + y * y * y) / (x * x * x + 3.0 * x * y * y),
         }
     }
+
+    /// What `amount_in` whole tokens sold into a pool with reserves `reserve_in` and
+    /// `reserve_out` (whole tokens) give out, after the fee `fee_rate` is taken from the input:
+    /// UniswapV2's `getAmountOut`, or Aerodrome's for a stable pool (the `x³y + xy³` curve
+    /// solved for the new `y` by Newton's method, as its `_get_y` does).
+    pub fn amount_out(
+        self,
+        amount_in: f64,
+        reserve_in: f64,
+        reserve_out: f64,
+        fee_rate: f64,
+    ) -> f64 {
+        let paid = amount_in * (1.0 - fee_rate);
+        match self {
+            Self::ConstantProduct => reserve_out * paid / (reserve_in + paid),
+            Self::Stable => {
+                let k = stable_k(reserve_in, reserve_out);
+                let x = reserve_in + paid;
+                // f(y) = x·y·(x² + y²) − k falls to 0 from y = reserve_out: it is increasing
+                // and convex in y, so Newton's steps go down monotonically to the root.
+                let mut y = reserve_out;
+                for _ in 0..255 {
+                    let f = stable_k(x, y) - k;
+                    let step = f / (x * x * x + 3.0 * x * y * y);
+                    y -= step;
+                    if step.abs() <= y * 1e-15 {
+                        break;
+                    }
+                }
+                (reserve_out - y).max(0.0)
+            }
+        }
+    }
+}
+
+/// The stable curve's invariant `x³y + xy³`.
+fn stable_k(x: f64, y: f64) -> f64 {
+    x * y * (x * x + y * y)
 }
 
 /// A raw token amount in whole tokens.
@@ -124,6 +162,31 @@ mod tests {
         let p = Curve::ConstantProduct.spot_price0_in_1(1_100_000.0, 900_000.0);
         assert!(p < s && s < 1.0, "{p} < {s} < 1");
         assert!((s - 0.998_002).abs() < 1e-6, "{s}");
+    }
+
+    #[test]
+    fn a_stable_swap_keeps_the_invariant_and_gives_more_than_a_product_near_the_peg() {
+        let (x, y) = (1_000_000.0, 1_020_000.0);
+        let out = Curve::Stable.amount_out(10_000.0, x, y, 0.0005);
+        let paid = 10_000.0 * (1.0 - 0.0005);
+        let (k0, k1) = (stable_k(x, y), stable_k(x + paid, y - out));
+        assert!((k1 - k0).abs() / k0 < 1e-12, "k {k0} → {k1}");
+        assert!(out > paid && out < paid * 1.02, "{paid} < {out}");
+        // Balanced, the stable curve gives nearly one for one, a product 1% less.
+        let stable = Curve::Stable.amount_out(10_000.0, x, x, 0.0005);
+        let product = Curve::ConstantProduct.amount_out(10_000.0, x, x, 0.0005);
+        assert!(
+            product < paid * 0.991 && stable > paid * 0.999,
+            "{product} < {stable}"
+        );
+        // Aerodrome's own answer on the devnet's fresh sAMM-USDC/DAI pool: getAmountOut of
+        // 1,000 USDC (fee 0.05%, reserves 1,000,000 USDC and 1,000,000 DAI) is
+        // 999499999500999250748 wei of DAI.
+        let devnet = Curve::Stable.amount_out(1_000.0, 1_000_000.0, 1_000_000.0, 0.0005);
+        assert!((devnet - 999.499_999_500_999).abs() < 1e-8, "{devnet}");
+        // A product pair: UniswapV2's getAmountOut.
+        let v2 = Curve::ConstantProduct.amount_out(1_000.0, 1_000_000.0, 3_000_000.0, 0.003);
+        assert!((v2 - 2_988.020_9).abs() < 1e-3, "{v2}");
     }
 
     #[test]

@@ -130,8 +130,10 @@ pub struct Intent {
 /// Why a transaction could not be sent or settled.
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// The key is not 32 bytes of hex (its text is never repeated).
-    #[error("the chain signing key is not 32 bytes of hex")]
+    /// The key is not a secp256k1 private key (its text is never repeated).
+    #[error(
+        "the chain signing key is not a secp256k1 private key (64 hex digits, not zero, below the group order)"
+    )]
     Key,
     /// Signing failed.
     #[error("signing failed: {0}")]

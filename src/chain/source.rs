@@ -62,6 +62,8 @@ pub struct Pool {
     pub stable: bool,
     /// The pair's kind, as configured.
     pub kind: PairKind,
+    /// The factory that made it (`factory()`): a router trades only its own factory's pairs.
+    pub factory: Address,
     created_ms: u64,
 }
 
@@ -298,9 +300,9 @@ impl ChainSource {
             .iter()
             .map(|p| p.address.parse().expect("validated as an address"))
             .collect();
-        // Round trip 1: the chain id, the head, code, tokens, and a Solidly pool's curve and
-        // factory.
-        let (chain_id, block, codes, tokens, solidly) = match self.pool_calls(&cfg, &addresses) {
+        // Round trip 1: the chain id, the head, code, tokens, factories, and a Solidly pool's
+        // curve.
+        let (chain_id, block, codes, tokens, stables) = match self.pool_calls(&cfg, &addresses) {
             Ok(answers) => answers,
             Err(e) if e.is_refusal() => return Err(self.refusing_pool(&cfg, &addresses, e)),
             Err(e) => return Err(e.into()),
@@ -328,9 +330,11 @@ impl ChainSource {
             };
             let t0 = token(&tokens[i].0, "token0")?;
             let t1 = token(&tokens[i].1, "token1")?;
-            let curve = match &solidly[i] {
+            let factory = pair::factoryCall::abi_decode_returns(&tokens[i].2)
+                .map_err(|e| bad(format!("factory() is not an address: {e}")))?;
+            let curve = match &stables[i] {
                 None => (Curve::ConstantProduct, None),
-                Some((stable, factory)) => {
+                Some(stable) => {
                     let stable = pair::stableCall::abi_decode_returns(stable)
                         .map_err(|e| bad(format!("stable() is not a bool: {e}")))?;
                     if stable != cfg[i].stable {
@@ -339,8 +343,6 @@ impl ChainSource {
                             cfg[i].stable
                         )));
                     }
-                    let factory = pair::factoryCall::abi_decode_returns(factory)
-                        .map_err(|e| bad(format!("factory() is not an address: {e}")))?;
                     let curve = if stable {
                         Curve::Stable
                     } else {
@@ -349,12 +351,12 @@ impl ChainSource {
                     (curve, Some((factory, stable)))
                 }
             };
-            pairs.push((*a, [t0, t1], curve));
+            pairs.push((*a, [t0, t1], curve, factory));
         }
         // Round trip 2: each token's symbol and decimals, each Solidly pool's fee, and an
         // older block to estimate the block time.
         let distinct: Vec<Address> = {
-            let mut v: Vec<Address> = pairs.iter().flat_map(|(_, t, _)| *t).collect();
+            let mut v: Vec<Address> = pairs.iter().flat_map(|(_, t, _, _)| *t).collect();
             v.sort();
             v.dedup();
             v
@@ -374,7 +376,7 @@ impl ChainSource {
                     .collect();
                 let fees: Vec<Option<Pending<Bytes>>> = pairs
                     .iter()
-                    .map(|(a, _, (_, solidly))| {
+                    .map(|(a, _, (_, solidly), _)| {
                         solidly.map(|(factory, stable)| {
                             let call = pair::getFeeCall { pool: *a, stable };
                             eth_call(b, factory, call.abi_encode())
@@ -407,7 +409,7 @@ impl ChainSource {
         }
         let created = self.creation_times(&addresses, head, head_s);
         let mut pools = Vec::new();
-        for (i, (address, [t0, t1], (curve, _))) in pairs.into_iter().enumerate() {
+        for (i, (address, [t0, t1], (curve, _), factory)) in pairs.into_iter().enumerate() {
             let tokens = [known[&t0].clone(), known[&t1].clone()];
             let fee_rate = match &fees[i] {
                 None => 0.003,
@@ -440,6 +442,7 @@ impl ChainSource {
                 fee_rate,
                 stable: cfg[i].stable,
                 kind: cfg[i].kind,
+                factory,
                 created_ms: created[i],
             });
         }
@@ -468,8 +471,8 @@ impl ChainSource {
             U64,
             Block,
             Vec<Bytes>,
-            Vec<(Bytes, Bytes)>,
-            Vec<Option<(Bytes, Bytes)>>,
+            Vec<(Bytes, Bytes, Bytes)>,
+            Vec<Option<Bytes>>,
         ),
         RpcError,
     > {
@@ -480,28 +483,25 @@ impl ChainSource {
                 .iter()
                 .map(|a| b.call("eth_getCode", (a, "latest")))
                 .collect();
-            let tokens: Vec<(Pending<Bytes>, Pending<Bytes>)> = addresses
+            let tokens: Vec<(Pending<Bytes>, Pending<Bytes>, Pending<Bytes>)> = addresses
                 .iter()
                 .map(|a| {
                     (
                         eth_call(b, *a, pair::token0Call {}.abi_encode()),
                         eth_call(b, *a, pair::token1Call {}.abi_encode()),
+                        eth_call(b, *a, pair::factoryCall {}.abi_encode()),
                     )
                 })
                 .collect();
-            let solidly: Vec<Option<(Pending<Bytes>, Pending<Bytes>)>> = cfg
+            let stables: Vec<Option<Pending<Bytes>>> = cfg
                 .iter()
                 .zip(addresses)
                 .map(|(p, a)| {
-                    (p.kind == PairKind::Solidly).then(|| {
-                        (
-                            eth_call(b, *a, pair::stableCall {}.abi_encode()),
-                            eth_call(b, *a, pair::factoryCall {}.abi_encode()),
-                        )
-                    })
+                    (p.kind == PairKind::Solidly)
+                        .then(|| eth_call(b, *a, pair::stableCall {}.abi_encode()))
                 })
                 .collect();
-            (chain_id, block, codes, tokens, solidly)
+            (chain_id, block, codes, tokens, stables)
         })
     }
 
@@ -745,6 +745,7 @@ mod tests {
             fee_rate: 0.003,
             stable: curve == Curve::Stable,
             kind: PairKind::UniswapV2,
+            factory: Address::ZERO,
             created_ms: 0,
         }
     }

@@ -91,6 +91,16 @@ impl Node {
     /// A config file for an agent on this devnet in `dir` (a tick a second, three seconds of
     /// observation, api_failures tripping after three failures), plus `extra` TOML.
     pub fn agent_config(&self, dir: &std::path::Path, extra: &str) -> PathBuf {
+        self.agent_config_of(dir, extra, |_| true)
+    }
+
+    /// [`Self::agent_config`] reading only the devnet's pools `keep` keeps.
+    pub fn agent_config_of(
+        &self,
+        dir: &std::path::Path,
+        extra: &str,
+        keep: impl Fn(&Value) -> bool,
+    ) -> PathBuf {
         let path = dir.join("athena.toml");
         std::fs::create_dir_all(dir).unwrap();
         std::fs::write(
@@ -116,12 +126,16 @@ rpc_url = "{}"
 chain_id = 31337
 request_timeout = "2s"
 router_address = "{}"
+solidly_router_address = "{}"
 {}
 {extra}
 "#,
                 self.url,
                 self.deployment["router"].as_str().unwrap_or_default(),
-                self.pools_toml()
+                self.deployment["solidly_router"]
+                    .as_str()
+                    .unwrap_or_default(),
+                self.pools_toml_of(keep)
             ),
         )
         .unwrap();
@@ -143,10 +157,16 @@ router_address = "{}"
 
     /// The devnet's pools as a `[chain]` table's `pools = [...]` line.
     pub fn pools_toml(&self) -> String {
+        self.pools_toml_of(|_| true)
+    }
+
+    /// The devnet's pools `keep` keeps, as a `pools = [...]` line.
+    pub fn pools_toml_of(&self, keep: impl Fn(&Value) -> bool) -> String {
         let pools: Vec<String> = self.deployment["pools"]
             .as_array()
             .unwrap()
             .iter()
+            .filter(|p| keep(p))
             .map(|p| {
                 format!(
                     "{{ address = {}, kind = {}, stable = {} }}",

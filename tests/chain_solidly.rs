@@ -1,0 +1,307 @@
+//! Aerodrome (Solidly) pools through the real binary against the devnet: Aerodrome's Pool,
+//! PoolFactory, FactoryRegistry and Router compiled from their published sources and deployed
+//! on anvil. The agent opens a stable and a volatile pool through Aerodrome's router (its
+//! minimum outputs computed on each pool's own curve), claims the swap fees a pool owes it
+//! before it removes its liquidity, and its book equals the chain at the end. A router address
+//! that is not the pools' router stops the run before anything is sent; the example
+//! configuration names where a fresh devnet puts every contract.
+
+mod support;
+
+use alloy::primitives::keccak256;
+use athena::chain::book::Step;
+use athena::chain::send::IntentState;
+use serde_json::{Value, json};
+use std::path::Path;
+use support::chain_agent::{
+    AGENT_ADDRESS, EXECUTOR, assert_book_is_the_chain, assert_every_transaction_written_down_once,
+    read_store, reconciled, start,
+};
+use support::devnet::{ACCOUNT, Node, word};
+use support::http::TOKEN;
+
+/// The first four bytes of the keccak of `signature`, as hex.
+fn selector(signature: &str) -> String {
+    alloy::hex::encode(&keccak256(signature)[..4])
+}
+
+fn uint(n: u128) -> String {
+    format!("{n:064x}")
+}
+
+fn call(node: &Node, to: &str, data: String) -> String {
+    let answer = node.rpc(
+        "eth_call",
+        json!([{"to": to, "data": format!("0x{data}")}, "latest"]),
+    );
+    answer
+        .as_str()
+        .unwrap()
+        .trim_start_matches("0x")
+        .to_string()
+}
+
+/// Sells `amount` (raw units) of `token_in` straight into Solidly `pool` as the deployer (it
+/// pays the pool, then calls `swap` for 97% of what `getAmountOut` says, so the devnet's
+/// trader swapping in between cannot make it fail); returns what came out.
+fn sell_into_pool(node: &Node, pool: &str, token_in: &str, amount: u128) -> u128 {
+    let quote = selector("getAmountOut(uint256,address)");
+    let out = call(
+        node,
+        pool,
+        format!("{quote}{}{}", uint(amount), word(token_in)),
+    );
+    let out = u128::from_str_radix(&out, 16).unwrap() / 100 * 97;
+    let transfer = format!("0xa9059cbb{}{}", word(pool), uint(amount));
+    node.send(json!({"from": ACCOUNT, "to": token_in, "data": transfer, "gas": "0x30000"}));
+    let token0 = call(node, pool, selector("token0()"));
+    let sells_token0 = token0.ends_with(&token_in.trim_start_matches("0x").to_lowercase());
+    let (out0, out1) = if sells_token0 { (0, out) } else { (out, 0) };
+    let swap = format!(
+        "0x{}{}{}{}{}{}",
+        selector("swap(uint256,uint256,address,bytes)"),
+        uint(out0),
+        uint(out1),
+        word(ACCOUNT),
+        uint(0x80),
+        uint(0)
+    );
+    node.send(json!({"from": ACCOUNT, "to": pool, "data": swap, "gas": "0x80000"}));
+    out
+}
+
+/// What Solidly `pool`'s `claimFees` would pay the agent now (simulated), USD at the devnet's
+/// seed prices (USDC $1, AERO $1.20; the pool's tokens in that order).
+fn owed_usd(node: &Node, pool: &str) -> f64 {
+    let data = format!("0x{}", selector("claimFees()"));
+    let answer = node.rpc(
+        "eth_call",
+        json!([{"from": AGENT_ADDRESS, "to": pool, "data": data}, "latest"]),
+    );
+    let hex = answer.as_str().unwrap().trim_start_matches("0x");
+    let amount = |i: usize| u128::from_str_radix(&hex[64 * i..64 * (i + 1)], 16).unwrap() as f64;
+    amount(0) / 1e6 + amount(1) / 1e18 * 1.2
+}
+
+fn solidly_pool<'a>(node: &'a Node, name: &str) -> &'a str {
+    node.deployment["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["kind"] == "solidly" && p["name"] == name)
+        .and_then(|p| p["address"].as_str())
+        .unwrap()
+}
+
+/// The Aerodrome pools, and the WETH/USDC pair the native token is priced from (WETH is not
+/// allowlisted, so the agent trades only the Aerodrome pools).
+fn aerodrome_config(node: &Node, dir: &Path, extra: &str) -> std::path::PathBuf {
+    let extra = format!("{EXECUTOR}token_allowlist = [\"USDC\", \"DAI\", \"AERO\"]\n{extra}");
+    node.agent_config_of(dir, &extra, |p| {
+        p["kind"] == "solidly" || p["name"] == "WETH/USDC"
+    })
+}
+
+#[test]
+fn the_agent_trades_aerodrome_pools_through_its_router_and_claims_their_fees() {
+    let node = Node::devnet(&[("DEVNET_TRADE_EVERY_MS", "100")]);
+    let dir = tempfile::tempdir().unwrap();
+    // The stable pool's fee APR (0.05% of the devnet's few minutes of volume) is low.
+    let config = aerodrome_config(&node, dir.path(), "[strategy]\nmin_apr_pct = 0.01\n");
+    let agent = start(dir.path(), &config, &[]);
+    assert_eq!(reconciled(&agent), 0.0);
+
+    // Both Aerodrome pools are entered through Aerodrome's router.
+    let positions = agent.wait_until(
+        "/positions",
+        "a stable and a volatile Aerodrome position",
+        |b| {
+            let pools: Vec<&str> = b
+                .as_array()
+                .map(|a| a.iter().filter_map(|p| p["pool"].as_str()).collect())
+                .unwrap_or_default();
+            pools.contains(&"sAMM-USDC/DAI") && pools.contains(&"vAMM-USDC/AERO")
+        },
+    );
+    assert_eq!(positions.as_array().unwrap().len(), 2, "{positions}");
+
+    // Large round trips through the volatile pool until the fees it owes the agent (0.30% of
+    // each swap, paid to the pool's fee contract) are worth well more than a claim's gas.
+    let volatile = solidly_pool(&node, "AERO/USDC");
+    let (usdc, aero) = (
+        node.deployment["tokens"]["USDC"].as_str().unwrap(),
+        node.deployment["tokens"]["AERO"].as_str().unwrap(),
+    );
+    for _ in 0..10 {
+        let bought = sell_into_pool(&node, volatile, usdc, 150_000 * 10u128.pow(6));
+        sell_into_pool(&node, volatile, aero, bought);
+        if owed_usd(&node, volatile) > 3.0 {
+            break;
+        }
+    }
+    assert!(owed_usd(&node, volatile) > 3.0);
+
+    let (code, body) = agent.post(
+        "/emergency/exit-all",
+        Some(TOKEN),
+        json!({"confirm": true, "reason": "test: close the Aerodrome positions"}),
+    );
+    assert_eq!(code, 200, "{body}");
+    agent.wait_until("/positions", "every Aerodrome position closed", |b| {
+        b.as_array().is_some_and(Vec::is_empty)
+    });
+    let data = agent.dir.clone();
+    let log = agent.stop();
+    assert!(!log.contains("panicked"), "{log}");
+
+    let (state, ledger, intents) = read_store(&data);
+    let router = node.deployment["solidly_router"].as_str().unwrap();
+    // Where each transaction went, as the node has it.
+    let to = |i: &athena::chain::send::Intent| {
+        let tx = node.rpc("eth_getTransactionByHash", json!([i.hash.to_string()]));
+        tx["to"].as_str().unwrap().to_lowercase()
+    };
+    let legs: Vec<(Step, String)> = intents
+        .iter()
+        .filter_map(|i| Some((i.leg.as_ref()?.step, to(i))))
+        .collect();
+    for step in [
+        Step::SwapIn,
+        Step::AddLiquidity,
+        Step::RemoveLiquidity,
+        Step::SwapOut,
+    ] {
+        assert!(
+            legs.iter()
+                .any(|(s, to)| *s == step && to == &router.to_lowercase()),
+            "{step:?} through Aerodrome's router: {legs:?}"
+        );
+    }
+    // The volatile pool's fees were claimed from the pool, and paid the wallet.
+    let claim = intents
+        .iter()
+        .find(|i| i.leg.as_ref().is_some_and(|l| l.step == Step::ClaimFees))
+        .unwrap_or_else(|| panic!("no claim of fees: {legs:?}\n{log}"));
+    assert_eq!(to(claim), volatile.to_lowercase());
+    assert!(matches!(
+        claim.state,
+        IntentState::Mined { success: true, .. }
+    ));
+    let receipt = node.rpc("eth_getTransactionReceipt", json!([claim.hash.to_string()]));
+    let paid: Vec<&Value> = receipt["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| {
+            l["topics"][0]
+                == format!(
+                    "0x{}",
+                    alloy::hex::encode(keccak256("Transfer(address,address,uint256)"))
+                )
+                && l["topics"][2]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with(&AGENT_ADDRESS[2..].to_lowercase()))
+        })
+        .collect();
+    assert!(
+        !paid.is_empty(),
+        "the claim paid the wallet nothing: {receipt}"
+    );
+
+    assert!(state.positions.is_empty());
+    for pool in ["USDC/DAI", "AERO/USDC"] {
+        let lp = node.erc20_balance(solidly_pool(&node, pool), AGENT_ADDRESS);
+        assert_eq!(lp, 0, "LP tokens left in {pool}");
+    }
+    let opens = ledger.iter().filter(|e| e.action == "open").count();
+    let closes = ledger.iter().filter(|e| e.action == "close").count();
+    assert!(opens == 2 && closes == 2, "{ledger:#?}");
+    assert_book_is_the_chain(&node, &state);
+    assert_every_transaction_written_down_once(&node, &intents);
+}
+
+#[test]
+fn a_router_that_serves_none_of_the_pools_stops_the_run_before_anything_is_sent() {
+    let node = Node::devnet(&[("DEVNET_TRADER", "off")]);
+    let dir = tempfile::tempdir().unwrap();
+    // The UniswapV2 router named as Aerodrome's: it does not answer defaultFactory().
+    let v2 = node.deployment["router"].as_str().unwrap();
+    let config = aerodrome_config(&node, dir.path(), "");
+    let mut agent = start(
+        dir.path(),
+        &config,
+        &[("ATHENA_CHAIN_SOLIDLY_ROUTER_ADDRESS", v2)],
+    );
+    let status = agent.child.0.wait().unwrap();
+    let log = agent.log();
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains(&format!("chain.solidly_router_address {v2}"))
+            || log.to_lowercase().contains(&format!(
+                "chain.solidly_router_address {}",
+                v2.to_lowercase()
+            )),
+        "{log}"
+    );
+    assert!(
+        log.contains("does not answer as Aerodrome's router"),
+        "{log}"
+    );
+    // A token's address as the router: no contract code there is a router.
+    let weth = node.deployment["weth"].as_str().unwrap();
+    let mut agent = start(
+        dir.path(),
+        &config,
+        &[("ATHENA_CHAIN_ROUTER_ADDRESS", weth)],
+    );
+    let status = agent.child.0.wait().unwrap();
+    assert!(!status.success());
+    assert!(
+        agent.log().contains("chain.router_address"),
+        "{}",
+        agent.log()
+    );
+    assert_eq!(node.nonce(AGENT_ADDRESS), 0, "nothing was sent");
+}
+
+#[test]
+fn the_example_configuration_names_where_a_fresh_devnet_puts_its_contracts() {
+    let node = Node::devnet(&[("DEVNET_TRADER", "off")]);
+    let example = support::checkout().join("config/examples/local-anvil.toml");
+    let config = athena_config::load_with_env(Some(&example), Vec::new()).unwrap();
+    let same = |a: &str, b: &Value| a.eq_ignore_ascii_case(b.as_str().unwrap());
+    assert!(same(
+        &config.chain.router_address,
+        &node.deployment["router"]
+    ));
+    assert!(same(
+        &config.chain.solidly_router_address,
+        &node.deployment["solidly_router"]
+    ));
+    let deployed: Vec<(String, String, bool)> = node.deployment["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["address"].as_str().unwrap().to_lowercase(),
+                p["kind"].as_str().unwrap().to_string(),
+                p["stable"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    let configured: Vec<(String, String, bool)> = config
+        .chain
+        .pools
+        .iter()
+        .map(|p| {
+            let kind = serde_json::to_value(p.kind).unwrap();
+            (
+                p.address.to_lowercase(),
+                kind.as_str().unwrap().to_string(),
+                p.stable,
+            )
+        })
+        .collect();
+    assert_eq!(configured, deployed);
+}
