@@ -122,6 +122,9 @@ pub struct Inputs {
     pub started_wall_ms: u64,
     /// The last committed tick (`None`: none yet).
     pub last_tick_wall_ms: Option<u64>,
+    /// The last tick that failed reading the market (`None`: none): the loop is alive and
+    /// retrying, so a restart would not help.
+    pub last_failed_tick_wall_ms: Option<u64>,
     /// Expected wall time between ticks.
     pub tick_interval_wall_ms: u64,
     /// The last store write error, until a write succeeds again.
@@ -167,23 +170,39 @@ fn healthy(name: ComponentName) -> Component {
     component(name, Status::Healthy, "")
 }
 
+/// The loop's heartbeat: a tick committed or, while the market cannot be read, a tick tried
+/// within three intervals and the margin. A loop that only retries is degraded (a restart
+/// would not bring the market back); a silent one is unhealthy.
 fn heartbeat(i: &Inputs) -> Component {
     let last = i.last_tick_wall_ms.unwrap_or(i.started_wall_ms);
     let silent = i.now_wall_ms.saturating_sub(last);
     let limit = 3 * i.tick_interval_wall_ms + HEARTBEAT_MARGIN_MS;
-    if silent > limit {
-        let what = if i.last_tick_wall_ms.is_some() {
-            "the agent loop has not ticked for"
-        } else {
-            "the agent loop has not ticked since start-up,"
-        };
+    if silent <= limit {
+        return healthy(ComponentName::Loop);
+    }
+    let what = if i.last_tick_wall_ms.is_some() {
+        "the agent loop has not ticked for"
+    } else {
+        "the agent loop has not ticked since start-up,"
+    };
+    let retrying = i
+        .last_failed_tick_wall_ms
+        .is_some_and(|t| i.now_wall_ms.saturating_sub(t) <= limit);
+    if retrying {
+        component(
+            ComponentName::Loop,
+            Status::Degraded,
+            format!(
+                "{what} {}: it retries each tick, the market cannot be read (see market)",
+                ago(silent)
+            ),
+        )
+    } else {
         component(
             ComponentName::Loop,
             Status::Unhealthy,
             format!("{what} {}", ago(silent)),
         )
-    } else {
-        healthy(ComponentName::Loop)
     }
 }
 
@@ -371,6 +390,30 @@ mod tests {
         let (s, why) = status_of(&r, ComponentName::Loop);
         assert_eq!(s, Status::Unhealthy);
         assert!(why.contains("has not ticked for 3m 31s"), "{why}");
+        assert_eq!(liveness(&i, &t()).status, Status::Unhealthy);
+    }
+
+    #[test]
+    fn a_loop_that_retries_an_unreadable_market_is_degraded_and_alive() {
+        let mut i = fine();
+        i.last_tick_wall_ms = Some(i.now_wall_ms - 10 * MIN);
+        i.market_error = Some("eth_blockNumber: connection refused".into());
+        i.last_failed_tick_wall_ms = Some(i.now_wall_ms - MIN);
+        let r = evaluate(&i, &t());
+        let (s, why) = status_of(&r, ComponentName::Loop);
+        assert_eq!(s, Status::Degraded, "{why}");
+        assert!(
+            why.contains("has not ticked for 10m") && why.contains("retries"),
+            "{why}"
+        );
+        assert_eq!(status_of(&r, ComponentName::Market).0, Status::Degraded);
+        assert_eq!(
+            liveness(&i, &t()).status,
+            Status::Healthy,
+            "a restart would not help"
+        );
+        // Once the retries stop too, the loop is silent: unhealthy.
+        i.last_failed_tick_wall_ms = Some(i.now_wall_ms - 4 * MIN);
         assert_eq!(liveness(&i, &t()).status, Status::Unhealthy);
     }
 

@@ -45,6 +45,8 @@ struct State {
     tick_interval_wall_ms: u64,
     prune_interval_wall_ms: u64,
     last_tick_wall_ms: Option<u64>,
+    /// The last tick that failed reading the market (the loop alive, retrying).
+    last_failed_tick_wall_ms: Option<u64>,
     last_tick_agent_ms: Option<u64>,
     trading_state: Option<TradingState>,
     pools: Option<(usize, usize)>,
@@ -272,7 +274,9 @@ impl Monitor {
                 s.sync_last_error = error.to_string();
             }
             FailureSource::Market | FailureSource::Rpc => {
-                self.lock().market_error = Some(error.to_string());
+                let mut s = self.lock();
+                s.market_error = Some(error.to_string());
+                s.last_failed_tick_wall_ms = Some(wall_ms());
             }
             FailureSource::Llm => {}
         }
@@ -311,6 +315,7 @@ impl Monitor {
             now_wall_ms: now,
             started_wall_ms: s.started_wall_ms,
             last_tick_wall_ms: s.last_tick_wall_ms,
+            last_failed_tick_wall_ms: s.last_failed_tick_wall_ms,
             tick_interval_wall_ms: s.tick_interval_wall_ms,
             store_error: s.store_error.clone(),
             disk_used_ratio: s.disk_used_ratio,
