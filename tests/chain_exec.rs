@@ -199,6 +199,11 @@ fn kill_9_at_the_worst_moments_never_sends_a_transaction_twice_nor_loses_a_fill(
     let agent = start(dir.path(), &config, &[]);
     let difference = reconciled(&agent);
     assert!(difference.abs() < 0.005, "{}", agent.log());
+    assert!(
+        agent.log().contains("; its observation ended 20"),
+        "a restart says the observation is over, not that it lasts until a past time: {}",
+        agent.log()
+    );
     agent.wait_until("/status", "a tick after the last restart", |b| {
         b["last_tick"].as_u64().is_some()
     });

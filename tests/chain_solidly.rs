@@ -17,7 +17,7 @@ use support::chain_agent::{
     AGENT_ADDRESS, EXECUTOR, assert_book_is_the_chain, assert_every_transaction_written_down_once,
     read_store, reconciled, start,
 };
-use support::devnet::{ACCOUNT, Node, word};
+use support::devnet::{ACCOUNT, Node};
 use support::http::TOKEN;
 
 /// The first four bytes of the keccak of `signature`, as hex.
@@ -25,49 +25,52 @@ fn selector(signature: &str) -> String {
     alloy::hex::encode(&keccak256(signature)[..4])
 }
 
-fn uint(n: u128) -> String {
-    format!("{n:064x}")
+alloy::sol! {
+    struct Route { address from; address to; bool stable; address factory; }
+    function approve(address spender, uint256 amount) external returns (bool);
+    function swapExactTokensForTokens(uint256 amountIn, uint256 amountOutMin, Route[] routes, address to, uint256 deadline) external returns (uint256[] amounts);
 }
 
-fn call(node: &Node, to: &str, data: String) -> String {
-    let answer = node.rpc(
-        "eth_call",
-        json!([{"to": to, "data": format!("0x{data}")}, "latest"]),
-    );
-    answer
+/// Sells `amount` (raw units) of `from` for `to` in Aerodrome's volatile pool of the two, as
+/// the deployer, through Aerodrome's router (in one transaction: the devnet's trader pays
+/// pools directly and could take a payment made in a separate one); returns what came out.
+fn sell_through_router(node: &Node, from: &str, to: &str, amount: u128) -> u128 {
+    use alloy::primitives::{Address, U256};
+    use alloy::sol_types::SolCall;
+    let router: Address = node.deployment["solidly_router"]
         .as_str()
         .unwrap()
-        .trim_start_matches("0x")
-        .to_string()
-}
-
-/// Sells `amount` (raw units) of `token_in` straight into Solidly `pool` as the deployer (it
-/// pays the pool, then calls `swap` for 97% of what `getAmountOut` says, so the devnet's
-/// trader swapping in between cannot make it fail); returns what came out.
-fn sell_into_pool(node: &Node, pool: &str, token_in: &str, amount: u128) -> u128 {
-    let quote = selector("getAmountOut(uint256,address)");
-    let out = call(
-        node,
-        pool,
-        format!("{quote}{}{}", uint(amount), word(token_in)),
-    );
-    let out = u128::from_str_radix(&out, 16).unwrap() / 100 * 97;
-    let transfer = format!("0xa9059cbb{}{}", word(pool), uint(amount));
-    node.send(json!({"from": ACCOUNT, "to": token_in, "data": transfer, "gas": "0x30000"}));
-    let token0 = call(node, pool, selector("token0()"));
-    let sells_token0 = token0.ends_with(&token_in.trim_start_matches("0x").to_lowercase());
-    let (out0, out1) = if sells_token0 { (0, out) } else { (out, 0) };
-    let swap = format!(
-        "0x{}{}{}{}{}{}",
-        selector("swap(uint256,uint256,address,bytes)"),
-        uint(out0),
-        uint(out1),
-        word(ACCOUNT),
-        uint(0x80),
-        uint(0)
-    );
-    node.send(json!({"from": ACCOUNT, "to": pool, "data": swap, "gas": "0x80000"}));
-    out
+        .parse()
+        .unwrap();
+    let factory: Address = node.deployment["solidly_factory"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let (from, to): (Address, Address) = (from.parse().unwrap(), to.parse().unwrap());
+    let hex = |data: Vec<u8>| format!("0x{}", alloy::hex::encode(data));
+    let approve = approveCall {
+        spender: router,
+        amount: U256::from(amount),
+    }
+    .abi_encode();
+    node.send(json!({"from": ACCOUNT, "to": from, "data": hex(approve), "gas": "0x30000"}));
+    let before = node.erc20_balance(&to.to_string(), ACCOUNT);
+    let swap = swapExactTokensForTokensCall {
+        amountIn: U256::from(amount),
+        amountOutMin: U256::ZERO,
+        routes: vec![Route {
+            from,
+            to,
+            stable: false,
+            factory,
+        }],
+        to: ACCOUNT.parse().unwrap(),
+        deadline: U256::from(u64::MAX),
+    }
+    .abi_encode();
+    node.send(json!({"from": ACCOUNT, "to": router, "data": hex(swap), "gas": "0x80000"}));
+    node.erc20_balance(&to.to_string(), ACCOUNT) - before
 }
 
 /// What Solidly `pool`'s `claimFees` would pay the agent now (simulated), USD at the devnet's
@@ -110,6 +113,13 @@ fn the_agent_trades_aerodrome_pools_through_its_router_and_claims_their_fees() {
     let config = aerodrome_config(&node, dir.path(), "[strategy]\nmin_apr_pct = 0.01\n");
     let agent = start(dir.path(), &config, &[]);
     assert_eq!(reconciled(&agent), 0.0);
+    assert!(
+        agent
+            .log()
+            .contains("agent at tick 0, equity read from the wallet at the first tick"),
+        "a fresh chain book shows no configured capital: {}",
+        agent.log()
+    );
 
     // Both Aerodrome pools are entered through Aerodrome's router.
     let positions = agent.wait_until(
@@ -133,8 +143,8 @@ fn the_agent_trades_aerodrome_pools_through_its_router_and_claims_their_fees() {
         node.deployment["tokens"]["AERO"].as_str().unwrap(),
     );
     for _ in 0..10 {
-        let bought = sell_into_pool(&node, volatile, usdc, 150_000 * 10u128.pow(6));
-        sell_into_pool(&node, volatile, aero, bought);
+        let bought = sell_through_router(&node, usdc, aero, 150_000 * 10u128.pow(6));
+        sell_through_router(&node, aero, usdc, bought);
         if owed_usd(&node, volatile) > 3.0 {
             break;
         }
@@ -262,6 +272,18 @@ fn a_router_that_serves_none_of_the_pools_stops_the_run_before_anything_is_sent(
         agent.log()
     );
     assert_eq!(node.nonce(AGENT_ADDRESS), 0, "nothing was sent");
+    // No Aerodrome router: its pools are watched, not traded, and a line says so.
+    let agent = start(
+        dir.path(),
+        &config,
+        &[("ATHENA_CHAIN_SOLIDLY_ROUTER_ADDRESS", "")],
+    );
+    support::wait_for(
+        &agent.log,
+        "is watched, not traded: no chain.solidly_router_address set",
+        std::time::Duration::from_secs(60),
+    );
+    agent.stop();
 }
 
 #[test]

@@ -76,11 +76,22 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
     let config = &l.config;
     let tick_ms = config.agent.tick_interval.as_millis().max(1) as u64;
     let observation_ms = config.agent.observation_period.as_millis() as u64;
+    let observation_end = agent.state.observation_start_ms + observation_ms;
+    let observing = if agent.state.next_tick > 0 && observation_end <= l.clock.now_ms() {
+        format!("its observation ended {}", rfc3339(observation_end))
+    } else {
+        format!("observing until {} of agent time", rfc3339(observation_end))
+    };
+    let equity = if config.executor.kind == athena_config::ExecutorKind::Chain
+        && agent.state.wallet.is_none()
+    {
+        "equity read from the wallet at the first tick".to_string()
+    } else {
+        format!("equity ${:.2}", agent.state.equity_usd())
+    };
     println!(
-        "athena: agent at tick {}, equity ${:.2}; observing until {} of agent time",
-        agent.state.next_tick,
-        agent.state.equity_usd(),
-        rfc3339(agent.state.observation_start_ms + observation_ms)
+        "athena: agent at tick {}, {equity}; {observing}",
+        agent.state.next_tick
     );
     let mut reported: HashSet<(String, String)> = HashSet::new();
     let mut publish_error: Option<String> = None;
