@@ -210,7 +210,9 @@ impl JournalRecord {
             Self::Risk(_) | Self::Operator(_) => return None,
         };
         match &d.intent {
-            Intent::Open { pool } | Intent::Rebalance { to: pool, .. } => Some(pool),
+            Intent::Open { pool }
+            | Intent::Rebalance { to: pool, .. }
+            | Intent::Sweep { pool, .. } => Some(pool),
             Intent::Close { position, .. } | Intent::Compound { position } => {
                 pools.get(position).map(String::as_str)
             }
@@ -246,6 +248,7 @@ fn decision_summary(d: &DecisionRecord, pools: &BTreeMap<String, String>) -> Str
         }
         Intent::Rebalance { from, to } => format!("rebalance {from}{} into {to}", in_pool(from)),
         Intent::Compound { position } => format!("compound {position}{}", in_pool(position)),
+        Intent::Sweep { token, pool } => format!("sweep {token} back into cash through {pool}"),
     };
     let verdict = match &d.decision {
         // An exit is approved as asked: it has no size of its own.

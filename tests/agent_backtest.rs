@@ -63,6 +63,9 @@ fn thirty_day_backtest_keeps_every_invariant() {
                     Intent::Close { position, .. } => {
                         e.action == "close" && &e.position == position
                     }
+                    Intent::Sweep { pool, .. } => {
+                        e.action == "swap" && &e.pool == pool && e.position.starts_with("sweep-")
+                    }
                 }
         });
         let d = backing.unwrap_or_else(|| panic!("a fill without an approved decision: {e:?}"));

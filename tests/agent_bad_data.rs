@@ -117,6 +117,7 @@ fn a_garbage_snapshot_of_a_held_pool_is_rejected_for_its_tick_and_never_traded_o
                 Intent::Compound { position } | Intent::Close { position, .. } => {
                     position == &held.id
                 }
+                Intent::Sweep { pool, .. } => pool == &held.pool,
             };
             assert!(!touches, "a decision on garbage: {d:?}");
         }

@@ -35,6 +35,7 @@ fn pool(name: &str, stable: bool, tvl: f64, apr: f64, price: f64) -> PoolSnapsho
         fee_apr_pct: volume * fee_rate * 365.0 / tvl * 100.0,
         emission_apr_pct: apr,
         created_ms: T0 - 400 * DAY_MS,
+        price_gap_pct: 0.0,
     }
 }
 

@@ -2,7 +2,8 @@
 //! base-fee spike (`anvil_setNextBlockBaseFeePerGas`) trips gas_manipulation and postpones
 //! entries until the spike is gone and the breaker reset; a swap front-run in its own block
 //! (automine off, the test mines) reverts on its minimum output, is journaled as failed and
-//! opens no position.
+//! opens no position; an open cut short after its swap leaves a token in the wallet, which the
+//! agent sweeps back into cash.
 
 mod support;
 
@@ -244,4 +245,60 @@ fn a_swap_that_cannot_meet_its_minimum_output_reverts_is_journaled_and_opens_not
         "{ledger:#?}"
     );
     assert_book_is_the_chain(&node, &state);
+}
+
+#[test]
+fn a_token_an_open_cut_short_leaves_in_the_wallet_is_swept_back_into_cash() {
+    let node = Node::devnet(&[("DEVNET_TRADE_EVERY_MS", "300")]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = node.agent_config(dir.path(), EXECUTOR);
+    // Killed right after its second transaction, the first open's swap, is broadcast.
+    let mut agent = start(
+        dir.path(),
+        &config,
+        &[EAGER, ("ATHENA_FAULT_KILL_AFTER", "broadcast:2")],
+    );
+    let status = agent.child.0.wait().unwrap();
+    assert!(!status.success(), "{}", agent.log());
+    assert!(
+        agent.log().contains("fault hook: killed after"),
+        "{}",
+        agent.log()
+    );
+
+    // Restarted: the swap's receipt is applied, the open is over; the token it bought is
+    // loose in the wallet, and a sweep sells it back.
+    let agent = start(dir.path(), &config, &[EAGER]);
+    assert!(reconciled(&agent).abs() < 0.005, "{}", agent.log());
+    let journal = agent.wait_until("/journal", "a sweep journaled", |b| {
+        b.to_string().contains("back into cash through")
+    });
+    let data = agent.dir.clone();
+    agent.stop();
+
+    let (state, ledger, intents) = read_store(&data);
+    let swept = ledger
+        .iter()
+        .find(|e| e.position.starts_with("sweep-") && e.action == "swap")
+        .unwrap_or_else(|| panic!("no sweep in the ledger: {ledger:#?}\n{journal}"));
+    assert!(
+        !swept.tx_hashes.is_empty() && swept.gas_usd > 0.0,
+        "{swept:?}"
+    );
+    let bought = intents
+        .iter()
+        .find(|i| i.nonce == 1)
+        .and_then(|i| i.leg.clone())
+        .expect("the first open's swap");
+    assert_eq!(bought.step, athena::chain::book::Step::SwapIn);
+    assert!(
+        swept.pool == bought.pool
+            || bought
+                .symbols
+                .iter()
+                .any(|t| swept.pool.contains(t.as_str())),
+        "the sweep sells what the cut-short open bought: {swept:?} {bought:?}"
+    );
+    assert_book_is_the_chain(&node, &state);
+    support::chain_agent::assert_every_transaction_written_down_once(&node, &intents);
 }

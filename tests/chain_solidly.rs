@@ -2,7 +2,8 @@
 //! PoolFactory, FactoryRegistry and Router compiled from their published sources and deployed
 //! on anvil. The agent opens a stable and a volatile pool through Aerodrome's router (its
 //! minimum outputs computed on each pool's own curve), claims the swap fees a pool owes it
-//! before it removes its liquidity, and its book equals the chain at the end. A router address
+//! before it removes its liquidity, and its book equals the chain at the end. An Aerodrome pool
+//! priced far off the market is not entered (what its swap would lose is slippage). A router address
 //! that is not the pools' router stops the run before anything is sent; the example
 //! configuration names where a fresh devnet puts every contract.
 
@@ -326,4 +327,59 @@ fn the_example_configuration_names_where_a_fresh_devnet_puts_its_contracts() {
         })
         .collect();
     assert_eq!(configured, deployed);
+}
+
+#[test]
+fn a_pool_priced_off_the_market_is_not_entered() {
+    let node = Node::devnet(&[("DEVNET_TRADE_EVERY_MS", "100")]);
+    // A large sale of AERO in Aerodrome's volatile pool: AERO there costs far less than in
+    // the UniswapV2 pair the market price comes from (now the deeper of the two). An LP in a
+    // pool off the market is arbitraged back, at its expense.
+    let (usdc, aero) = (
+        node.deployment["tokens"]["USDC"].as_str().unwrap(),
+        node.deployment["tokens"]["AERO"].as_str().unwrap(),
+    );
+    sell_through_router(&node, aero, usdc, 125_000 * 10u128.pow(18));
+    let dir = tempfile::tempdir().unwrap();
+    // The two AERO/USDC pools (and WETH/USDC, for the price of gas, not traded); both are
+    // proposed.
+    let extra = format!(
+        "{EXECUTOR}token_allowlist = [\"USDC\", \"AERO\"]\n[strategy]\nmin_apr_pct = 0.01\n"
+    );
+    let config = node.agent_config_of(dir.path(), &extra, |p| {
+        p["name"] == "AERO/USDC" || p["name"] == "WETH/USDC"
+    });
+    let agent = start(dir.path(), &config, &[]);
+    // Its first decisions wait for the risk engine's 12 ticks of APR history.
+    let decided = |r: &Value| {
+        let r = r.to_string();
+        r.contains("open vAMM-USDC/AERO") && !r.contains("missing_data")
+    };
+    let journal = agent.wait_until("/journal", "a decision on the off-market pool", |b| {
+        b.as_array().is_some_and(|a| a.iter().any(decided))
+    });
+    let refused = journal
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| decided(r))
+        .unwrap();
+    assert!(
+        refused.to_string().contains("expected slippage"),
+        "refused for what its swap would lose: {refused}"
+    );
+    let data = agent.dir.clone();
+    agent.stop();
+    let (state, ledger, intents) = read_store(&data);
+    assert!(
+        ledger.iter().all(|e| e.pool != "vAMM-USDC/AERO"),
+        "{ledger:#?}"
+    );
+    assert!(
+        intents
+            .iter()
+            .all(|i| i.leg.as_ref().is_none_or(|l| l.pool != "vAMM-USDC/AERO")),
+        "a transaction for the off-market pool"
+    );
+    assert_book_is_the_chain(&node, &state);
 }

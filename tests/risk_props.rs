@@ -83,7 +83,7 @@ fn pool_info(id: String) -> impl Strategy<Value = PoolInfo> {
 fn proposal(p: &Portfolio, n: usize) -> impl Strategy<Value = Proposal> + use<> {
     let held: Vec<Position> = p.positions.clone();
     (
-        0..7usize,
+        0..8usize,
         any::<prop::sample::Index>(),
         pool_info(format!("N{n}")),
         prop::option::of(0.0..8_000.0f64),
@@ -128,6 +128,12 @@ fn proposal(p: &Portfolio, n: usize) -> impl Strategy<Value = Proposal> + use<> 
                         as_pool(q),
                     ),
                     (6, _) => (ProposalKind::ExitAll, fresh),
+                    (7, _) => (
+                        ProposalKind::Sweep {
+                            token: fresh.tokens[0].clone(),
+                        },
+                        fresh,
+                    ),
                     _ => (ProposalKind::Open, fresh),
                 };
                 Proposal {
@@ -219,6 +225,9 @@ fn apply(p: &mut Portfolio, prop: &Proposal, size: f64) {
         ProposalKind::ExitAll => {
             p.cash_usd += p.positions.drain(..).map(|q| q.value_usd).sum::<f64>();
         }
+        // A token held outside positions turns into cash: the portfolio the caps see (cash
+        // and positions) does not hold it.
+        ProposalKind::Sweep { .. } => {}
     }
 }
 

@@ -512,6 +512,7 @@ function intentText(intent) {
     case "close": return `close ${i.position}: ${i.reason}`;
     case "rebalance": return `rebalance ${i.from} into ${i.to}`;
     case "compound": return `compound ${i.position}`;
+    case "sweep": return `sweep ${i.token} back into cash through ${i.pool}`;
     default: return JSON.stringify(intent);
   }
 }

@@ -121,6 +121,10 @@ pub struct StrategyConfig {
     /// for this long, nor while its condition still holds. Default 24 h.
     #[serde(with = "humantime_serde")]
     pub reentry_cooldown: Duration,
+    /// On chain, a token left in the wallet outside positions (an open or a close cut short)
+    /// is swapped back into the quote token when it is worth more than this multiple of the
+    /// swap's gas. Default 3.
+    pub sweep_min_gas_multiple: f64,
 }
 
 impl Default for StrategyConfig {
@@ -140,6 +144,7 @@ impl Default for StrategyConfig {
             tvl_drain_window: Duration::from_secs(3600),
             depeg_pct: 2.0,
             reentry_cooldown: Duration::from_secs(86_400),
+            sweep_min_gas_multiple: 3.0,
         }
     }
 }

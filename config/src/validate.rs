@@ -254,6 +254,12 @@ fn strategy(c: &Config, k: &mut Checker) {
     k.open_closed("strategy.tvl_drain_pct", s.tvl_drain_pct, 0.0, 100.0);
     k.nonzero("strategy.tvl_drain_window", s.tvl_drain_window);
     k.open_closed("strategy.depeg_pct", s.depeg_pct, 0.0, 100.0);
+    k.closed(
+        "strategy.sweep_min_gas_multiple",
+        s.sweep_min_gas_multiple,
+        1.0,
+        1e6,
+    );
 }
 
 fn memory(c: &Config, k: &mut Checker) {

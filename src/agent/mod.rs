@@ -11,7 +11,7 @@ pub mod state;
 pub mod strategy;
 
 use crate::journal::{DecisionRecord, JournalRecord, RejectedRecord};
-use crate::market::sim::{GAS_UNITS_CLAIM, GAS_UNITS_ENTRY, GAS_UNITS_EXIT};
+use crate::market::sim::{GAS_UNITS_CLAIM, GAS_UNITS_ENTRY, GAS_UNITS_EXIT, GAS_UNITS_SWAP};
 use crate::market::{MarketError, MarketSource, MarketTick, PoolSnapshot};
 use crate::risk::{
     self, Decision, MarketView, Observation, PoolInfo, Proposal, ProposalKind, RiskEngine,
@@ -333,7 +333,12 @@ impl Agent {
         let mut ledger: Vec<LedgerEntry> = settled;
         let mut closed: Vec<String> = Vec::new();
         let intents = match &self.state.exit_all {
-            Some(reason) => exit_all_intents(&self.state, reason),
+            Some(reason) => exit_all_intents(
+                &self.config.strategy,
+                &self.state,
+                &self.tradable(&tick),
+                reason,
+            ),
             None if observing => Vec::new(),
             None => {
                 let reduce = self.risk.computed_state(now) == TradingState::ReduceOnly;
@@ -672,9 +677,17 @@ impl Agent {
             }
             (Intent::Compound { .. }, Some(_)) => Err(paper::NotExecuted::CompoundReduced).into(),
             (Intent::Close { position, .. }, _) => self.close_position(store, tick, position),
+            (Intent::Sweep { token, .. }, Some(s)) => match &self.executor {
+                Executor::Paper => Err(paper::NotExecuted::NoRoute(s.pool.clone())).into(),
+                Executor::Chain { executor, .. } => {
+                    executor.sweep(store, &mut self.state, tick, s, token)
+                }
+            },
             (_, None) => {
                 let pool = match intent {
-                    Intent::Open { pool } | Intent::Rebalance { to: pool, .. } => pool.clone(),
+                    Intent::Open { pool }
+                    | Intent::Rebalance { to: pool, .. }
+                    | Intent::Sweep { pool, .. } => pool.clone(),
                     _ => String::new(),
                 };
                 Err(paper::NotExecuted::PoolMissing(pool)).into()
@@ -721,6 +734,14 @@ impl Agent {
                     0.0,
                 )
             }
+            Intent::Sweep { token, pool } => (
+                ProposalKind::Sweep {
+                    token: token.clone(),
+                },
+                pool.clone(),
+                None,
+                0.0,
+            ),
         };
         let snapshot = tick.pool(&pool_id).cloned();
         let profile = self.state.profiles.get(&pool_id);
@@ -736,7 +757,9 @@ impl Agent {
         };
         let expected_slippage_pct = snapshot.as_ref().map(|s| {
             let half = self.config.risk.base_position_usd / 2.0;
-            100.0 * paper::swap_costs(s, half).1 / half
+            // A pool priced off the market costs the gap too (bought at its price, valued
+            // at the market's).
+            100.0 * paper::swap_costs(s, half).1 / half + s.price_gap_pct
         });
         let proposal = Proposal {
             kind,
@@ -797,23 +820,27 @@ fn transaction_gas_units(intent: &Intent) -> f64 {
         Intent::Close { .. } => GAS_UNITS_EXIT,
         Intent::Rebalance { .. } => GAS_UNITS_EXIT + GAS_UNITS_ENTRY,
         Intent::Compound { .. } => GAS_UNITS_CLAIM,
+        Intent::Sweep { .. } => GAS_UNITS_SWAP,
     }
 }
 
-/// A close for every position, for an operator's exit-all.
-fn exit_all_intents(state: &AgentState, reason: &str) -> Vec<Proposed> {
-    state
-        .positions
-        .iter()
-        .map(|p| Proposed {
-            intent: Intent::Close {
-                position: p.id.clone(),
-                reason: format!("operator exit-all: {reason}"),
-                protection: None,
-            },
-            rule: format!("operator exit-all of {}: {reason}", p.pool),
-        })
-        .collect()
+/// A close for every position, for an operator's exit-all, and a sweep of every token held
+/// outside positions (on chain).
+fn exit_all_intents(
+    cfg: &athena_config::StrategyConfig,
+    state: &AgentState,
+    tick: &MarketTick,
+    reason: &str,
+) -> Vec<Proposed> {
+    let closes = state.positions.iter().map(|p| Proposed {
+        intent: Intent::Close {
+            position: p.id.clone(),
+            reason: format!("operator exit-all: {reason}"),
+            protection: None,
+        },
+        rule: format!("operator exit-all of {}: {reason}", p.pool),
+    });
+    closes.chain(strategy::sweeps(cfg, state, tick)).collect()
 }
 
 /// Screens `tick` for bad data (SPEC.md §1): a bad gas or ETH price fails it; every pool whose

@@ -1,7 +1,9 @@
 //! The decision rules of SPEC.md §1, every threshold from `[strategy]`: close on a TVL drain,
 //! a depeg or when risk says reduce; compound rewards worth their gas; rebalance out of a pool
 //! whose APR fell when a better one pays for the move; open the best pools while fewer than
-//! the maximum are held. The rules only propose; the risk engine decides.
+//! the maximum are held; on chain, swap a token left in the wallet outside positions back
+//! into the quote token when it is worth the gas. The rules only propose; the risk engine
+//! decides.
 //!
 //! A protective close (drain, depeg, risk reduce) leaves a [`ReentryGuard`] on its pool: the
 //! pool is neither opened nor rebalanced into for `strategy.reentry_cooldown`, nor while its
@@ -11,7 +13,7 @@
 
 use crate::agent::paper::swap_costs;
 use crate::agent::state::{AgentState, LedgerEntry, PoolProfile, Protection, ReentryGuard};
-use crate::market::sim::{GAS_UNITS_CLAIM, GAS_UNITS_ENTRY, GAS_UNITS_EXIT};
+use crate::market::sim::{GAS_UNITS_CLAIM, GAS_UNITS_ENTRY, GAS_UNITS_EXIT, GAS_UNITS_SWAP};
 use crate::market::{MarketTick, PoolSnapshot};
 use athena_config::StrategyConfig;
 use serde::{Deserialize, Serialize};
@@ -47,6 +49,14 @@ pub enum Intent {
         /// Position.
         position: String,
     },
+    /// Swap the wallet's loose `token` (held outside positions: an open or a close cut short)
+    /// back into the quote token through `pool`.
+    Sweep {
+        /// The token's symbol.
+        token: String,
+        /// The pool it is sold in.
+        pool: String,
+    },
 }
 
 /// An intent and the rule that proposed it, with the numbers it compared (journaled with the
@@ -69,7 +79,7 @@ pub fn decide(
     reduce: bool,
 ) -> Vec<Proposed> {
     let propose = |intent: Intent, rule: String| Proposed { intent, rule };
-    let mut out = Vec::new();
+    let mut out = sweeps(cfg, state, tick);
     let mut closing: Vec<&str> = Vec::new();
     for p in &state.positions {
         let Some(pool) = tick.pool(&p.pool) else {
@@ -212,6 +222,49 @@ pub fn decide(
                 ),
             ))
         });
+    out
+}
+/// A sweep for each token the wallet holds outside positions and cash worth more than
+/// `strategy.sweep_min_gas_multiple` × a swap's gas, sold through the deepest pool of `tick`
+/// that pairs it with the quote token (none on paper: paper holds no loose tokens).
+pub fn sweeps(cfg: &StrategyConfig, state: &AgentState, tick: &MarketTick) -> Vec<Proposed> {
+    let Some(book) = &state.wallet else {
+        return Vec::new();
+    };
+    let Some(quote) = book.tokens.get(&book.quote).map(|t| t.symbol.as_str()) else {
+        return Vec::new();
+    };
+    let gas = tick.gas_usd(GAS_UNITS_SWAP);
+    let mut out = Vec::new();
+    for (address, info) in &book.tokens {
+        if info.pair || *address == book.quote || address.is_zero() {
+            continue;
+        }
+        let deepest = tick
+            .pools
+            .iter()
+            .filter(|p| p.tokens.iter().any(|t| t == &info.symbol))
+            .filter(|p| p.tokens.iter().any(|t| t == quote))
+            .max_by(|a, b| a.tvl_usd.total_cmp(&b.tvl_usd));
+        let Some(pool) = deepest else {
+            continue;
+        };
+        let i = usize::from(pool.tokens[1] == info.symbol);
+        let held = crate::chain::pair::whole(book.balance(*address), info.decimals);
+        let usd = held * pool.prices_usd[i];
+        if usd > cfg.sweep_min_gas_multiple * gas {
+            out.push(Proposed {
+                intent: Intent::Sweep {
+                    token: info.symbol.clone(),
+                    pool: pool.pool.clone(),
+                },
+                rule: format!(
+                    "sweep: {held:.6} {} (${usd:.2}) held outside positions, above {}× the swap's gas ${gas:.2}: sold for {quote} in {}",
+                    info.symbol, cfg.sweep_min_gas_multiple, pool.pool
+                ),
+            });
+        }
+    }
     out
 }
 
@@ -387,5 +440,64 @@ mod tests {
         release_guards(&cfg, &mut state, &later);
         assert!(state.reentry_guards.is_empty());
         assert!(opens(&cfg, &state, &later, "AERO/USDC"), "released");
+    }
+
+    #[test]
+    fn a_token_left_outside_positions_is_swept_back_when_worth_the_gas_and_dust_is_not() {
+        use crate::agent::state::WalletBook;
+        use alloy::primitives::{Address, U256};
+        let cfg = StrategyConfig::default();
+        let tick = crate::market::sim::Sim::new(1, 0, 300_000).tick(0).unwrap();
+        let (usdc, aero, lp) = (
+            Address::repeat_byte(1),
+            Address::repeat_byte(2),
+            Address::repeat_byte(3),
+        );
+        let mut book = WalletBook {
+            quote: usdc,
+            quote_decimals: 6,
+            ..WalletBook::default()
+        };
+        book.learn(usdc, "USDC", 6, false);
+        book.learn(aero, "AERO", 18, false);
+        book.learn(lp, "AERO/USDC", 18, true);
+        book.balances.insert(usdc, U256::from(5_000_000_000u64));
+        book.balances.insert(lp, U256::from(10u128.pow(21)));
+        let mut state = AgentState::new(0, 10_000.0, 1);
+        let price = tick.pool("AERO/USDC").unwrap().prices_usd[0];
+        let gas = tick.gas_usd(GAS_UNITS_SWAP);
+        let sweeps_with = |state: &mut AgentState, usd: f64| {
+            let raw = (usd / price * 1e18) as u128;
+            let mut b = book.clone();
+            b.balances.insert(aero, U256::from(raw));
+            state.wallet = Some(b);
+            sweeps(&cfg, state, &tick)
+        };
+        // Worth well more than 3× the gas: swept through the pool pairing it with USDC.
+        let proposed = sweeps_with(&mut state, 10.0 * gas);
+        assert_eq!(proposed.len(), 1, "{proposed:?}");
+        assert_eq!(
+            proposed[0].intent,
+            Intent::Sweep {
+                token: "AERO".into(),
+                pool: "AERO/USDC".into()
+            }
+        );
+        assert!(
+            proposed[0].rule.starts_with("sweep: "),
+            "{}",
+            proposed[0].rule
+        );
+        // Risk says reduce: a sweep reduces too, so it is still proposed.
+        assert!(
+            decide(&cfg, &state, &tick, true)
+                .iter()
+                .any(|p| p.intent == proposed[0].intent)
+        );
+        // Dust (an add's remainder) is not worth the gas; the quote and LP tokens never are swept.
+        assert!(sweeps_with(&mut state, 2.0 * gas).is_empty());
+        // Paper holds no wallet: nothing to sweep.
+        state.wallet = None;
+        assert!(sweeps(&cfg, &state, &tick).is_empty());
     }
 }

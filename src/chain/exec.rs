@@ -415,6 +415,52 @@ impl ChainExecutor {
             .map(|_| ())
     }
 
+    /// Swaps all the wallet holds of `token` (outside positions: an open or a close cut
+    /// short) back into the quote token through `snapshot`'s pool. Its ledger entry is a swap
+    /// of position `sweep-TICK-TOKEN`.
+    pub fn sweep(
+        &self,
+        store: &Store,
+        state: &mut AgentState,
+        tick: &MarketTick,
+        snapshot: &PoolSnapshot,
+        token: &str,
+    ) -> Executed {
+        let mut run = Run::new(store, state, tick);
+        let failure = self.try_sweep(&mut run, snapshot, token).err();
+        Executed {
+            fills: run.fills,
+            failure,
+        }
+    }
+
+    fn try_sweep(
+        &self,
+        run: &mut Run<'_>,
+        snapshot: &PoolSnapshot,
+        token: &str,
+    ) -> Result<(), NotExecuted> {
+        let pool = self
+            .pool(&snapshot.pool)
+            .ok_or_else(|| NotExecuted::NoRoute(snapshot.pool.clone()))?;
+        let router = self.router(&pool)?;
+        let (q, o) = self.sides(&pool);
+        if pool.tokens[o].symbol != token {
+            return Err(NotExecuted::NoRoute(snapshot.pool.clone()));
+        }
+        let held = run.balance(pool.tokens[o].address);
+        let out = pool.curve.amount_out(
+            whole(held, pool.tokens[o].decimals),
+            snapshot.reserves[o],
+            snapshot.reserves[q],
+            snapshot.fee_rate,
+        );
+        let id = format!("sweep-{}-{token}", run.tick.index);
+        let leg = self.leg(&id, &pool, snapshot, run.tick, Step::SwapOut);
+        self.swap(run, router, &pool, [o, q], held, out, leg)
+            .map(|_| ())
+    }
+
     /// Claims a Solidly pool's swap fees owed to the wallet when they are worth more than the
     /// claim's gas (simulated first: nothing is sent for dust, or when the simulation fails).
     fn claim_fees_if_worth_it(

@@ -239,6 +239,9 @@ impl ChainSource {
             .iter()
             .filter(|s| s.pool == i)
             .fold(0.0, |sum, s| sum + s.usd);
+        // The pool's own price of token0 in token1 against the market's (the deepest pools').
+        let own = p.curve.spot_price0_in_1(r[0], r[1]);
+        let market = prices_usd[0] / prices_usd[1];
         PoolSnapshot {
             pool: p.name.clone(),
             tokens: [p.tokens[0].symbol.clone(), p.tokens[1].symbol.clone()],
@@ -251,6 +254,7 @@ impl ChainSource {
             fee_apr_pct: volume_24h_usd * p.fee_rate * 365.0 / tvl_usd * 100.0,
             emission_apr_pct: 0.0,
             created_ms: p.created_ms,
+            price_gap_pct: 100.0 * (own / market - 1.0).abs(),
         }
     }
 

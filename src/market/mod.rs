@@ -39,6 +39,11 @@ pub struct PoolSnapshot {
     pub emission_apr_pct: f64,
     /// Pool creation time, ms.
     pub created_ms: u64,
+    /// How far the pool's own price (from its reserves, on its curve) is from the market
+    /// price of its tokens, percent: what a swap in it loses on top of its fee and impact.
+    /// 0 where the pool's price is the market's (the simulator, a pool that sets the price).
+    #[serde(default)]
+    pub price_gap_pct: f64,
 }
 
 impl PoolSnapshot {

@@ -16,6 +16,8 @@ pub const GAS_UNITS_ENTRY: f64 = 350_000.0;
 pub const GAS_UNITS_EXIT: f64 = 300_000.0;
 /// Gas units of a reward claim.
 pub const GAS_UNITS_CLAIM: f64 = 150_000.0;
+/// Gas units of a swap and its approval.
+pub const GAS_UNITS_SWAP: f64 = 200_000.0;
 
 const DAY_MS: u64 = 86_400_000;
 
@@ -277,6 +279,7 @@ impl Sim {
                     fee_apr_pct: volume * fee_rate * 365.0 / tvl * 100.0,
                     emission_apr_pct: emission,
                     created_ms: self.start_ms.saturating_sub(age_days * DAY_MS),
+                    price_gap_pct: 0.0,
                 }
             })
             .collect();

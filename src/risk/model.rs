@@ -39,14 +39,20 @@ pub enum ProposalKind {
     },
     /// Close every position into the stable asset (emergency control).
     ExitAll,
+    /// Swap a token held outside positions back into the stable asset.
+    Sweep {
+        /// The token's symbol.
+        token: String,
+    },
 }
 
 impl ProposalKind {
-    /// Exits (close, remove liquidity, exit-all) are never blocked by a breaker or a state.
+    /// Exits (close, remove liquidity, exit-all, a sweep into the stable asset) are never
+    /// blocked by a breaker or a state.
     pub fn is_exit(&self) -> bool {
         matches!(
             self,
-            Self::Close { .. } | Self::RemoveLiquidity { .. } | Self::ExitAll
+            Self::Close { .. } | Self::RemoveLiquidity { .. } | Self::ExitAll | Self::Sweep { .. }
         )
     }
 
@@ -60,6 +66,7 @@ impl ProposalKind {
             Self::Close { .. } => "close",
             Self::RemoveLiquidity { .. } => "remove_liquidity",
             Self::ExitAll => "exit_all",
+            Self::Sweep { .. } => "sweep",
         }
     }
 }
