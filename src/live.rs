@@ -107,6 +107,8 @@ pub struct Shared {
     ticks_without_write: Mutex<VecDeque<u32>>,
     commands_applied: Mutex<VecDeque<(&'static str, u32)>>,
     last_checkpoint: Mutex<Option<std::time::Instant>>,
+    /// The last recovery, shown in every published status.
+    last_recovery: Mutex<Option<crate::recovery::Recovery>>,
     /// Rings the sync worker for a pass now.
     pub flush: Arc<Notify>,
     /// The operator command queue.
@@ -126,6 +128,7 @@ impl Shared {
             ticks_without_write: Mutex::new(VecDeque::new()),
             commands_applied: Mutex::new(VecDeque::new()),
             last_checkpoint: Mutex::new(None),
+            last_recovery: Mutex::new(None),
             flush: Arc::new(Notify::new()),
             commands,
             monitor,
@@ -134,9 +137,16 @@ impl Shared {
 
     /// Publishes the agent after a commit.
     pub fn publish(&self, agent: &Agent) -> Arc<View> {
-        let view = Arc::new(View::of(agent));
+        let mut view = View::of(agent);
+        view.status.last_recovery = self.last_recovery.lock().expect("never poisoned").clone();
+        let view = Arc::new(view);
         self.view.send_replace(Some(view.clone()));
         view
+    }
+
+    /// Sets the last recovery the published status shows (read once at start).
+    pub fn set_last_recovery(&self, recovery: Option<crate::recovery::Recovery>) {
+        *self.last_recovery.lock().expect("never poisoned") = recovery;
     }
 
     /// Records a committed tick: its equity point, how long it took, and how long its store

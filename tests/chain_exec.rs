@@ -204,9 +204,13 @@ fn kill_9_at_the_worst_moments_never_sends_a_transaction_twice_nor_loses_a_fill(
         "a restart says the observation is over, not that it lasts until a past time: {}",
         agent.log()
     );
-    agent.wait_until("/status", "a tick after the last restart", |b| {
+    let status = agent.wait_until("/status", "a tick after the last restart", |b| {
         b["last_tick"].as_u64().is_some()
     });
+    assert!(
+        status["last_recovery"]["cause"].is_string(),
+        "the crash recovery shown on the API: {status}"
+    );
     let data = agent.dir.clone();
     agent.stop();
     let (state, ledger, intents) = read_store(&data);

@@ -2,8 +2,8 @@
 //! base-fee spike (`anvil_setNextBlockBaseFeePerGas`) trips gas_manipulation and postpones
 //! entries until the spike is gone and the breaker reset; a swap front-run in its own block
 //! (automine off, the test mines) reverts on its minimum output, is journaled as failed and
-//! opens no position; an open cut short after its swap leaves a token in the wallet, which the
-//! agent sweeps back into cash.
+//! opens no position; an open cut short after its swap is journaled as interrupted and leaves a
+//! token in the wallet, which the agent sweeps back into cash.
 
 mod support;
 
@@ -273,6 +273,22 @@ fn a_token_an_open_cut_short_leaves_in_the_wallet_is_swept_back_into_cash() {
     let journal = agent.wait_until("/journal", "a sweep journaled", |b| {
         b.to_string().contains("back into cash through")
     });
+    // The open the kill cut short is in the journal, said to be interrupted.
+    let interrupted: Vec<&serde_json::Value> = journal
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r.to_string()
+                .contains("interrupted: its tick did not commit")
+        })
+        .collect();
+    assert_eq!(interrupted.len(), 1, "{journal}");
+    assert!(
+        interrupted[0].to_string().contains("\"open\""),
+        "{}",
+        interrupted[0]
+    );
     let data = agent.dir.clone();
     agent.stop();
 

@@ -112,7 +112,20 @@ fn the_agent_trades_aerodrome_pools_through_its_router_and_claims_their_fees() {
     let dir = tempfile::tempdir().unwrap();
     // The stable pool's fee APR (0.05% of the devnet's few minutes of volume) is low.
     let config = aerodrome_config(&node, dir.path(), "[strategy]\nmin_apr_pct = 0.01\n");
-    let agent = start(dir.path(), &config, &[]);
+    // The wallet also holds 1,000 AERO when the agent starts: the fresh book counts them (not
+    // the configured paper capital) and sweeps them back into USDC.
+    let aero = node.deployment["tokens"]["AERO"].as_str().unwrap();
+    let gift = format!(
+        "0xa9059cbb{}{:064x}",
+        support::devnet::word(AGENT_ADDRESS),
+        1_000 * 10u128.pow(18)
+    );
+    node.send(json!({"from": ACCOUNT, "to": aero, "data": gift, "gas": "0x30000"}));
+    let agent = start(
+        dir.path(),
+        &config,
+        &[("ATHENA_EXECUTOR_PAPER_STARTING_USD", "1")],
+    );
     assert_eq!(reconciled(&agent), 0.0);
     assert!(
         agent
@@ -120,6 +133,24 @@ fn the_agent_trades_aerodrome_pools_through_its_router_and_claims_their_fees() {
             .contains("agent at tick 0, equity read from the wallet at the first tick"),
         "a fresh chain book shows no configured capital: {}",
         agent.log()
+    );
+    assert!(
+        agent
+            .log()
+            .contains("on chain it opens positions in 2 pools"),
+        "{}",
+        agent.log()
+    );
+    let (_, status) = agent.get("/status");
+    let start_usd = status["starting_usd"].as_f64().unwrap();
+    assert!(
+        (11_000.0..11_500.0).contains(&start_usd),
+        "10,000 USDC and 1,000 AERO at about $1.20: {status}"
+    );
+    let (_, performance) = agent.get("/performance");
+    assert!(
+        performance["pnl_usd"].as_f64().unwrap().abs() < 100.0,
+        "PnL from the wallet's worth at the start: {performance}"
     );
 
     // Both Aerodrome pools are entered through Aerodrome's router.
@@ -227,6 +258,12 @@ fn the_agent_trades_aerodrome_pools_through_its_router_and_claims_their_fees() {
     let opens = ledger.iter().filter(|e| e.action == "open").count();
     let closes = ledger.iter().filter(|e| e.action == "close").count();
     assert!(opens == 2 && closes == 2, "{ledger:#?}");
+    assert!(
+        ledger
+            .iter()
+            .any(|e| e.position.starts_with("sweep-") && e.position.ends_with("-AERO")),
+        "the AERO held at the start swept back: {ledger:#?}"
+    );
     assert_book_is_the_chain(&node, &state);
     assert_every_transaction_written_down_once(&node, &intents);
 }
@@ -245,7 +282,7 @@ fn a_router_that_serves_none_of_the_pools_stops_the_run_before_anything_is_sent(
     );
     let status = agent.child.0.wait().unwrap();
     let log = agent.log();
-    assert!(!status.success(), "{log}");
+    assert_eq!(status.code(), Some(2), "a configuration error: {log}");
     assert!(
         log.contains(&format!("chain.solidly_router_address {v2}"))
             || log.to_lowercase().contains(&format!(
@@ -266,7 +303,7 @@ fn a_router_that_serves_none_of_the_pools_stops_the_run_before_anything_is_sent(
         &[("ATHENA_CHAIN_ROUTER_ADDRESS", weth)],
     );
     let status = agent.child.0.wait().unwrap();
-    assert!(!status.success());
+    assert_eq!(status.code(), Some(2));
     assert!(
         agent.log().contains("chain.router_address"),
         "{}",
@@ -281,7 +318,7 @@ fn a_router_that_serves_none_of_the_pools_stops_the_run_before_anything_is_sent(
     );
     support::wait_for(
         &agent.log,
-        "is watched, not traded: no chain.solidly_router_address set",
+        "sAMM-USDC/DAI (no chain.solidly_router_address set)",
         std::time::Duration::from_secs(60),
     );
     agent.stop();

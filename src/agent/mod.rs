@@ -67,6 +67,10 @@ pub struct Status {
     pub observation_end_ms: u64,
     /// Equity, USD.
     pub equity_usd: f64,
+    /// The capital PnL is measured from, USD (on chain: the wallet's worth when the book
+    /// started).
+    #[serde(default)]
+    pub starting_usd: f64,
     /// Cash, USD.
     pub cash_usd: f64,
     /// Open positions.
@@ -97,6 +101,7 @@ impl Status {
             observation_end_ms: state.observation_start_ms
                 + config.agent.observation_period.as_millis() as u64,
             equity_usd: state.equity_usd(),
+            starting_usd: state.starting_usd(config.executor.paper_starting_usd),
             cash_usd: state.cash_usd,
             positions: state.positions.clone(),
             tripped: risk
@@ -206,6 +211,12 @@ impl Agent {
                 config.agent.seed,
             )
         });
+        let interrupted = journal_interrupted(store)?;
+        if interrupted > 0 {
+            println!(
+                "athena: journaled {interrupted} decisions of a tick that did not commit; their transactions are settled at this tick"
+            );
+        }
         if restarted {
             let journal = engine.on_restart(&mut risk, state.last_tick_ms);
             if !journal.is_empty() {
@@ -351,7 +362,7 @@ impl Agent {
             }
         };
         for proposed in intents {
-            let (record, fills) = self.decide_one(store, &tick, proposed);
+            let (record, fills) = self.decide_one(store, &tick, proposed, &decisions);
             strategy::guard_after_close(&mut self.state, &record.intent, &fills, now);
             self.state.totals.decisions += 1;
             if let Decision::Reject { rule, .. } = &record.decision {
@@ -473,6 +484,7 @@ impl Agent {
             for d in &decisions {
                 w.append(SeqTable::Journal, &JournalRecord::Decision(d.clone()))?;
             }
+            w.remove(KeyedTable::Agent, IN_FLIGHT_KEY)?;
             w.insert_memories(&memories, now)?;
             risk::persist::save(w, &self.risk, &risk_journal, now)?;
             Ok(())
@@ -701,6 +713,7 @@ impl Agent {
         store: &Store,
         tick: &MarketTick,
         proposed: Proposed,
+        earlier: &[DecisionRecord],
     ) -> (DecisionRecord, Vec<LedgerEntry>) {
         let Proposed { intent, rule } = proposed;
         let now = tick.at_ms;
@@ -775,25 +788,8 @@ impl Agent {
         let assessment =
             self.engine
                 .assess(&self.risk, &proposal, &self.state.portfolio(), &market);
-        let mut fills = Vec::new();
-        let mut note = None;
-        let mut executed = None;
-        if assessment.decision.allowed() {
-            let done = self.execute(
-                store,
-                tick,
-                &intent,
-                snapshot.as_ref(),
-                &assessment.decision,
-            );
-            if !done.fills.is_empty() {
-                executed = Some(done.fills.iter().map(|e| e.usd).sum());
-            }
-            note = done.failure.map(|e| e.to_string());
-            fills = done.fills;
-        }
         let gas_usd = tick.gas_usd(transaction_gas_units(&intent));
-        let record = DecisionRecord {
+        let mut record = DecisionRecord {
             tick: tick.index,
             at_ms: now,
             intent,
@@ -802,15 +798,82 @@ impl Agent {
             trading_state: assessment.trading_state,
             decision: assessment.decision,
             gas: assessment.gas.action,
-            executed_usd: executed,
-            note,
+            executed_usd: None,
+            note: None,
             rule: Some(rule),
             gas_gwei: Some(tick.gas_gwei),
             gas_usd: Some(gas_usd),
             sizing: assessment.sizing.map(Box::new),
         };
-        (record, fills)
+        if !record.decision.allowed() {
+            return (record, Vec::new());
+        }
+        if let Err(e) = self.write_down_before_executing(store, earlier, &record) {
+            record.note = Some(format!(
+                "not executed: the decision could not be written down first: {e}"
+            ));
+            return (record, Vec::new());
+        }
+        let done = self.execute(
+            store,
+            tick,
+            &record.intent,
+            snapshot.as_ref(),
+            &record.decision,
+        );
+        if !done.fills.is_empty() {
+            record.executed_usd = Some(done.fills.iter().map(|e| e.usd).sum());
+        }
+        record.note = done.failure.map(|e| e.to_string());
+        (record, done.fills)
     }
+
+    /// On chain, where executing sends transactions before the tick commits: commits the
+    /// tick's decisions so far and `pending` (marked interrupted), so a crash before the
+    /// commit still leaves them for the journal ([`journal_interrupted`]). Paper executes
+    /// nothing outside the tick's commit: nothing to write.
+    fn write_down_before_executing(
+        &self,
+        store: &Store,
+        earlier: &[DecisionRecord],
+        pending: &DecisionRecord,
+    ) -> Result<(), StoreError> {
+        if matches!(self.executor, Executor::Paper) {
+            return Ok(());
+        }
+        let mut in_flight = earlier.to_vec();
+        let mut pending = pending.clone();
+        pending.note = Some(INTERRUPTED.into());
+        in_flight.push(pending);
+        store.write(|w| w.put(KeyedTable::Agent, IN_FLIGHT_KEY, &in_flight))
+    }
+}
+
+/// The key of the decisions of a tick being executed on chain (written before each one is
+/// executed, removed by the tick's commit).
+const IN_FLIGHT_KEY: &str = "decisions_in_flight";
+
+/// The note of a decision whose tick a crash cut short.
+const INTERRUPTED: &str = "interrupted: its tick did not commit (the agent stopped or the tick failed) while it was executed; its transactions were settled at the next tick (see the fills and /chain/transactions)";
+
+/// Journals the decisions of a tick a crash cut short on chain (left by
+/// [`Agent::write_down_before_executing`]), once.
+fn journal_interrupted(store: &Store) -> Result<usize, StoreError> {
+    // Read first: an open writes nothing when there is nothing to journal (a full disk).
+    let left: Option<Vec<DecisionRecord>> =
+        store.read(|r| r.get(KeyedTable::Agent, IN_FLIGHT_KEY))?;
+    if left.is_none() {
+        return Ok(0);
+    }
+    store.write(|w| {
+        let in_flight: Option<Vec<DecisionRecord>> = w.get(KeyedTable::Agent, IN_FLIGHT_KEY)?;
+        let in_flight = in_flight.unwrap_or_default();
+        for d in &in_flight {
+            w.append(SeqTable::Journal, &JournalRecord::Decision(d.clone()))?;
+        }
+        w.remove(KeyedTable::Agent, IN_FLIGHT_KEY)?;
+        Ok(in_flight.len())
+    })
 }
 
 /// The gas units the transactions of `intent` cost (a rebalance is an exit and an entry).
@@ -890,6 +953,22 @@ pub enum AgentError {
         /// Seed asked for.
         asked: u64,
     },
+}
+
+impl AgentError {
+    /// Whether the configuration is wrong (a router address that is not the pools' router, a
+    /// quote token no pool has, a key that is no key): the run stops, exit code 2.
+    pub fn is_configuration(&self) -> bool {
+        use crate::chain::exec::ExecError;
+        use crate::chain::router::RouterError;
+        match self {
+            Self::Chain(ExecError::Router(RouterError::Rpc(_))) => false,
+            Self::Chain(ExecError::Router(_) | ExecError::NoQuote(_)) => true,
+            Self::Chain(ExecError::Send(crate::chain::send::SendError::Key)) => true,
+            Self::ChainExecutorSource => true,
+            _ => false,
+        }
+    }
 }
 
 impl From<crate::chain::exec::ExecError> for AgentError {

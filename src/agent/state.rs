@@ -166,6 +166,10 @@ pub struct WalletBook {
     /// Value of the tokens held outside positions and cash (an interrupted open's swap, the
     /// dust an add leaves), USD at the last tick.
     pub loose_usd: f64,
+    /// What the wallet was worth when the book started, USD: the capital PnL is measured
+    /// from (0 in a book older than this field: the configured capital stands in).
+    #[serde(default)]
+    pub starting_usd: f64,
 }
 
 impl WalletBook {
@@ -261,6 +265,15 @@ impl AgentState {
             reentry_guards: BTreeMap::new(),
             exit_all: None,
             wallet: None,
+        }
+    }
+
+    /// The capital PnL is measured from: on chain what the wallet was worth when the book
+    /// started, on paper `paper_starting_usd`.
+    pub fn starting_usd(&self, paper_starting_usd: f64) -> f64 {
+        match &self.wallet {
+            Some(w) if w.starting_usd > 0.0 => w.starting_usd,
+            _ => paper_starting_usd,
         }
     }
 

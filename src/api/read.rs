@@ -107,7 +107,7 @@ pub async fn performance(State(state): State<ApiState>) -> ApiResult<Json<Perfor
     let v = view(&state)?;
     Ok(Json(Performance {
         equity_usd: v.status.equity_usd,
-        pnl_usd: v.status.equity_usd - state.config.executor.paper_starting_usd,
+        pnl_usd: v.status.equity_usd - v.status.starting_usd,
         totals: v.status.totals.clone(),
         ticks: state.shared.tick_times(),
         ticks_without_write: state.shared.tick_times_without_write(),

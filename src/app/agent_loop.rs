@@ -73,6 +73,7 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
     };
     let st = l.store.clone();
     let last_recovery = tokio::task::spawn_blocking(move || crate::recovery::last(&st)).await??;
+    l.shared.set_last_recovery(last_recovery.clone());
     let config = &l.config;
     let tick_ms = config.agent.tick_interval.as_millis().max(1) as u64;
     let observation_ms = config.agent.observation_period.as_millis() as u64;

@@ -165,11 +165,45 @@ impl ChainExecutor {
     /// Whether a position can be opened in `pool`: a pool of the quote token that a checked
     /// router trades and whose tokens are allowlisted.
     pub fn can_enter(&self, pool: &str) -> bool {
-        self.pool(pool).is_some_and(|p| {
-            self.routers.for_pool(&p).is_some()
-                && p.tokens.iter().any(|t| t.symbol == self.quote)
-                && p.tokens.iter().all(|t| self.allowed(t.address, &t.symbol))
-        })
+        self.pool(pool)
+            .is_some_and(|p| self.why_not_entered(&p).is_none())
+    }
+
+    /// Why no position can be opened in `pool` (`None`: one can).
+    fn why_not_entered(&self, pool: &Pool) -> Option<String> {
+        if !pool.tokens.iter().any(|t| t.symbol == self.quote) {
+            return Some(format!("not a pool of the quote token {}", self.quote));
+        }
+        if let Some(t) = pool
+            .tokens
+            .iter()
+            .find(|t| !self.allowed(t.address, &t.symbol))
+        {
+            return Some(format!("{} is not in executor.token_allowlist", t.symbol));
+        }
+        self.routers.why_not_traded(pool)
+    }
+
+    /// One line: the pools positions can be opened in, and those only watched, with why.
+    fn trade_plan(&self) -> String {
+        let pools = self.directory.read().expect("never poisoned");
+        let (mut traded, mut watched) = (Vec::new(), Vec::new());
+        for p in pools.iter() {
+            match self.why_not_entered(p) {
+                None => traded.push(p.name.clone()),
+                Some(why) => watched.push(format!("{} ({why})", p.name)),
+            }
+        }
+        let watched = if watched.is_empty() {
+            String::new()
+        } else {
+            format!("; watches only {}", watched.join(", "))
+        };
+        format!(
+            "on chain it opens positions in {} pools: {}{watched}",
+            traded.len(),
+            traded.join(", ")
+        )
     }
 
     /// The router that trades `pool`.
@@ -209,11 +243,11 @@ impl ChainExecutor {
     ) -> Result<Vec<LedgerEntry>, ExecError> {
         if !self.routers.checked() {
             let pools = self.directory.read().expect("never poisoned").clone();
-            for line in self.routers.check(&self.rpc, &pools)? {
-                println!("athena: {line}");
-            }
+            self.routers.check(&self.rpc, &pools)?;
+            println!("athena: {}", self.trade_plan());
         }
-        if state.wallet.is_none() {
+        let fresh = state.wallet.is_none();
+        if fresh {
             self.start_book(state)?;
         }
         self.sender.resolve(store)?;
@@ -248,38 +282,57 @@ impl ChainExecutor {
         }
         close_interrupted(state);
         mark_loose(state, tick);
+        if fresh {
+            // The capital PnL is measured from: everything the wallet held at the start.
+            let equity = state.equity_usd();
+            state.totals.peak_equity_usd = equity;
+            if let Some(book) = state.wallet.as_mut() {
+                book.starting_usd = equity;
+            }
+        }
         Ok(fills)
     }
 
-    /// The book of a fresh agent: the wallet's quote-token and ETH balances.
+    /// The book of a fresh agent: the wallet's ETH and its balance of every pool token (the
+    /// quote token is its cash; any other is held outside positions, valued at market and
+    /// swept back into the quote token).
     fn start_book(&self, state: &mut AgentState) -> Result<(), ExecError> {
-        let quote = {
+        let tokens: Vec<super::source::Token> = {
             let pools = self.directory.read().expect("never poisoned");
-            pools
+            let mut tokens: Vec<_> = pools
                 .iter()
-                .flat_map(|p| p.tokens.iter())
-                .find(|t| t.symbol == self.quote)
-                .cloned()
-                .ok_or_else(|| ExecError::NoQuote(self.quote.clone()))?
+                .flat_map(|p| p.tokens.iter().cloned())
+                .collect();
+            tokens.sort_by_key(|t| t.address);
+            tokens.dedup_by_key(|t| t.address);
+            tokens
         };
+        let quote = tokens
+            .iter()
+            .find(|t| t.symbol == self.quote)
+            .cloned()
+            .ok_or_else(|| ExecError::NoQuote(self.quote.clone()))?;
         let me = self.address();
-        let (balance, eth) = self.rpc.batch(|b| {
-            let balance = eth_call(b, quote.address, balanceOfCall { owner: me }.abi_encode());
+        let (balances, eth) = self.rpc.batch(|b| {
+            let balances: Vec<Pending<Bytes>> = tokens
+                .iter()
+                .map(|t| eth_call(b, t.address, balanceOfCall { owner: me }.abi_encode()))
+                .collect();
             let eth: Pending<U256> = b.call("eth_getBalance", (me, "latest"));
-            (balance, eth)
+            (balances, eth)
         })?;
-        let balance = decode_u256(&balance)?;
         let mut book = WalletBook {
             address: me,
             quote: quote.address,
             quote_decimals: quote.decimals,
             ..WalletBook::default()
         };
-        book.balances.insert(quote.address, balance);
+        for (t, balance) in tokens.iter().zip(&balances) {
+            book.balances.insert(t.address, decode_u256(balance)?);
+            book.learn(t.address, &t.symbol, t.decimals, false);
+        }
         book.balances.insert(Address::ZERO, eth);
-        book.learn(quote.address, &quote.symbol, quote.decimals, false);
-        state.cash_usd = whole(balance, quote.decimals);
-        state.totals.peak_equity_usd = state.cash_usd;
+        state.cash_usd = whole(book.balance(quote.address), quote.decimals);
         state.wallet = Some(book);
         Ok(())
     }
@@ -742,7 +795,11 @@ impl ChainExecutor {
             };
             difference += usd;
             let name = info.map_or_else(|| token.to_string(), |i| i.symbol);
-            detail.push(format!("{name} book {booked} chain {held} (${usd:.2})"));
+            detail.push(format!(
+                "{name} book {} chain {} (${usd:.2})",
+                whole(booked, decimals),
+                whole(*held, decimals)
+            ));
         }
         book.balances.insert(
             Address::ZERO,

@@ -282,9 +282,8 @@ impl Routers {
     }
 
     /// Asks the node for each router's code and factory (two round trips a router, once),
-    /// and matches them with `pools`. Returns a line for each pool that will be watched, not
-    /// traded.
-    pub fn check(&mut self, rpc: &Rpc, pools: &[Pool]) -> Result<Vec<String>, RouterError> {
+    /// and matches them with `pools` (a pool no router trades: [`Self::why_not_traded`]).
+    pub fn check(&mut self, rpc: &Rpc, pools: &[Pool]) -> Result<(), RouterError> {
         for router in &mut self.routers {
             let key = config_key(router.kind);
             let address = router.address;
@@ -330,30 +329,26 @@ impl Routers {
             router.factory = Some(factory);
         }
         self.checked = true;
-        Ok(pools
-            .iter()
-            .filter(|p| self.for_pool(p).is_none())
-            .map(|p| self.why_not_traded(p))
-            .collect())
+        Ok(())
     }
 
-    /// Why `pool` has no router: none of its kind, or one of another factory.
-    fn why_not_traded(&self, pool: &Pool) -> String {
-        let watched = format!(
-            "pool {} ({}) is watched, not traded",
-            pool.name, pool.address
-        );
-        match self.routers.iter().find(|r| r.kind == pool.kind) {
-            None => format!("{watched}: no {} set", config_key(pool.kind)),
+    /// Why no router trades `pool` (`None`: one does): none of its kind is set, or the one
+    /// set serves another factory.
+    pub fn why_not_traded(&self, pool: &Pool) -> Option<String> {
+        if self.for_pool(pool).is_some() {
+            return None;
+        }
+        Some(match self.routers.iter().find(|r| r.kind == pool.kind) {
+            None => format!("no {} set", config_key(pool.kind)),
             Some(r) => format!(
-                "{watched}: its factory {} is not the one of {} {} ({})",
+                "its factory {} is not the one of {} {} ({})",
                 pool.factory,
                 config_key(r.kind),
                 r.address,
                 r.factory
                     .map_or_else(|| "unknown".into(), |f| f.to_string())
             ),
-        }
+        })
     }
 }
 

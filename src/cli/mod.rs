@@ -240,10 +240,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// A start refused for its configuration (an API without a token on a public address, a
-/// short token) exits 2 like any other configuration error.
+/// short token) or a run stopped by it (a router that is not one) exits 2 like any other
+/// configuration error.
 fn configuration_exit(e: anyhow::Error) -> anyhow::Error {
-    match e.downcast_ref::<crate::api::StartError>() {
-        Some(start) if start.is_configuration() => Exit::usage(start).into(),
+    if let Some(start) = e.downcast_ref::<crate::api::StartError>()
+        && start.is_configuration()
+    {
+        return Exit::usage(start).into();
+    }
+    match e.downcast_ref::<crate::agent::AgentError>() {
+        Some(agent) if agent.is_configuration() => Exit::usage(agent).into(),
         _ => e,
     }
 }

@@ -136,7 +136,8 @@ impl Monitor {
         let st = &agent.state;
         m.equity.set(report.equity_usd);
         m.cash.set(st.cash_usd);
-        m.pnl.set(report.equity_usd - self.starting_usd);
+        m.pnl
+            .set(report.equity_usd - st.starting_usd(self.starting_usd));
         m.positions.set(st.positions.len() as i64);
         m.position_value.set(
             st.positions
