@@ -3,7 +3,8 @@
 //! on anvil. The agent opens a stable and a volatile pool through Aerodrome's router (its
 //! minimum outputs computed on each pool's own curve), claims the swap fees a pool owes it
 //! before it removes its liquidity, and its book equals the chain at the end. An Aerodrome pool
-//! priced far off the market is not entered (what its swap would lose is slippage). A router address
+//! priced far off the market is not entered (what its swap would lose is slippage). A position
+//! is rebalanced on chain from a UniswapV2 pair into an Aerodrome pool. A router address
 //! that is not the pools' router stops the run before anything is sent; the example
 //! configuration names where a fresh devnet puts every contract.
 
@@ -32,46 +33,108 @@ alloy::sol! {
     function swapExactTokensForTokens(uint256 amountIn, uint256 amountOutMin, Route[] routes, address to, uint256 deadline) external returns (uint256[] amounts);
 }
 
-/// Sells `amount` (raw units) of `from` for `to` in Aerodrome's volatile pool of the two, as
-/// the deployer, through Aerodrome's router (in one transaction: the devnet's trader pays
-/// pools directly and could take a payment made in a separate one); returns what came out.
-fn sell_through_router(node: &Node, from: &str, to: &str, amount: u128) -> u128 {
+mod v2 {
+    alloy::sol! {
+        function swapExactTokensForTokens(uint256 amountIn, uint256 amountOutMin, address[] path, address to, uint256 deadline) external returns (uint256[] amounts);
+        function addLiquidity(address tokenA, address tokenB, uint256 amountADesired, uint256 amountBDesired, uint256 amountAMin, uint256 amountBMin, address to, uint256 deadline) external returns (uint256 amountA, uint256 amountB, uint256 liquidity);
+    }
+}
+
+/// Adds `amounts` (raw units) of tokens `a` and `b` to their UniswapV2 pair, as the deployer.
+fn add_to_pair(node: &Node, [a, b]: [&str; 2], [amount_a, amount_b]: [u128; 2]) {
     use alloy::primitives::{Address, U256};
     use alloy::sol_types::SolCall;
-    let router: Address = node.deployment["solidly_router"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let factory: Address = node.deployment["solidly_factory"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let (from, to): (Address, Address) = (from.parse().unwrap(), to.parse().unwrap());
+    let router: Address = node.deployment["router"].as_str().unwrap().parse().unwrap();
     let hex = |data: Vec<u8>| format!("0x{}", alloy::hex::encode(data));
-    let approve = approveCall {
-        spender: router,
-        amount: U256::from(amount),
+    for (token, amount) in [(a, amount_a), (b, amount_b)] {
+        let approve = approveCall {
+            spender: router,
+            amount: U256::from(amount),
+        }
+        .abi_encode();
+        node.send(json!({"from": ACCOUNT, "to": token, "data": hex(approve), "gas": "0x30000"}));
     }
-    .abi_encode();
-    node.send(json!({"from": ACCOUNT, "to": from, "data": hex(approve), "gas": "0x30000"}));
-    let before = node.erc20_balance(&to.to_string(), ACCOUNT);
-    let swap = swapExactTokensForTokensCall {
-        amountIn: U256::from(amount),
-        amountOutMin: U256::ZERO,
-        routes: vec![Route {
-            from,
-            to,
-            stable: false,
-            factory,
-        }],
+    let add = v2::addLiquidityCall {
+        tokenA: a.parse().unwrap(),
+        tokenB: b.parse().unwrap(),
+        amountADesired: U256::from(amount_a),
+        amountBDesired: U256::from(amount_b),
+        amountAMin: U256::ZERO,
+        amountBMin: U256::ZERO,
         to: ACCOUNT.parse().unwrap(),
         deadline: U256::from(u64::MAX),
     }
     .abi_encode();
+    node.send(json!({"from": ACCOUNT, "to": router, "data": hex(add), "gas": "0x80000"}));
+}
+
+/// Where the deployer's swaps go: Aerodrome's volatile pool of the two tokens, or their
+/// UniswapV2 pair.
+#[derive(Clone, Copy)]
+enum Venue {
+    Aerodrome,
+    UniswapV2,
+}
+
+/// Sells `amount` (raw units) of `from` for `to` at `venue`, as the deployer, through the
+/// venue's router (in one transaction: the devnet's trader pays pools directly and could take
+/// a payment made in a separate one); returns what came out.
+fn sell(node: &Node, venue: Venue, from: &str, to: &str, amount: u128) -> u128 {
+    use alloy::primitives::{Address, U256};
+    use alloy::sol_types::SolCall;
+    let address =
+        |key: &str| -> Address { node.deployment[key].as_str().unwrap().parse().unwrap() };
+    let (from, to): (Address, Address) = (from.parse().unwrap(), to.parse().unwrap());
+    let (amount, deadline, me) = (
+        U256::from(amount),
+        U256::from(u64::MAX),
+        ACCOUNT.parse().unwrap(),
+    );
+    let (router, swap) = match venue {
+        Venue::Aerodrome => (
+            address("solidly_router"),
+            swapExactTokensForTokensCall {
+                amountIn: amount,
+                amountOutMin: U256::ZERO,
+                routes: vec![Route {
+                    from,
+                    to,
+                    stable: false,
+                    factory: address("solidly_factory"),
+                }],
+                to: me,
+                deadline,
+            }
+            .abi_encode(),
+        ),
+        Venue::UniswapV2 => (
+            address("router"),
+            v2::swapExactTokensForTokensCall {
+                amountIn: amount,
+                amountOutMin: U256::ZERO,
+                path: vec![from, to],
+                to: me,
+                deadline,
+            }
+            .abi_encode(),
+        ),
+    };
+    let hex = |data: Vec<u8>| format!("0x{}", alloy::hex::encode(data));
+    let approve = approveCall {
+        spender: router,
+        amount,
+    }
+    .abi_encode();
+    node.send(json!({"from": ACCOUNT, "to": from, "data": hex(approve), "gas": "0x30000"}));
+    let before = node.erc20_balance(&to.to_string(), ACCOUNT);
     node.send(json!({"from": ACCOUNT, "to": router, "data": hex(swap), "gas": "0x80000"}));
     node.erc20_balance(&to.to_string(), ACCOUNT) - before
+}
+
+/// Sells `amount` of `from` for `to` at `venue`, and what came out back.
+fn round_trip(node: &Node, venue: Venue, from: &str, to: &str, amount: u128) {
+    let bought = sell(node, venue, from, to, amount);
+    sell(node, venue, to, from, bought);
 }
 
 /// What Solidly `pool`'s `claimFees` would pay the agent now (simulated), USD at the devnet's
@@ -175,8 +238,7 @@ fn the_agent_trades_aerodrome_pools_through_its_router_and_claims_their_fees() {
         node.deployment["tokens"]["AERO"].as_str().unwrap(),
     );
     for _ in 0..10 {
-        let bought = sell_through_router(&node, usdc, aero, 150_000 * 10u128.pow(6));
-        sell_through_router(&node, aero, usdc, bought);
+        round_trip(&node, Venue::Aerodrome, usdc, aero, 150_000 * 10u128.pow(6));
         if owed_usd(&node, volatile) > 3.0 {
             break;
         }
@@ -376,7 +438,13 @@ fn a_pool_priced_off_the_market_is_not_entered() {
         node.deployment["tokens"]["USDC"].as_str().unwrap(),
         node.deployment["tokens"]["AERO"].as_str().unwrap(),
     );
-    sell_through_router(&node, aero, usdc, 125_000 * 10u128.pow(18));
+    sell(
+        &node,
+        Venue::Aerodrome,
+        aero,
+        usdc,
+        125_000 * 10u128.pow(18),
+    );
     let dir = tempfile::tempdir().unwrap();
     // The two AERO/USDC pools (and WETH/USDC, for the price of gas, not traded); both are
     // proposed.
@@ -419,4 +487,93 @@ fn a_pool_priced_off_the_market_is_not_entered() {
         "a transaction for the off-market pool"
     );
     assert_book_is_the_chain(&node, &state);
+}
+
+#[test]
+fn a_position_is_rebalanced_on_chain_from_a_uniswap_pair_into_an_aerodrome_pool() {
+    // No trader: the test makes the volume, so which pool pays more is the test's doing.
+    let node = Node::devnet(&[("DEVNET_TRADER", "off")]);
+    let (usdc, aero) = (
+        node.deployment["tokens"]["USDC"].as_str().unwrap(),
+        node.deployment["tokens"]["AERO"].as_str().unwrap(),
+    );
+    // Volume in the UniswapV2 pair only: it is the one pool worth opening.
+    round_trip(&node, Venue::UniswapV2, usdc, aero, 20_000 * 10u128.pow(6));
+    let dir = tempfile::tempdir().unwrap();
+    // One position; rebalance as soon as its APR is below its entry's (the position's own
+    // liquidity lowers it) and another pool pays more, over a ten-year horizon.
+    let extra = format!(
+        "{EXECUTOR}token_allowlist = [\"USDC\", \"AERO\"]\n[strategy]\nmin_apr_pct = 0.01\n\
+         max_positions = 1\nopen_top_n = 1\nrebalance_apr_drop_ratio = 1.0\n\
+         rebalance_better_ratio = 1.01\nrebalance_min_gain_over_cost = 0.001\n\
+         holding_horizon = \"3650days\"\n"
+    );
+    let config = node.agent_config_of(dir.path(), &extra, |p| {
+        p["name"] == "AERO/USDC" || p["name"] == "WETH/USDC"
+    });
+    let agent = start(dir.path(), &config, &[]);
+    let opened = agent.wait_until("/positions", "a position in the UniswapV2 pair", |b| {
+        b.as_array().is_some_and(|a| a.len() == 1)
+    });
+    assert_eq!(opened[0]["pool"], "USDC/AERO", "{opened}");
+
+    // Now the pair's APR falls (its liquidity doubles: the same fees over twice the TVL) and
+    // the Aerodrome pool's passes it (its volume).
+    add_to_pair(
+        &node,
+        [usdc, aero],
+        [400_000 * 10u128.pow(6), 333_333 * 10u128.pow(18)],
+    );
+    round_trip(&node, Venue::Aerodrome, usdc, aero, 60_000 * 10u128.pow(6));
+    let started = std::time::Instant::now();
+    let moved = loop {
+        let (_, positions) = agent.get("/positions");
+        if positions
+            .as_array()
+            .is_some_and(|a| a.len() == 1 && a[0]["pool"] == "vAMM-USDC/AERO")
+        {
+            break positions;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(90) {
+            let (_, journal) = agent.get("/journal?limit=30");
+            let (_, pools) = agent.get("/pools/opportunities");
+            panic!("no rebalance into Aerodrome: {positions}\n{pools}\n{journal:#}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let (_, journal) = agent.get("/journal?limit=200");
+    assert!(
+        journal.to_string().contains(&format!(
+            "rebalance {} in USDC/AERO into vAMM-USDC/AERO",
+            opened[0]["id"].as_str().unwrap()
+        )),
+        "{journal}"
+    );
+    let data = agent.dir.clone();
+    agent.stop();
+    let (state, ledger, intents) = read_store(&data);
+    assert_eq!(state.positions.len(), 1, "{moved}");
+    let (closed, entered) = (
+        ledger
+            .iter()
+            .find(|e| e.action == "close" && e.pool == "USDC/AERO"),
+        ledger
+            .iter()
+            .find(|e| e.action == "open" && e.pool == "vAMM-USDC/AERO"),
+    );
+    assert!(closed.is_some() && entered.is_some(), "{ledger:#?}");
+    let pair = node.deployment["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["kind"] == "uniswap_v2" && p["name"] == "AERO/USDC")
+        .and_then(|p| p["address"].as_str())
+        .unwrap();
+    assert_eq!(
+        node.erc20_balance(pair, AGENT_ADDRESS),
+        0,
+        "the pair's LP tokens all removed"
+    );
+    assert_book_is_the_chain(&node, &state);
+    assert_every_transaction_written_down_once(&node, &intents);
 }
