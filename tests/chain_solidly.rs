@@ -40,19 +40,30 @@ mod v2 {
     }
 }
 
+/// Sends `data` to `to` from the deployer and waits for it to succeed.
+fn deployer_call(node: &Node, to: impl std::fmt::Display, data: Vec<u8>) {
+    let data = format!("0x{}", alloy::hex::encode(data));
+    node.send(json!({"from": ACCOUNT, "to": to.to_string(), "data": data, "gas": "0x80000"}));
+}
+
+/// The deployer lets `spender` take `amount` (raw units) of `token`.
+fn deployer_approve(
+    node: &Node,
+    token: impl std::fmt::Display,
+    spender: alloy::primitives::Address,
+    amount: alloy::primitives::U256,
+) {
+    use alloy::sol_types::SolCall;
+    deployer_call(node, token, approveCall { spender, amount }.abi_encode());
+}
+
 /// Adds `amounts` (raw units) of tokens `a` and `b` to their UniswapV2 pair, as the deployer.
 fn add_to_pair(node: &Node, [a, b]: [&str; 2], [amount_a, amount_b]: [u128; 2]) {
     use alloy::primitives::{Address, U256};
     use alloy::sol_types::SolCall;
     let router: Address = node.deployment["router"].as_str().unwrap().parse().unwrap();
-    let hex = |data: Vec<u8>| format!("0x{}", alloy::hex::encode(data));
     for (token, amount) in [(a, amount_a), (b, amount_b)] {
-        let approve = approveCall {
-            spender: router,
-            amount: U256::from(amount),
-        }
-        .abi_encode();
-        node.send(json!({"from": ACCOUNT, "to": token, "data": hex(approve), "gas": "0x30000"}));
+        deployer_approve(node, token, router, U256::from(amount));
     }
     let add = v2::addLiquidityCall {
         tokenA: a.parse().unwrap(),
@@ -65,7 +76,7 @@ fn add_to_pair(node: &Node, [a, b]: [&str; 2], [amount_a, amount_b]: [u128; 2]) 
         deadline: U256::from(u64::MAX),
     }
     .abi_encode();
-    node.send(json!({"from": ACCOUNT, "to": router, "data": hex(add), "gas": "0x80000"}));
+    deployer_call(node, router, add);
 }
 
 /// Where the deployer's swaps go: Aerodrome's volatile pool of the two tokens, or their
@@ -119,15 +130,9 @@ fn sell(node: &Node, venue: Venue, from: &str, to: &str, amount: u128) -> u128 {
             .abi_encode(),
         ),
     };
-    let hex = |data: Vec<u8>| format!("0x{}", alloy::hex::encode(data));
-    let approve = approveCall {
-        spender: router,
-        amount,
-    }
-    .abi_encode();
-    node.send(json!({"from": ACCOUNT, "to": from, "data": hex(approve), "gas": "0x30000"}));
+    deployer_approve(node, from, router, amount);
     let before = node.erc20_balance(&to.to_string(), ACCOUNT);
-    node.send(json!({"from": ACCOUNT, "to": router, "data": hex(swap), "gas": "0x80000"}));
+    deployer_call(node, router, swap);
     node.erc20_balance(&to.to_string(), ACCOUNT) - before
 }
 
