@@ -69,6 +69,14 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// What the run did: the fills its receipts proved, and why it stopped short, if it did.
+    fn finish(self, result: Result<(), NotExecuted>) -> Executed {
+        Executed {
+            fills: self.fills,
+            failure: result.err(),
+        }
+    }
+
     /// The book's raw balance of `token`.
     fn balance(&self, token: Address) -> U256 {
         self.state
@@ -347,11 +355,8 @@ impl ChainExecutor {
         size: f64,
     ) -> Executed {
         let mut run = Run::new(store, state, tick);
-        let failure = self.try_open(&mut run, pool, size).err();
-        Executed {
-            fills: run.fills,
-            failure,
-        }
+        let result = self.try_open(&mut run, pool, size);
+        run.finish(result)
     }
 
     fn try_open(
@@ -410,11 +415,8 @@ impl ChainExecutor {
         id: &str,
     ) -> Executed {
         let mut run = Run::new(store, state, tick);
-        let failure = self.try_close(&mut run, id).err();
-        Executed {
-            fills: run.fills,
-            failure,
-        }
+        let result = self.try_close(&mut run, id);
+        run.finish(result)
     }
 
     fn try_close(&self, run: &mut Run<'_>, id: &str) -> Result<(), NotExecuted> {
@@ -480,11 +482,8 @@ impl ChainExecutor {
         token: &str,
     ) -> Executed {
         let mut run = Run::new(store, state, tick);
-        let failure = self.try_sweep(&mut run, snapshot, token).err();
-        Executed {
-            fills: run.fills,
-            failure,
-        }
+        let result = self.try_sweep(&mut run, snapshot, token);
+        run.finish(result)
     }
 
     fn try_sweep(
