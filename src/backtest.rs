@@ -80,6 +80,10 @@ pub struct Report {
     pub naive_remote_writes: u64,
     /// What the sync layer's coalescing makes of them, flushing every `sync.flush_interval`.
     pub coalesced_remote_writes: u64,
+    /// The LLM advisor's layers and model, when it was on.
+    pub llm: Option<crate::llm::LlmStats>,
+    /// Mean time a tick spent in the advisor's step, ms (0 when off).
+    pub advise_ms_per_tick: f64,
 }
 
 /// Runs (or continues) a backtest of `days` days in `store`; `progress(done, total)` after
@@ -104,6 +108,7 @@ pub fn run(
     let prune_ms = config.memory.prune_interval.as_millis().max(1) as u64;
     let started = std::time::Instant::now();
     let mut ran = 0;
+    let mut advise_micros = 0;
     // Pruning is its own transaction after a tick's: a process killed between the two prunes
     // at restart, at the same agent time, so the run ends as an uninterrupted one would.
     let last = agent.state.last_tick_ms;
@@ -119,10 +124,11 @@ pub fn run(
             prune(store, report.at_ms)?;
         }
         ran += 1;
+        advise_micros += report.advise_micros;
         progress(&report, total);
     }
     let wall = started.elapsed().as_secs_f64();
-    report(config, store, &agent, days, ran, wall)
+    report(config, store, &agent, (days, ran, advise_micros), wall)
 }
 
 /// Meta key: agent time of the backtest's last pruning pass.
@@ -138,8 +144,7 @@ fn report(
     config: &Config,
     store: &Store,
     agent: &Agent,
-    days: u64,
-    ran: u64,
+    (days, ran, advise_micros): (u64, u64, u64),
     wall: f64,
 ) -> Result<Report, AgentError> {
     let s = &agent.state;
@@ -197,6 +202,8 @@ fn report(
         store_bytes: store.file_size(),
         naive_remote_writes: naive,
         coalesced_remote_writes: coalesced,
+        llm: agent.llm_stats(),
+        advise_ms_per_tick: advise_micros as f64 / 1e3 / ran.max(1) as f64,
     })
 }
 

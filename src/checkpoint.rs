@@ -68,9 +68,7 @@ pub struct Entry {
     pub file: String,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+use athena_storage::hex;
 
 /// Why a checkpoint cannot be made or used; each variant keeps its cause.
 #[derive(Debug, thiserror::Error)]

@@ -122,6 +122,10 @@ pub struct DecisionRecord {
     /// record without one, an exit or an entry refused before sizing, stays small).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sizing: Option<Box<Sizing>>,
+    /// What the LLM advisor said of it, and which layer answered (absent when it was not
+    /// asked: the advisor off, an exit, no answer in time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advice: Option<Box<crate::llm::Answered>>,
 }
 
 /// Every journal record, oldest first, with its sequence number.

@@ -14,6 +14,7 @@ pub mod clock;
 pub mod control;
 pub mod journal;
 pub mod live;
+pub mod llm;
 pub mod market;
 pub mod monitor;
 pub mod recovery;

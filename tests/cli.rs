@@ -837,6 +837,7 @@ fn decision(at_ms: u64, intent: athena::agent::strategy::Intent) -> athena::jour
         gas_gwei: None,
         gas_usd: None,
         sizing: None,
+        advice: None,
     })
 }
 

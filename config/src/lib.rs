@@ -21,8 +21,8 @@ pub use risk::{GasConfig, RecoveryConfig, RiskConfig};
 pub use secret::{SECRET_SLOTS, Secret, SecretSlot};
 pub use sections::{
     AgentConfig, ApiConfig, ChainConfig, ChainPool, ClockKind, DocumentSink, ExecutorConfig,
-    ExecutorKind, LlmConfig, MarketConfig, MarketSource, MonitorConfig, PairKind, StrategyConfig,
-    SyncConfig,
+    ExecutorKind, LlmConfig, MarketConfig, MarketSource, MonitorConfig, PairKind, SlotTolerance,
+    StrategyConfig, SyncConfig,
 };
 
 use serde::{Deserialize, Serialize};

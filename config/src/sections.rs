@@ -265,8 +265,8 @@ impl Default for ChainConfig {
     }
 }
 
-/// `[llm]`: the optional advisor. The API key is a secret: `ATHENA_LLM_API_KEY` or
-/// `api_key_file`.
+/// `[llm]`: the optional advisor (SPEC.md §5). The API key is a secret: `ATHENA_LLM_API_KEY`
+/// or `api_key_file`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LlmConfig {
@@ -278,23 +278,34 @@ pub struct LlmConfig {
     pub model: String,
     /// File holding the API key (alternative to the environment variable).
     pub api_key_file: PathBuf,
-    /// Request timeout. Default 30 s.
+    /// The longest a tick waits for the advisor, retries included. Default 30 s.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
-    /// Retries after a failed call.
+    /// Retries after a failed call (429, 5xx, a connection error), within `timeout`.
     pub max_retries: u32,
-    /// Exact-cache entry lifetime. Default 24 h.
+    /// Exact-cache and numeric-slot-cache entry lifetime, agent time. Default 24 h.
     #[serde(with = "humantime_serde")]
     pub cache_ttl: Duration,
-    /// Similarity-cache threshold, 0–1.
+    /// Cached answers kept at most (memory and store); the oldest are evicted first.
+    pub cache_entries: u32,
+    /// Numeric-slot cache: how alike the free text of two prompts must be (word overlap,
+    /// 0–1) besides every number being within its tolerance. Numbers never take part.
     pub similarity_threshold: f64,
-    /// Batching window.
+    /// Numeric-slot cache: how far each number may be from the cached prompt's.
+    pub tolerance: SlotTolerance,
+    /// Batching window: requests that arrive within it go as one call.
     #[serde(with = "humantime_serde")]
     pub batch_window: Duration,
     /// Requests combined into one call at most.
     pub batch_max: u32,
     /// Prompt token budget after compression.
     pub token_budget: u32,
+    /// Reply tokens at most per request in a call.
+    pub max_reply_tokens: u32,
+    /// Price of a million prompt tokens, USD (cost accounting).
+    pub usd_per_million_prompt_tokens: f64,
+    /// Price of a million reply tokens, USD.
+    pub usd_per_million_reply_tokens: f64,
 }
 
 impl Default for LlmConfig {
@@ -307,10 +318,52 @@ impl Default for LlmConfig {
             timeout: Duration::from_secs(30),
             max_retries: 3,
             cache_ttl: Duration::from_secs(86_400),
+            cache_entries: 2_000,
             similarity_threshold: 0.9,
+            tolerance: SlotTolerance::default(),
             batch_window: Duration::from_secs(1),
             batch_max: 10,
             token_budget: 2000,
+            max_reply_tokens: 96,
+            usd_per_million_prompt_tokens: 0.15,
+            usd_per_million_reply_tokens: 0.60,
+        }
+    }
+}
+
+/// `[llm.tolerance]`: per numeric field of a prompt, how far a number may be from a cached
+/// prompt's for the cached answer to be served. A hit never crosses a sign change, whatever
+/// the tolerance. Percentages are absolute (percentage points), amounts relative (a fraction
+/// of the smaller of the two values), counts exact at 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlotTolerance {
+    /// Pool APR, percentage points.
+    pub apr_pct: f64,
+    /// APR against the pool's own mean, percentage points.
+    pub apr_change_pct: f64,
+    /// TVL, fraction.
+    pub tvl_usd: f64,
+    /// 24 h volume, fraction.
+    pub volume_usd: f64,
+    /// Entry gas, fraction.
+    pub gas_usd: f64,
+    /// Pool price against the market, percentage points.
+    pub price_gap_pct: f64,
+    /// Positions held, count.
+    pub positions: f64,
+}
+
+impl Default for SlotTolerance {
+    fn default() -> Self {
+        Self {
+            apr_pct: 0.25,
+            apr_change_pct: 0.25,
+            tvl_usd: 0.02,
+            volume_usd: 0.05,
+            gas_usd: 0.10,
+            price_gap_pct: 0.05,
+            positions: 0.0,
         }
     }
 }

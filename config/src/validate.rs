@@ -472,6 +472,38 @@ fn services(c: &Config, k: &mut Checker) {
     k.closed("llm.similarity_threshold", l.similarity_threshold, 0.0, 1.0);
     k.at_least("llm.batch_max", l.batch_max.into(), 1);
     k.at_least("llm.token_budget", l.token_budget.into(), 64);
+    k.at_least("llm.max_reply_tokens", l.max_reply_tokens.into(), 16);
+    k.at_least("llm.cache_entries", l.cache_entries.into(), 1);
+    if l.max_retries > 10 {
+        k.fail(
+            "llm.max_retries",
+            format!("must be at most 10, got {}", l.max_retries),
+        );
+    }
+    for (key, price) in [
+        (
+            "llm.usd_per_million_prompt_tokens",
+            l.usd_per_million_prompt_tokens,
+        ),
+        (
+            "llm.usd_per_million_reply_tokens",
+            l.usd_per_million_reply_tokens,
+        ),
+    ] {
+        k.closed(key, price, 0.0, 1_000.0);
+    }
+    let t = &l.tolerance;
+    for (key, v, hi) in [
+        ("llm.tolerance.apr_pct", t.apr_pct, 100.0),
+        ("llm.tolerance.apr_change_pct", t.apr_change_pct, 100.0),
+        ("llm.tolerance.tvl_usd", t.tvl_usd, 1.0),
+        ("llm.tolerance.volume_usd", t.volume_usd, 1.0),
+        ("llm.tolerance.gas_usd", t.gas_usd, 1.0),
+        ("llm.tolerance.price_gap_pct", t.price_gap_pct, 100.0),
+        ("llm.tolerance.positions", t.positions, 5.0),
+    ] {
+        k.closed(key, v, 0.0, hi);
+    }
 
     let s = &c.sync;
     if s.documents == crate::DocumentSink::Firestore && s.firestore_project.is_empty() {

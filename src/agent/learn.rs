@@ -259,3 +259,21 @@ pub fn entry_pattern(pool: &str, apr: f64, at_ms: u64, tick: u64, seed: u64) -> 
         0.5,
     )
 }
+
+/// The learning memory of an entry the LLM advisor vetoed (its source is the LLM: untrusted,
+/// and merging never launders it).
+pub fn advisor_veto(pool: &str, reason: &str, at_ms: u64, tick: u64, seed: u64) -> Memory {
+    let mut rng = Rng::stream(seed ^ tick.wrapping_mul(0x6C8E_9CF5), pool);
+    memory(
+        &mut rng,
+        at_ms,
+        (MemoryType::Learning, Category::MarketAnalysis, Source::Llm),
+        format!("the advisor vetoed entering {pool}: {reason}"),
+        Metadata {
+            pool: Some(pool.to_string()),
+            pattern_key: Some(format!("advisor_veto:{pool}")),
+            ..Metadata::default()
+        },
+        0.5,
+    )
+}

@@ -5,18 +5,21 @@
 //! next tick; the market source fast-forwards to it, so a run stopped and continued ends the
 //! same as one that never stopped.
 
+pub mod advise;
 pub mod learn;
 pub mod paper;
 pub mod state;
 pub mod strategy;
 
 use crate::journal::{DecisionRecord, JournalRecord, RejectedRecord};
+use crate::llm::{Advisor, Failure, LlmError, LlmStats, Verdict};
 use crate::market::sim::{GAS_UNITS_CLAIM, GAS_UNITS_ENTRY, GAS_UNITS_EXIT, GAS_UNITS_SWAP};
 use crate::market::{MarketError, MarketSource, MarketTick, PoolSnapshot};
 use crate::risk::{
     self, Decision, MarketView, Observation, PoolInfo, Proposal, ProposalKind, RiskEngine,
     RiskJournal, RiskState, TradingState, controls::Refused, gas::GasDecision,
 };
+use advise::Advised;
 use athena_config::Config;
 use athena_storage::{KeyedTable, Memory, OutboxOp, SeqTable, Store, StoreError};
 use state::{AgentState, LedgerEntry, STATE_KEY};
@@ -160,6 +163,10 @@ pub struct TickReport {
     pub pools_seen: usize,
     /// Of them, rejected as bad data (left out of the tick and journaled).
     pub pools_rejected: usize,
+    /// Time the LLM advisor's step took (caches and model calls), µs; 0 when off.
+    pub advise_micros: u64,
+    /// Why the advisor gave no answer this tick, if it failed (counted by its breaker).
+    pub llm_failures: Vec<String>,
 }
 
 /// Where approved decisions are executed.
@@ -187,6 +194,8 @@ pub struct Agent {
     tick_ms: u64,
     /// The last committed tick's market (its screened pools, gas and ETH price).
     last_market: Option<MarketTick>,
+    /// The LLM advisor, when `llm.enabled`.
+    advisor: Option<Advisor>,
 }
 
 impl Agent {
@@ -223,6 +232,11 @@ impl Agent {
                 store.write(|w| risk::persist::save(w, &risk, &journal, state.last_tick_ms))?;
             }
         }
+        let advisor = if config.llm.enabled {
+            Some(Advisor::open(config, store, state.last_tick_ms)?)
+        } else {
+            None
+        };
         let market = market(state.started_ms, state.seed)?;
         let executor = match config.executor.kind {
             athena_config::ExecutorKind::Paper => Executor::Paper,
@@ -245,7 +259,18 @@ impl Agent {
             risk,
             tick_ms: config.agent.tick_interval.as_millis() as u64,
             last_market: None,
+            advisor,
         })
+    }
+
+    /// Replaces the advisor (tests and benchmarks: an endpoint of their own, or none).
+    pub fn set_advisor(&mut self, advisor: Option<Advisor>) {
+        self.advisor = advisor;
+    }
+
+    /// What the LLM advisor's layers saved and its model cost since the agent opened.
+    pub fn llm_stats(&self) -> Option<LlmStats> {
+        self.advisor.as_ref().map(Advisor::stats)
     }
 
     /// The status after the last tick.
@@ -361,8 +386,16 @@ impl Agent {
                 )
             }
         };
-        for proposed in intents {
-            let (record, fills) = self.decide_one(store, &tick, proposed, &decisions);
+        let (intents, advice) = self.advise(&tick, intents);
+        for failure in &advice.failures {
+            risk_journal.extend(
+                self.engine
+                    .record(&mut self.risk, llm_observation(failure, now)),
+            );
+        }
+        memories.extend(advice.memories);
+        for advised in intents {
+            let (record, fills) = self.decide_one(store, &tick, advised, &decisions);
             strategy::guard_after_close(&mut self.state, &record.intent, &fills, now);
             self.state.totals.decisions += 1;
             if let Decision::Reject { rule, .. } = &record.decision {
@@ -486,6 +519,7 @@ impl Agent {
             }
             w.remove(KeyedTable::Agent, IN_FLIGHT_KEY)?;
             w.insert_memories(&memories, now)?;
+            crate::llm::persist(w, &advice.writes, now)?;
             risk::persist::save(w, &self.risk, &risk_journal, now)?;
             Ok(())
         })?;
@@ -506,6 +540,8 @@ impl Agent {
             write_micros,
             pools_seen,
             pools_rejected: rejected.len(),
+            advise_micros: advice.micros,
+            llm_failures: advice.failures.iter().map(ToString::to_string).collect(),
         })
     }
 
@@ -707,22 +743,20 @@ impl Agent {
         }
     }
 
-    /// Assesses one intent and executes it if allowed.
-    fn decide_one(
-        &mut self,
-        store: &Store,
+    /// The risk engine's proposal for `intent` at `tick` (`cap_usd`: the most the advisor lets
+    /// an entry have), and the snapshot of its pool.
+    fn proposal_of(
+        &self,
         tick: &MarketTick,
-        proposed: Proposed,
-        earlier: &[DecisionRecord],
-    ) -> (DecisionRecord, Vec<LedgerEntry>) {
-        let Proposed { intent, rule } = proposed;
-        let now = tick.at_ms;
-        let (kind, pool_id, requested, gas_units) = match &intent {
-            Intent::Open { pool } => (ProposalKind::Open, pool.clone(), None, GAS_UNITS_ENTRY),
+        intent: &Intent,
+        cap_usd: Option<f64>,
+    ) -> (Proposal, Option<PoolSnapshot>) {
+        let (kind, pool_id, requested, gas_units) = match intent {
+            Intent::Open { pool } => (ProposalKind::Open, pool.clone(), cap_usd, GAS_UNITS_ENTRY),
             Intent::Rebalance { from, to } => (
                 ProposalKind::Rebalance { from: from.clone() },
                 to.clone(),
-                None,
+                cap_usd,
                 GAS_UNITS_ENTRY,
             ),
             Intent::Compound { position } => {
@@ -781,6 +815,28 @@ impl Agent {
             entry_gas_usd: Some(tick.gas_usd(gas_units)),
             expected_slippage_pct,
         };
+        (proposal, snapshot)
+    }
+
+    /// Assesses one intent and executes it if allowed (and not vetoed by the advisor, whose
+    /// size factor caps an entry at that fraction of the base size).
+    fn decide_one(
+        &mut self,
+        store: &Store,
+        tick: &MarketTick,
+        advised: Advised,
+        earlier: &[DecisionRecord],
+    ) -> (DecisionRecord, Vec<LedgerEntry>) {
+        let Advised {
+            proposed: Proposed { intent, rule },
+            advice,
+        } = advised;
+        let now = tick.at_ms;
+        let cap_usd = advice
+            .as_ref()
+            .filter(|a| a.advice.size_factor < 1.0)
+            .map(|a| a.advice.size_factor * self.config.risk.base_position_usd);
+        let (proposal, snapshot) = self.proposal_of(tick, &intent, cap_usd);
         let market = MarketView {
             now_ms: now,
             gas_gwei: tick.gas_gwei,
@@ -804,7 +860,20 @@ impl Agent {
             gas_gwei: Some(tick.gas_gwei),
             gas_usd: Some(gas_usd),
             sizing: assessment.sizing.map(Box::new),
+            advice: advice.map(Box::new),
         };
+        let veto = record
+            .advice
+            .as_ref()
+            .filter(|a| a.advice.verdict == Verdict::Veto && record.decision.allowed())
+            .map(|a| a.advice.reason.clone());
+        if let Some(reason) = veto {
+            // The gate's sizing stays in the record; the advisor's veto is the decision.
+            record.decision = Decision::Reject {
+                rule: risk::Rule::AdvisorVeto,
+                reason: format!("the advisor vetoed it: {reason}"),
+            };
+        }
         if !record.decision.allowed() {
             return (record, Vec::new());
         }
@@ -876,6 +945,18 @@ fn journal_interrupted(store: &Store) -> Result<usize, StoreError> {
     })
 }
 
+/// What the risk engine counts of an advisor failure: a timeout for llm_timeout, anything
+/// else for api_failures.
+fn llm_observation(failure: &Failure, at_ms: u64) -> Observation {
+    match failure {
+        Failure::Timeout => Observation::LlmTimeout { at_ms },
+        Failure::Failed(why) => Observation::ApiFailure {
+            at_ms,
+            source: format!("llm: {why}"),
+        },
+    }
+}
+
 /// The gas units the transactions of `intent` cost (a rebalance is an exit and an entry).
 fn transaction_gas_units(intent: &Intent) -> f64 {
     match intent {
@@ -943,6 +1024,9 @@ pub enum AgentError {
     /// `executor.kind = "chain"` with a market source that is not the chain.
     #[error("executor.kind = \"chain\" needs market.source = \"chain\"")]
     ChainExecutorSource,
+    /// The LLM advisor's cache could not be read.
+    #[error(transparent)]
+    Llm(#[from] LlmError),
     /// The data directory holds another run.
     #[error(
         "this data directory holds the run of seed {held}, not {asked}: use another --data-dir"

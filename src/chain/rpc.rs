@@ -76,9 +76,10 @@ impl RpcError {
     }
 }
 
-/// The runtime RPC calls run on (one worker; never dropped, so dropping a source inside an
-/// async context is safe).
-fn runtime() -> &'static tokio::runtime::Runtime {
+/// The runtime the tick's network calls (JSON-RPC, the LLM advisor) run on, from the tick's
+/// blocking thread (one worker; never dropped, so dropping a source inside an async context
+/// is safe).
+pub(crate) fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
     RT.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()

@@ -134,6 +134,35 @@ pub(super) fn backtest(config: &Config, args: &BacktestArgs) -> anyhow::Result<(
         r.coalesced_remote_writes,
         humantime::format_duration(config.sync.flush_interval)
     );
+    if let Some(l) = &r.llm {
+        outln!(
+            "llm advisor: {} questions → {} model calls ({:.0}% fewer than one call each): templates {}, exact cache {}, slot cache {}, batched {} in {} calls, {} fallbacks; {} unanswered ({} timeouts, {} failures); {} vetoes; {:.1} ms a tick; ${:.4} spent, ${:.4} saved",
+            l.questions,
+            l.model.calls,
+            if l.questions == 0 {
+                0.0
+            } else {
+                100.0 * (1.0 - l.model.calls as f64 / l.questions as f64)
+            },
+            l.template.hits,
+            l.exact.hits,
+            l.slot.hits,
+            l.batching.hits,
+            l.model.batched_calls,
+            l.model.batch_fallbacks,
+            l.unanswered,
+            l.model.timeouts,
+            l.model.failures,
+            l.vetoes,
+            r.advise_ms_per_tick,
+            l.model.usd_spent,
+            l.template.usd_saved
+                + l.exact.usd_saved
+                + l.slot.usd_saved
+                + l.compression.usd_saved
+                + l.batching.usd_saved,
+        );
+    }
     Ok(())
 }
 

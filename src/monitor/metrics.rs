@@ -161,7 +161,37 @@ pub struct Metrics {
     pub alerts: IntCounterVec,
     /// Webhook deliveries by outcome (`delivered`, `failed`, `dropped`).
     pub webhook_deliveries: IntCounterVec,
+    /// LLM advisor: entry questions put to it.
+    pub llm_questions: IntCounter,
+    /// LLM advisor: questions each layer answered or served, by layer.
+    pub llm_layer_hits: IntCounterVec,
+    /// LLM advisor: questions that went past each layer.
+    pub llm_layer_misses: IntCounterVec,
+    /// LLM advisor: tokens each layer saved.
+    pub llm_tokens_saved: IntCounterVec,
+    /// LLM advisor: dollars each layer saved.
+    pub llm_saved_usd: GaugeVec,
+    /// LLM advisor: model calls and their outcomes, by event.
+    pub llm_model_events: IntCounterVec,
+    /// LLM advisor: tokens the endpoint counted, by kind (prompt, reply).
+    pub llm_tokens: IntCounterVec,
+    /// LLM advisor: dollars spent on the model.
+    pub llm_spent_usd: Gauge,
 }
+
+/// The advisor's layers, as `athena_llm_*{layer}` labels.
+const LLM_LAYERS: [&str; 5] = ["template", "exact", "slot", "compression", "batching"];
+/// The model's events, as `athena_llm_model_events_total{event}` labels.
+const LLM_EVENTS: [&str; 8] = [
+    "calls",
+    "batched_calls",
+    "batch_fallbacks",
+    "answers",
+    "timeouts",
+    "failures",
+    "unanswered",
+    "vetoes",
+];
 
 /// Builds and registers metrics on one registry.
 struct Builder<'a>(&'a Registry);
@@ -355,6 +385,44 @@ impl Metrics {
                 "Alert webhook deliveries by outcome.",
                 &["outcome"],
             )?,
+            llm_questions: b.counter(
+                "athena_llm_questions_total",
+                "Entry proposals put to the LLM advisor since the agent opened.",
+            )?,
+            llm_layer_hits: b.counter_vec(
+                "athena_llm_layer_hits_total",
+                "Questions an LLM layer answered (template, exact, slot) or served (compression, batching).",
+                &["layer"],
+            )?,
+            llm_layer_misses: b.counter_vec(
+                "athena_llm_layer_misses_total",
+                "Questions that went past an LLM layer.",
+                &["layer"],
+            )?,
+            llm_tokens_saved: b.counter_vec(
+                "athena_llm_tokens_saved_total",
+                "Tokens an LLM layer saved.",
+                &["layer"],
+            )?,
+            llm_saved_usd: b.gauge_vec(
+                "athena_llm_saved_usd",
+                "Dollars an LLM layer saved since the agent opened, at the configured list prices.",
+                &["layer"],
+            )?,
+            llm_model_events: b.counter_vec(
+                "athena_llm_model_events_total",
+                "LLM model calls and their outcomes.",
+                &["event"],
+            )?,
+            llm_tokens: b.counter_vec(
+                "athena_llm_tokens_total",
+                "Tokens the LLM endpoint counted, by kind.",
+                &["kind"],
+            )?,
+            llm_spent_usd: b.gauge(
+                "athena_llm_spent_usd",
+                "Dollars spent on the LLM since the agent opened, at the configured list prices.",
+            )?,
             registry,
         };
         m.init_labels();
@@ -387,6 +455,62 @@ impl Metrics {
         for sink in ["documents", "objects"] {
             self.sync_lag.with_label_values(&[sink]).set(0.0);
         }
+        for layer in LLM_LAYERS {
+            self.llm_layer_hits.with_label_values(&[layer]);
+            self.llm_layer_misses.with_label_values(&[layer]);
+            self.llm_tokens_saved.with_label_values(&[layer]);
+            self.llm_saved_usd.with_label_values(&[layer]).set(0.0);
+        }
+        for event in LLM_EVENTS {
+            self.llm_model_events.with_label_values(&[event]);
+        }
+        for kind in ["prompt", "reply"] {
+            self.llm_tokens.with_label_values(&[kind]);
+        }
+    }
+
+    /// The LLM advisor's counts since the agent opened (mirrored: a reopened agent starts
+    /// again from 0, which reads as a counter reset).
+    pub fn set_llm_stats(&self, l: &crate::llm::LlmStats) {
+        mirror(&self.llm_questions, l.questions);
+        let layers = [l.template, l.exact, l.slot, l.compression, l.batching];
+        for (name, layer) in LLM_LAYERS.iter().zip(layers) {
+            mirror(&self.llm_layer_hits.with_label_values(&[name]), layer.hits);
+            mirror(
+                &self.llm_layer_misses.with_label_values(&[name]),
+                layer.misses,
+            );
+            mirror(
+                &self.llm_tokens_saved.with_label_values(&[name]),
+                layer.tokens_saved,
+            );
+            self.llm_saved_usd
+                .with_label_values(&[name])
+                .set(layer.usd_saved);
+        }
+        let m = &l.model;
+        let events = [
+            m.calls,
+            m.batched_calls,
+            m.batch_fallbacks,
+            m.answers,
+            m.timeouts,
+            m.failures,
+            l.unanswered,
+            l.vetoes,
+        ];
+        for (name, value) in LLM_EVENTS.iter().zip(events) {
+            mirror(&self.llm_model_events.with_label_values(&[name]), value);
+        }
+        mirror(
+            &self.llm_tokens.with_label_values(&["prompt"]),
+            m.prompt_tokens,
+        );
+        mirror(
+            &self.llm_tokens.with_label_values(&["reply"]),
+            m.reply_tokens,
+        );
+        self.llm_spent_usd.set(m.usd_spent);
     }
 
     /// The registry (for tests and for anything that adds its own collectors).

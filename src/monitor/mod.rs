@@ -167,6 +167,12 @@ impl Monitor {
             );
         }
         m.set_risk_score(&agent.risk_score());
+        if let Some(llm) = agent.llm_stats() {
+            m.set_llm_stats(&llm);
+        }
+        for failure in &report.llm_failures {
+            self.failure(FailureSource::Llm, failure);
+        }
         self.tick_alerts(report, now);
         let mut s = self.lock();
         s.last_tick_wall_ms = Some(now);

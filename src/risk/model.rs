@@ -203,6 +203,9 @@ pub enum Rule {
     Cash,
     /// The size the factors give (base × factors) or the size requested.
     Sizing,
+    /// The LLM advisor vetoed the entry (never the risk engine's: the agent records it after
+    /// the gate, whose verdict the sizing keeps).
+    AdvisorVeto,
 }
 
 impl Rule {
@@ -226,6 +229,7 @@ impl Rule {
             Self::Slippage => "slippage",
             Self::Cash => "cash",
             Self::Sizing => "sizing",
+            Self::AdvisorVeto => "advisor_veto",
         }
     }
 }

@@ -35,4 +35,4 @@ pub use store::{
     ALREADY_OPEN, NEEDS_REPAIR, OpenReport, ReadTx, STORE_FILE, Store, TableStat, WriteTx,
 };
 pub use tables::{KeyedTable, SeqTable};
-pub use verify::{CorruptRecord, VerifyReport};
+pub use verify::{CorruptRecord, VerifyReport, hex};

@@ -586,6 +586,15 @@ impl WriteTx<'_> {
             .insert(key, bytes.as_slice())?;
         Ok(())
     }
+
+    /// Removes an LLM cache entry; whether it was there.
+    pub fn remove_llm_cache(&mut self, key: &[u8]) -> Result<bool> {
+        Ok(self
+            .tx
+            .open_table(tables::LLM_CACHE)?
+            .remove(key)?
+            .is_some())
+    }
 }
 
 impl ReadTx<'_> {
@@ -741,6 +750,22 @@ impl ReadTx<'_> {
                 .map(Some)
                 .map_err(|r| corrupt("llm_cache", format!("{key:02x?}"), r)),
         }
+    }
+
+    /// Every LLM cache entry, in key order (the table is bounded by `llm.cache_entries`).
+    pub fn llm_cache_all<T: DeserializeOwned>(&self) -> Result<Vec<(Vec<u8>, T)>> {
+        let t = self.tx.open_table(tables::LLM_CACHE)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            let key = k.value().to_vec();
+            let value = self
+                .codec
+                .decode(v.value())
+                .map_err(|r| corrupt("llm_cache", format!("{key:02x?}"), r))?;
+            out.push((key, value));
+        }
+        Ok(out)
     }
 }
 

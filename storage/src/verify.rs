@@ -128,8 +128,8 @@ pub(crate) fn record_intact(codec: &Codec, raw: &[u8]) -> std::result::Result<()
     Ok(())
 }
 
-/// Bytes as lowercase hex (keys of the LLM cache).
-pub(crate) fn hex(bytes: &[u8]) -> String {
+/// Bytes as lowercase hex (keys of the LLM cache, digests).
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
