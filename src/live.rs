@@ -47,6 +47,8 @@ pub struct View {
     pub exit_all_pending: bool,
     /// Pools closed for protection and not to be re-entered yet.
     pub guarded: Vec<String>,
+    /// The LLM advisor's layers and model since the agent opened (`None`: the advisor is off).
+    pub llm: Option<crate::llm::LlmStats>,
 }
 
 impl View {
@@ -63,6 +65,7 @@ impl View {
             pools: market.map_or_else(Vec::new, |m| m.pools.clone()),
             exit_all_pending: agent.exit_all_pending(),
             guarded: agent.state.reentry_guards.keys().cloned().collect(),
+            llm: agent.llm_stats(),
         }
     }
 }

@@ -8,119 +8,14 @@
 use athena::agent::strategy::Intent;
 use athena::backtest::{self, Report};
 use athena::journal::DecisionRecord;
+use athena::llm::mock::{Fault, Mock};
 use athena::llm::{AdviceSource, Advisor, CacheEntry};
 use athena::risk::model::Decision;
-use axum::Json;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// What the mock does with each request.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Fault {
-    /// Approve everything (priority 7, size factor 1).
-    None,
-    /// Veto everything.
-    Veto,
-    /// Answer after the advisor's timeout.
-    Slow,
-    /// HTTP 429.
-    TooMany,
-    /// HTTP 500.
-    ServerError,
-    /// A content that is not JSON.
-    Malformed,
-    /// size_factor 7.5 (the schema says at most 1).
-    OutOfRange,
-    /// A batch reply that leaves out its last answer (single replies are fine).
-    BatchMissingItem,
-}
-
-#[derive(Clone)]
-struct Mock {
-    fault: Arc<Mutex<Fault>>,
-    requests: Arc<AtomicU64>,
-    batch_requests: Arc<AtomicU64>,
-}
-
-fn advice(verdict: &str, size_factor: f64) -> Value {
-    json!({"verdict": verdict, "size_factor": size_factor, "priority": 7, "reason": "mock"})
-}
-
-async fn complete(State(mock): State<Mock>, Json(body): Json<Value>) -> Response {
-    mock.requests.fetch_add(1, Ordering::Relaxed);
-    let fault = *mock.fault.lock().unwrap();
-    let schema = &body["response_format"]["json_schema"]["schema"];
-    let batch = schema["properties"]["answers"]["minItems"].as_u64();
-    if batch.is_some() {
-        mock.batch_requests.fetch_add(1, Ordering::Relaxed);
-    }
-    let (verdict, size) = match fault {
-        Fault::Veto => ("veto", 1.0),
-        Fault::OutOfRange => ("approve", 7.5),
-        _ => ("approve", 1.0),
-    };
-    let content = match (fault, batch) {
-        (Fault::Slow, _) => {
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            advice(verdict, size).to_string()
-        }
-        (Fault::TooMany, _) => return (StatusCode::TOO_MANY_REQUESTS, "slow down").into_response(),
-        (Fault::ServerError, _) => {
-            return (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response();
-        }
-        (Fault::Malformed, _) => "[BATCHED]".to_string(),
-        (_, Some(n)) => {
-            let keep = if fault == Fault::BatchMissingItem {
-                n - 1
-            } else {
-                n
-            };
-            let answers: Vec<Value> = (0..keep)
-                .map(|id| {
-                    let mut a = advice(verdict, size);
-                    a["id"] = json!(id);
-                    a
-                })
-                .collect();
-            json!({ "answers": answers }).to_string()
-        }
-        (_, None) => advice(verdict, size).to_string(),
-    };
-    Json(json!({
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
-        "usage": {"prompt_tokens": 200, "completion_tokens": 30},
-    }))
-    .into_response()
-}
-
-/// Starts the mock on a loopback port; returns it and its base URL.
 fn start_mock(fault: Fault) -> (Mock, String) {
-    let mock = Mock {
-        fault: Arc::new(Mutex::new(fault)),
-        requests: Arc::new(AtomicU64::new(0)),
-        batch_requests: Arc::new(AtomicU64::new(0)),
-    };
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    let app = axum::Router::new()
-        .route("/v1/chat/completions", axum::routing::post(complete))
-        .with_state(mock.clone());
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(listener, app).await.unwrap();
-            });
-    });
+    let mock = Mock::start(fault);
+    let url = mock.url.clone();
     (mock, url)
 }
 
@@ -191,15 +86,12 @@ fn answers_are_batched_cached_persisted_and_reloaded() {
     let (report, decisions, config) = run(&url, 8, dir.path());
     let l = report.llm.unwrap();
     assert!(l.questions > 0 && l.model.calls > 0, "{l:?}");
-    assert_eq!(l.model.calls, mock.requests.load(Ordering::Relaxed));
+    assert_eq!(l.model.calls, mock.requests());
     assert!(
         l.model.batched_calls > 0,
         "the first tick's opens share a call: {l:?}"
     );
-    assert_eq!(
-        l.model.batched_calls,
-        mock.batch_requests.load(Ordering::Relaxed)
-    );
+    assert_eq!(l.model.batched_calls, mock.batch_requests());
     assert!(l.model.calls < l.questions, "{l:?}");
     assert_eq!(
         (l.unanswered, l.model.failures, l.model.timeouts),
@@ -291,10 +183,7 @@ fn http_errors_leave_the_rules_and_count_as_api_failures() {
         let l = report.llm.unwrap();
         assert!(l.model.failures > 0, "{fault:?}: {l:?}");
         // Retried once (max_retries = 1) before giving up.
-        assert!(
-            mock.requests.load(Ordering::Relaxed) >= 2 * l.model.failures,
-            "{fault:?}"
-        );
+        assert!(mock.requests() >= 2 * l.model.failures, "{fault:?}");
     }
 }
 
@@ -330,7 +219,7 @@ fn a_batch_reply_missing_an_item_is_asked_again_one_by_one() {
     let l = report.llm.unwrap();
     assert!(l.model.batch_fallbacks > 0, "{l:?}");
     assert_eq!((l.unanswered, l.model.failures), (0, 0), "{l:?}");
-    assert!(mock.batch_requests.load(Ordering::Relaxed) > 0);
+    assert!(mock.batch_requests() > 0);
     for d in entries(&decisions) {
         assert!(
             d.advice.is_some(),

@@ -332,6 +332,29 @@ function renderSync(s) {
   ]);
 }
 
+function renderLlm(l) {
+  const body = $("llm-layers").querySelector("tbody");
+  if (!l) {
+    fillKv($("llm"), [["", "off (llm.enabled = false): the rules decide alone"]]);
+    fillRows(body, []);
+    return;
+  }
+  const m = l.model;
+  const served = l.template.hits + l.exact.hits + l.slot.hits;
+  fillKv($("llm"), [
+    ["Questions", `${l.questions} (${l.questions ? Math.round(100 * served / l.questions) : 0}% answered without the model)`],
+    ["Model calls", `${m.calls} for ${m.answers} answers (${m.batched_calls} batched, ${m.batch_fallbacks} batch replies asked again one by one)`],
+    ["Fewer calls", l.questions ? `${Math.round(100 * (1 - m.calls / l.questions))}% than one call per question` : "no question yet"],
+    ["Tokens", `${m.prompt_tokens.toLocaleString("en-US")} prompt, ${m.reply_tokens.toLocaleString("en-US")} reply`],
+    ["Spent", usd(m.usd_spent)],
+    ["Vetoes", l.vetoes],
+    ["Left to the rules", `${l.unanswered} (${m.timeouts} timeouts, ${m.failures} failures)`],
+  ]);
+  fillRows(body, [["templates", l.template], ["exact cache", l.exact], ["slot cache", l.slot],
+    ["compression", l.compression], ["batching", l.batching]].map(([name, x]) =>
+    [name, x.hits, x.misses, x.tokens_saved.toLocaleString("en-US"), usd(x.usd_saved)]));
+}
+
 function renderMemories(m) {
   fillRows($("memories").querySelector("tbody"), Object.entries(m.by_category).map(([cat, t]) =>
     [cat.replaceAll("_", " "), t.hot, t.warm, t.cold]));
@@ -476,6 +499,9 @@ function explain(e) {
     head,
     ...section("What the agent saw", dl),
     ...section("The rule that proposed it", el("p", { "data-rule": "" }, r.rule || intentText(r.intent))),
+    ...(r.advice ? section("The LLM advisor", el("p", { "data-advice": r.advice.verdict },
+      `${r.advice.verdict} · size factor ${r.advice.size_factor} · priority ${r.advice.priority} · from ${r.advice.source.replaceAll("_", " ")}`,
+      r.advice.reason ? ` · “${r.advice.reason}”` : "")) : []),
     ...section("Risk verdict", ...verdictParts),
     ...section("What was executed", el("p", { "data-executed": "" }, done),
       fills.length ? el("ul", { class: "plain" }, fills.map(fillItem)) : null),
@@ -600,6 +626,7 @@ async function refreshPanels() {
       $("read-banner").hidden = true;
       renderRisk(risk); renderGas(gas); renderSync(sync); renderMemories(memories);
       renderRecovery(recovery, checkpoints); renderAlerts(alerts); renderPools(pools); renderTransactions(txs);
+      renderLlm(perf.llm);
       state.startingUsd = perf.equity_usd - perf.pnl_usd;
       if (trades) state.trades = trades;
       if (equity) state.equity = equity;

@@ -333,12 +333,12 @@ impl Default for LlmConfig {
 
 /// `[llm.tolerance]`: per numeric field of a prompt, how far a number may be from a cached
 /// prompt's for the cached answer to be served. A hit never crosses a sign change, whatever
-/// the tolerance. Percentages are absolute (percentage points), amounts relative (a fraction
-/// of the smaller of the two values), counts exact at 0.
+/// the tolerance. A fraction is of the smaller of the two values; points and dollars are
+/// absolute; counts are exact at 0.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SlotTolerance {
-    /// Pool APR, percentage points.
+    /// Pool APR, fraction.
     pub apr_pct: f64,
     /// APR against the pool's own mean, percentage points.
     pub apr_change_pct: f64,
@@ -346,7 +346,7 @@ pub struct SlotTolerance {
     pub tvl_usd: f64,
     /// 24 h volume, fraction.
     pub volume_usd: f64,
-    /// Entry gas, fraction.
+    /// Entry gas, USD.
     pub gas_usd: f64,
     /// Pool price against the market, percentage points.
     pub price_gap_pct: f64,
@@ -357,11 +357,11 @@ pub struct SlotTolerance {
 impl Default for SlotTolerance {
     fn default() -> Self {
         Self {
-            apr_pct: 0.25,
-            apr_change_pct: 0.25,
+            apr_pct: 0.02,
+            apr_change_pct: 1.0,
             tvl_usd: 0.02,
             volume_usd: 0.05,
-            gas_usd: 0.10,
+            gas_usd: 0.05,
             price_gap_pct: 0.05,
             positions: 0.0,
         }

@@ -494,11 +494,11 @@ fn services(c: &Config, k: &mut Checker) {
     }
     let t = &l.tolerance;
     for (key, v, hi) in [
-        ("llm.tolerance.apr_pct", t.apr_pct, 100.0),
+        ("llm.tolerance.apr_pct", t.apr_pct, 1.0),
         ("llm.tolerance.apr_change_pct", t.apr_change_pct, 100.0),
         ("llm.tolerance.tvl_usd", t.tvl_usd, 1.0),
         ("llm.tolerance.volume_usd", t.volume_usd, 1.0),
-        ("llm.tolerance.gas_usd", t.gas_usd, 1.0),
+        ("llm.tolerance.gas_usd", t.gas_usd, 100.0),
         ("llm.tolerance.price_gap_pct", t.price_gap_pct, 100.0),
         ("llm.tolerance.positions", t.positions, 5.0),
     ] {

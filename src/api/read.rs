@@ -97,9 +97,12 @@ pub struct Performance {
     pub ticks_without_write: TickTimes,
     /// Operator commands, request to committed answer, by command.
     pub commands: BTreeMap<String, TickTimes>,
+    /// The LLM advisor since the agent opened: questions, each layer's hits, misses, tokens
+    /// and dollars saved, the model's calls, tokens and cost, failures (null when it is off).
+    pub llm: Option<crate::llm::LlmStats>,
 }
 
-/// Equity, PnL, totals, tick durations and command latencies.
+/// Equity, PnL, totals, tick durations, command latencies and the LLM advisor's layers.
 #[utoipa::path(get, path = "/performance", tag = "agent",
     responses((status = 200, description = "Performance", body = Performance),
               (status = 503, description = "Starting", body = super::error::ErrorBody)))]
@@ -112,6 +115,7 @@ pub async fn performance(State(state): State<ApiState>) -> ApiResult<Json<Perfor
         ticks: state.shared.tick_times(),
         ticks_without_write: state.shared.tick_times_without_write(),
         commands: state.shared.command_times(),
+        llm: v.llm,
     }))
 }
 

@@ -18,6 +18,7 @@
 
 pub mod cache;
 pub mod client;
+pub mod mock;
 pub mod prompt;
 pub mod reply;
 pub mod stats;

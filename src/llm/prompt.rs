@@ -77,11 +77,11 @@ impl SlotField {
     /// Its tolerance under `t`.
     pub fn tolerance(self, t: &SlotTolerance) -> Tolerance {
         match self {
-            Self::AprPct => Tolerance::Absolute(t.apr_pct),
+            Self::AprPct => Tolerance::Relative(t.apr_pct),
             Self::AprChangePct => Tolerance::Absolute(t.apr_change_pct),
             Self::TvlUsd => Tolerance::Relative(t.tvl_usd),
             Self::VolumeUsd => Tolerance::Relative(t.volume_usd),
-            Self::GasUsd => Tolerance::Relative(t.gas_usd),
+            Self::GasUsd => Tolerance::Absolute(t.gas_usd),
             Self::PriceGapPct => Tolerance::Absolute(t.price_gap_pct),
             Self::Positions => Tolerance::Absolute(t.positions),
         }

@@ -2,11 +2,11 @@
 //! and misses per layer, tokens and dollars saved, calls, tokens and dollars spent, failures.
 //! Exported on `/metrics` (`athena_llm_*`), `/performance/llm` and the dashboard.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// One layer's counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LayerStats {
     /// Questions this layer answered (templates, caches) or served (compression: prompts
     /// shortened; batching: questions that shared a call).
@@ -20,7 +20,7 @@ pub struct LayerStats {
 }
 
 /// The model's side.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ModelStats {
     /// Calls that got a reply.
     pub calls: u64,
@@ -45,7 +45,7 @@ pub struct ModelStats {
 }
 
 /// Everything.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct LlmStats {
     /// Entry proposals put to the advisor.
     pub questions: u64,

@@ -47,6 +47,8 @@ pub enum ComponentName {
     Process,
     /// Memory pruning.
     Pruning,
+    /// The LLM advisor (listed only when it is on).
+    Llm,
 }
 
 impl ComponentName {
@@ -59,6 +61,7 @@ impl ComponentName {
             Self::Market => "market",
             Self::Process => "process",
             Self::Pruning => "pruning",
+            Self::Llm => "llm",
         }
     }
 }
@@ -151,7 +154,27 @@ pub struct Inputs {
     pub last_prune_wall_ms: Option<u64>,
     /// Prune interval in wall time.
     pub prune_interval_wall_ms: u64,
+    /// The LLM advisor, when it is on.
+    pub llm: Option<LlmInputs>,
 }
+
+/// What the LLM advisor's health reads.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LlmInputs {
+    /// Questions put to it since the agent opened.
+    pub questions: u64,
+    /// Share of them answered without the model (templates and caches), 0–1.
+    pub hit_rate: f64,
+    /// Why the last tick's consultation failed (`None`: it did not).
+    pub last_failure: Option<String>,
+    /// The llm_timeout breaker is tripped: rule-based decisions only.
+    pub rule_based_only: bool,
+}
+
+/// Questions before the hit rate counts for health.
+pub const LLM_HIT_RATE_MIN_QUESTIONS: u64 = 20;
+/// A hit rate below this is degraded (SPEC.md §7).
+pub const LLM_HIT_RATE_FLOOR: f64 = 0.3;
 
 /// Human duration of `ms`, to the second.
 fn ago(ms: u64) -> String {
@@ -314,9 +337,36 @@ pub fn evaluate(i: &Inputs, t: &Thresholds) -> HealthReport {
             market(i),
             process(i, t),
             pruning(i),
-        ],
+        ]
+        .into_iter()
+        .chain(i.llm.as_ref().map(llm))
+        .collect(),
         i.now_wall_ms,
     )
+}
+
+/// The LLM advisor: degraded while its breaker keeps it off, after a failed consultation
+/// (the rules decided alone), or with a hit rate under the floor once enough questions were
+/// asked. Never unhealthy: the agent trades without it.
+fn llm(l: &LlmInputs) -> Component {
+    let degraded = |why: String| component(ComponentName::Llm, Status::Degraded, why);
+    if l.rule_based_only {
+        return degraded("llm_timeout is tripped: the rules decide alone".into());
+    }
+    if let Some(why) = &l.last_failure {
+        return degraded(format!(
+            "the last consultation failed ({why}): the rules decided alone"
+        ));
+    }
+    if l.questions >= LLM_HIT_RATE_MIN_QUESTIONS && l.hit_rate < LLM_HIT_RATE_FLOOR {
+        return degraded(format!(
+            "{:.0}% of {} questions answered without the model, below {:.0}%",
+            100.0 * l.hit_rate,
+            l.questions,
+            100.0 * LLM_HIT_RATE_FLOOR
+        ));
+    }
+    healthy(ComponentName::Llm)
 }
 
 /// Liveness: unhealthy only when the loop heartbeat or the store is; nothing else counts.
@@ -371,6 +421,49 @@ mod tests {
     fn status_of(r: &HealthReport, name: ComponentName) -> (Status, String) {
         let c = r.components.iter().find(|c| c.name == name).unwrap();
         (c.status, c.reason.clone())
+    }
+
+    #[test]
+    fn the_llm_is_listed_when_on_and_only_ever_degraded() {
+        let with = |l: LlmInputs| {
+            let r = evaluate(
+                &Inputs {
+                    llm: Some(l),
+                    ..fine()
+                },
+                &t(),
+            );
+            (r.status, status_of(&r, ComponentName::Llm))
+        };
+        let fine_llm = LlmInputs {
+            questions: 100,
+            hit_rate: 0.8,
+            ..LlmInputs::default()
+        };
+        assert_eq!(with(fine_llm.clone()).1.0, Status::Healthy);
+        let (overall, (status, why)) = with(LlmInputs {
+            rule_based_only: true,
+            ..fine_llm.clone()
+        });
+        assert_eq!((overall, status), (Status::Degraded, Status::Degraded));
+        assert!(why.contains("llm_timeout"), "{why}");
+        let failed = with(LlmInputs {
+            last_failure: Some("HTTP 500".into()),
+            ..fine_llm.clone()
+        });
+        assert!(failed.1.1.contains("HTTP 500"));
+        let low = with(LlmInputs {
+            hit_rate: 0.1,
+            ..fine_llm.clone()
+        });
+        assert_eq!(low.1.0, Status::Degraded);
+        // Too few questions for the hit rate to mean anything.
+        let early = with(LlmInputs {
+            questions: 5,
+            hit_rate: 0.0,
+            ..fine_llm
+        });
+        assert_eq!(early.1.0, Status::Healthy);
     }
 
     #[test]

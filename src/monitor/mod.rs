@@ -66,6 +66,7 @@ struct State {
     last_prune_wall_ms: Option<u64>,
     last_prune: Option<PruneReport>,
     overall: Option<Status>,
+    llm: Option<health::LlmInputs>,
 }
 
 /// Metrics, health and alerts of one agent process.
@@ -167,9 +168,17 @@ impl Monitor {
             );
         }
         m.set_risk_score(&agent.risk_score());
-        if let Some(llm) = agent.llm_stats() {
-            m.set_llm_stats(&llm);
-        }
+        let llm = agent.llm_stats().map(|l| {
+            m.set_llm_stats(&l);
+            health::LlmInputs {
+                questions: l.questions,
+                hit_rate: l.hit_rate(),
+                last_failure: report.llm_failures.first().cloned(),
+                rule_based_only: agent.risk.breakers.iter().any(|b| {
+                    b.kind == crate::risk::BreakerKind::LlmTimeout && b.is_tripped(report.at_ms)
+                }),
+            }
+        });
         for failure in &report.llm_failures {
             self.failure(FailureSource::Llm, failure);
         }
@@ -179,6 +188,7 @@ impl Monitor {
         s.last_tick_agent_ms = Some(report.at_ms);
         s.pools = Some((report.pools_seen, report.pools_rejected));
         s.market_error = None;
+        s.llm = llm;
     }
 
     /// Risk events recorded outside a tick (a failed market read, a corrupt record) and the
@@ -336,6 +346,7 @@ impl Monitor {
             memory_ratio: s.memory_ratio,
             last_prune_wall_ms: s.last_prune_wall_ms,
             prune_interval_wall_ms: s.prune_interval_wall_ms,
+            llm: s.llm.clone(),
         }
     }
 

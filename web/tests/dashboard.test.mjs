@@ -130,6 +130,8 @@ test("the dashboard, in chromium, against a running agent", { timeout: 600_000 }
       await page.waitForFunction(() => document.querySelectorAll("#breakers tbody tr").length === 8, null, { timeout: WAIT });
       // The six simulated pools, best APR first.
       await page.waitForFunction(() => document.querySelectorAll("#pools tbody tr").length === 6, null, { timeout: WAIT });
+      // The advisor is off in the embedded defaults, and the panel says so.
+      await page.waitForFunction(() => document.getElementById("llm").textContent.includes("off"), null, { timeout: WAIT });
       assert.deepEqual(problems, []);
     });
 
