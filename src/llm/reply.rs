@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 pub const SIZE_FACTOR_MIN: f64 = 0.25;
 /// Largest size factor (the size the rules chose; the advisor never grows a size).
 pub const SIZE_FACTOR_MAX: f64 = 1.0;
+/// The size factors the schema offers (a grammar-constrained model can give no other).
+pub const SIZE_FACTORS: [f64; 4] = [0.25, 0.5, 0.75, 1.0];
 /// Priorities run from 1 to this.
 pub const PRIORITY_MAX: u8 = 10;
 /// A reason is cut to this many characters.
@@ -66,7 +68,7 @@ fn advice_schema() -> Value {
         "type": "object",
         "properties": {
             "verdict": {"type": "string", "enum": ["approve", "veto"]},
-            "size_factor": {"type": "number", "minimum": SIZE_FACTOR_MIN, "maximum": SIZE_FACTOR_MAX},
+            "size_factor": {"type": "number", "enum": SIZE_FACTORS, "minimum": SIZE_FACTOR_MIN, "maximum": SIZE_FACTOR_MAX},
             "priority": {"type": "integer", "minimum": 1, "maximum": PRIORITY_MAX},
             "reason": {"type": "string", "maxLength": REASON_MAX_CHARS}
         },
@@ -80,19 +82,26 @@ pub fn single_schema() -> Value {
     advice_schema()
 }
 
-/// The schema of a batch of `n` answers: `{"answers": [{"id": 0..n-1, …}]}`.
+/// The schema of a batch of `n` answers: `{"answers": [{"id": 0, …}, …, {"id": n-1, …}]}`,
+/// one item per position with its id fixed (`const`), so a grammar-constrained model can
+/// neither skip nor repeat an id; the parser checks it all the same.
 pub fn batch_schema(n: usize) -> Value {
-    let mut item = advice_schema();
-    item["properties"]["id"] =
-        json!({"type": "integer", "minimum": 0, "maximum": n.saturating_sub(1)});
-    item["required"]
-        .as_array_mut()
-        .expect("required is a list")
-        .insert(0, json!("id"));
+    let items: Vec<Value> = (0..n)
+        .map(|id| {
+            let mut item = advice_schema();
+            item["properties"]["id"] =
+                json!({"type": "integer", "const": id, "minimum": 0, "maximum": n.saturating_sub(1)});
+            item["required"]
+                .as_array_mut()
+                .expect("required is a list")
+                .insert(0, json!("id"));
+            item
+        })
+        .collect();
     json!({
         "type": "object",
         "properties": {
-            "answers": {"type": "array", "items": item, "minItems": n, "maxItems": n}
+            "answers": {"type": "array", "prefixItems": items, "minItems": n, "maxItems": n}
         },
         "required": ["answers"],
         "additionalProperties": false
@@ -274,9 +283,17 @@ mod tests {
     #[test]
     fn the_schemas_bound_every_number() {
         let s = batch_schema(3);
-        let item = &s["properties"]["answers"]["items"]["properties"];
-        for field in ["id", "size_factor", "priority"] {
-            assert!(item[field]["minimum"].is_number() && item[field]["maximum"].is_number());
+        for (id, item) in s["properties"]["answers"]["prefixItems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .enumerate()
+        {
+            let p = &item["properties"];
+            for field in ["id", "size_factor", "priority"] {
+                assert!(p[field]["minimum"].is_number() && p[field]["maximum"].is_number());
+            }
+            assert_eq!(p["id"]["const"], id);
         }
         assert_eq!(s["properties"]["answers"]["minItems"], 3);
     }
