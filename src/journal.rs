@@ -272,13 +272,28 @@ fn decision_summary(d: &DecisionRecord, pools: &BTreeMap<String, String>) -> Str
         ),
         Decision::Reject { rule, reason } => format!("rejected by {}: {reason}", rule.as_str()),
     };
+    let advice = match &d.advice {
+        Some(a) => format!(
+            " · advisor ({}): {} ×{} priority {}{}",
+            a.source.as_str(),
+            a.advice.verdict.as_str(),
+            a.advice.size_factor,
+            a.advice.priority,
+            if a.advice.reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", a.advice.reason)
+            }
+        ),
+        None => String::new(),
+    };
     let done = match (d.executed_usd, &d.note) {
         (Some(usd), _) => format!("; executed ${usd:.2}"),
         (None, Some(note)) => format!("; not executed: {note}"),
         (None, None) => String::new(),
     };
     format!(
-        "{what} (APR {:.1}%, TVL ${:.0}, {}, gas {}) → {verdict}{done}",
+        "{what} (APR {:.1}%, TVL ${:.0}, {}, gas {}) → {verdict}{advice}{done}",
         d.apr_pct,
         d.tvl_usd,
         d.trading_state.as_str(),

@@ -462,10 +462,18 @@ fn services(c: &Config, k: &mut Checker) {
     if l.enabled && l.model.is_empty() {
         k.fail("llm.model", "is required when llm.enabled = true".into());
     }
-    if l.enabled && !l.endpoint.starts_with("http://") && !l.endpoint.starts_with("https://") {
+    let host = l
+        .endpoint
+        .strip_prefix("http://")
+        .or_else(|| l.endpoint.strip_prefix("https://"))
+        .map(|rest| rest.split(['/', '?', '#']).next().unwrap_or(""));
+    if l.enabled && !host.is_some_and(|h| !h.is_empty() && !h.starts_with(':')) {
         k.fail(
             "llm.endpoint",
-            format!("must be an http(s) URL, got {:?}", l.endpoint),
+            format!(
+                "must be an http(s) URL with a host (e.g. http://127.0.0.1:8080/v1), got {:?}",
+                l.endpoint
+            ),
         );
     }
     k.nonzero("llm.timeout", l.timeout);

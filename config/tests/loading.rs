@@ -490,3 +490,37 @@ fn a_signing_key_that_is_no_key_is_refused_by_config_check_without_repeating_it(
     let loaded = load_with_env(Some(&path), env(&[("ATHENA_CHAIN_PRIVATE_KEY", highest)]));
     assert!(loaded.is_ok(), "{:?}", loaded.err());
 }
+
+#[test]
+fn the_advisor_needs_a_model_and_an_endpoint_with_a_host() {
+    let dir = tempfile::tempdir().unwrap();
+    for (endpoint, ok) in [
+        ("http://127.0.0.1:8080/v1", true),
+        ("https://api.openai.com/v1", true),
+        ("http://", false),
+        ("http://:8080/v1", false),
+        ("ftp://x", false),
+    ] {
+        let path = write(
+            dir.path(),
+            &format!("[llm]\nenabled = true\nmodel = \"m\"\nendpoint = \"{endpoint}\"\n"),
+        );
+        let loaded = load_with_env(Some(&path), no_env());
+        if ok {
+            assert!(loaded.is_ok(), "{endpoint}: {:?}", loaded.err());
+        } else {
+            let p = problems(loaded);
+            assert!(p[0].starts_with("llm.endpoint:"), "{endpoint}: {p:?}");
+        }
+    }
+    let path = write(
+        dir.path(),
+        "[llm]\nenabled = true\n[llm.tolerance]\napr_pct = -1\n",
+    );
+    let p = problems(load_with_env(Some(&path), no_env()));
+    assert!(p.iter().any(|x| x.starts_with("llm.model:")), "{p:?}");
+    assert!(
+        p.iter().any(|x| x.starts_with("llm.tolerance.apr_pct:")),
+        "{p:?}"
+    );
+}

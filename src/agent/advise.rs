@@ -42,6 +42,8 @@ pub struct AdviceOutcome {
     pub memories: Vec<Memory>,
     /// Wall time of the step, µs.
     pub micros: u64,
+    /// Questions put to the caches and the model this tick (templates not counted).
+    pub asked: usize,
 }
 
 /// Whether the advisor is asked about `intent` at all.
@@ -113,6 +115,7 @@ impl Agent {
                     advised[*i].advice = answer;
                 }
                 outcome.failures = consultation.failures;
+                outcome.asked = questions.len();
                 outcome.writes = consultation.writes;
             }
         }

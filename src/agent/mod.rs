@@ -165,8 +165,10 @@ pub struct TickReport {
     pub pools_rejected: usize,
     /// Time the LLM advisor's step took (caches and model calls), µs; 0 when off.
     pub advise_micros: u64,
-    /// Why the advisor gave no answer this tick, if it failed (counted by its breaker).
-    pub llm_failures: Vec<String>,
+    /// Why the advisor gave no answer this tick, if it failed (each counted by its breaker).
+    pub llm_failures: Vec<Failure>,
+    /// Questions put to the advisor's caches and model this tick.
+    pub llm_asked: usize,
 }
 
 /// Where approved decisions are executed.
@@ -541,7 +543,8 @@ impl Agent {
             pools_seen,
             pools_rejected: rejected.len(),
             advise_micros: advice.micros,
-            llm_failures: advice.failures.iter().map(ToString::to_string).collect(),
+            llm_failures: advice.failures.clone(),
+            llm_asked: advice.asked,
         })
     }
 

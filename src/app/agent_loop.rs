@@ -94,6 +94,8 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
         "athena: agent at tick {}, {equity}; {observing}",
         agent.state.next_tick
     );
+    println!("athena: {}", advisor_line(config, &agent));
+    let mut llm_failing = false;
     let mut reported: HashSet<(String, String)> = HashSet::new();
     let mut publish_error: Option<String> = None;
     let mut last_status = 0u64;
@@ -211,6 +213,7 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
             }
         };
         ticks_run += 1;
+        report_llm(&report, &mut llm_failing);
         l.clock.reached(report.at_ms);
         l.agent_time.store(report.at_ms, Ordering::Relaxed);
         // The view carries the tick's risk score and gas: the chart point reuses them.
@@ -257,6 +260,43 @@ pub(super) async fn run(mut l: Loop) -> anyhow::Result<End> {
             last_status = report.at_ms;
             print_status_line(status_line(&agent, &report), &l).await?;
         }
+    }
+}
+
+/// The start line of the LLM advisor: off, or its model, endpoint, timeout and the answers
+/// reloaded from the store.
+fn advisor_line(config: &athena_config::Config, agent: &Agent) -> String {
+    match agent.llm_stats() {
+        None => "llm advisor off (llm.enabled = false): the rules decide alone".into(),
+        Some(l) => format!(
+            "llm advisor on: model {:?} at {}, a tick waits at most {} for it; {} cached answers reloaded",
+            config.llm.model,
+            config.llm.endpoint,
+            humantime::format_duration(config.llm.timeout),
+            l.cached_entries
+        ),
+    }
+}
+
+/// Prints when the advisor starts failing (the rules decide alone) and when it answers again;
+/// every failure is logged.
+fn report_llm(report: &crate::agent::TickReport, failing: &mut bool) {
+    for f in &report.llm_failures {
+        tracing::warn!(tick = report.tick, failure = %f, "llm advisor gave no answer; the rules decided alone");
+    }
+    match report.llm_failures.first() {
+        Some(f) if !*failing => {
+            *failing = true;
+            println!(
+                "athena: llm advisor failed at tick #{}: {f}; the rules decide alone until it answers (see /health/detailed)",
+                report.tick
+            );
+        }
+        None if *failing && report.llm_asked > 0 => {
+            *failing = false;
+            println!("athena: llm advisor answers again at tick #{}", report.tick);
+        }
+        _ => {}
     }
 }
 

@@ -135,32 +135,31 @@ pub(super) fn backtest(config: &Config, args: &BacktestArgs) -> anyhow::Result<(
         humantime::format_duration(config.sync.flush_interval)
     );
     if let Some(l) = &r.llm {
+        let m = &l.model;
         outln!(
-            "llm advisor: {} questions → {} model calls ({:.0}% fewer than one call each): templates {}, exact cache {}, slot cache {}, batched {} in {} calls, {} fallbacks; {} unanswered ({} timeouts, {} failures); {} vetoes; {:.1} ms a tick; ${:.4} spent, ${:.4} saved",
+            "llm advisor: {} questions (one model call each without the layers); {} answered without the model (templates {}, exact cache {}, slot cache {}); {} answered by the model in {} calls ({} batched, {} batch replies asked again one by one); {} left to the rules ({} timeouts, {} failed or refused calls); {} vetoes",
             l.questions,
-            l.model.calls,
-            if l.questions == 0 {
-                0.0
-            } else {
-                100.0 * (1.0 - l.model.calls as f64 / l.questions as f64)
-            },
+            l.template.hits + l.exact.hits + l.slot.hits,
             l.template.hits,
             l.exact.hits,
             l.slot.hits,
-            l.batching.hits,
-            l.model.batched_calls,
-            l.model.batch_fallbacks,
+            m.answers,
+            m.calls,
+            m.batched_calls,
+            m.batch_fallbacks,
             l.unanswered,
-            l.model.timeouts,
-            l.model.failures,
+            m.timeouts,
+            m.failures,
             l.vetoes,
+        );
+        outln!(
+            "llm cost: {} prompt and {} reply tokens, ${:.4} spent, ${:.4} saved by the layers; time in the advisor {:.1} ms a tick on average, {:.0} ms at most",
+            m.prompt_tokens,
+            m.reply_tokens,
+            m.usd_spent,
+            l.exact.usd_saved + l.slot.usd_saved + l.compression.usd_saved + l.batching.usd_saved,
             r.advise_ms_per_tick,
-            l.model.usd_spent,
-            l.template.usd_saved
-                + l.exact.usd_saved
-                + l.slot.usd_saved
-                + l.compression.usd_saved
-                + l.batching.usd_saved,
+            r.advise_ms_max,
         );
     }
     Ok(())

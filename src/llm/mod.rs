@@ -54,6 +54,18 @@ pub enum AdviceSource {
     Model,
 }
 
+impl AdviceSource {
+    /// snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Template => "template",
+            Self::ExactCache => "exact_cache",
+            Self::SlotCache => "slot_cache",
+            Self::Model => "model",
+        }
+    }
+}
+
 /// An answer and where it came from (journaled with the decision).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Answered {
@@ -149,9 +161,12 @@ impl Advisor {
         })
     }
 
-    /// Counts since start.
+    /// Counts since start, and the answers cached now.
     pub fn stats(&self) -> LlmStats {
-        self.stats
+        LlmStats {
+            cached_entries: self.cache.len() as u64,
+            ..self.stats
+        }
     }
 
     /// The configuration it runs under.

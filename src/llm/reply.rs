@@ -27,6 +27,16 @@ pub enum Verdict {
     Veto,
 }
 
+impl Verdict {
+    /// snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approve => "approve",
+            Self::Veto => "veto",
+        }
+    }
+}
+
 /// A parsed, bounded answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Advice {
@@ -70,7 +80,7 @@ fn advice_schema() -> Value {
             "verdict": {"type": "string", "enum": ["approve", "veto"]},
             "size_factor": {"type": "number", "enum": SIZE_FACTORS, "minimum": SIZE_FACTOR_MIN, "maximum": SIZE_FACTOR_MAX},
             "priority": {"type": "integer", "minimum": 1, "maximum": PRIORITY_MAX},
-            "reason": {"type": "string", "maxLength": REASON_MAX_CHARS}
+            "reason": {"type": "string", "minLength": 1, "maxLength": REASON_MAX_CHARS}
         },
         "required": ["verdict", "size_factor", "priority", "reason"],
         "additionalProperties": false
@@ -166,6 +176,9 @@ fn bounded(raw: Raw) -> Result<Advice, ReplyError> {
         .filter(|c| !c.is_control())
         .take(REASON_MAX_CHARS)
         .collect();
+    if reason.trim().is_empty() {
+        return Err(ReplyError::Malformed("an empty reason".into()));
+    }
     Ok(Advice {
         verdict: raw.verdict,
         size_factor,
@@ -246,6 +259,7 @@ mod tests {
             r#"{"verdict":"approve","size_factor":1,"priority":2.5,"reason":""}"#,
             r#"{"verdict":"approve","size_factor":1,"priority":3}"#,
             r#"{"verdict":"approve","size_factor":1,"priority":3,"reason":"","size_usd":1e9}"#,
+            r#"{"verdict":"veto","size_factor":1,"priority":3,"reason":"  "}"#,
         ] {
             assert!(
                 matches!(parse_single(reply), Err(ReplyError::Malformed(_))),

@@ -65,6 +65,8 @@ pub struct LlmStats {
     pub unanswered: u64,
     /// Vetoes given (any layer).
     pub vetoes: u64,
+    /// Answers cached now (memory and store).
+    pub cached_entries: u64,
 }
 
 impl LlmStats {

@@ -177,6 +177,10 @@ pub struct Metrics {
     pub llm_tokens: IntCounterVec,
     /// LLM advisor: dollars spent on the model.
     pub llm_spent_usd: Gauge,
+    /// LLM advisor: answers cached now.
+    pub llm_cache_entries: IntGauge,
+    /// LLM advisor: time a tick spent in it (caches and model calls).
+    pub llm_advise_seconds: Histogram,
 }
 
 /// The advisor's layers, as `athena_llm_*{layer}` labels.
@@ -423,6 +427,15 @@ impl Metrics {
                 "athena_llm_spent_usd",
                 "Dollars spent on the LLM since the agent opened, at the configured list prices.",
             )?,
+            llm_cache_entries: b.int_gauge(
+                "athena_llm_cache_entries",
+                "LLM answers cached now (memory and store).",
+            )?,
+            llm_advise_seconds: b.histogram(
+                "athena_llm_advise_seconds",
+                "Time a tick spent in the LLM advisor (caches and model calls).",
+                &TICK_BUCKETS,
+            )?,
             registry,
         };
         m.init_labels();
@@ -511,6 +524,7 @@ impl Metrics {
             m.reply_tokens,
         );
         self.llm_spent_usd.set(m.usd_spent);
+        self.llm_cache_entries.set(l.cached_entries as i64);
     }
 
     /// The registry (for tests and for anything that adds its own collectors).

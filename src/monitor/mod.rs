@@ -173,14 +173,21 @@ impl Monitor {
             health::LlmInputs {
                 questions: l.questions,
                 hit_rate: l.hit_rate(),
-                last_failure: report.llm_failures.first().cloned(),
+                last_failure: report.llm_failures.first().map(ToString::to_string),
                 rule_based_only: agent.risk.breakers.iter().any(|b| {
                     b.kind == crate::risk::BreakerKind::LlmTimeout && b.is_tripped(report.at_ms)
                 }),
             }
         });
         for failure in &report.llm_failures {
-            self.failure(FailureSource::Llm, failure);
+            // Timeouts feed llm_timeout, not the API failure count.
+            if let crate::llm::Failure::Failed(why) = failure {
+                self.failure(FailureSource::Llm, why);
+            }
+        }
+        if agent.llm_stats().is_some() {
+            m.llm_advise_seconds
+                .observe(report.advise_micros as f64 / 1e6);
         }
         self.tick_alerts(report, now);
         let mut s = self.lock();
