@@ -176,8 +176,10 @@ fn bounded(raw: Raw) -> Result<Advice, ReplyError> {
         .filter(|c| !c.is_control())
         .take(REASON_MAX_CHARS)
         .collect();
-    if reason.trim().is_empty() {
-        return Err(ReplyError::Malformed("an empty reason".into()));
+    if !reason.chars().any(char::is_alphanumeric) {
+        return Err(ReplyError::Malformed(format!(
+            "a reason without a word: {reason:?}"
+        )));
     }
     Ok(Advice {
         verdict: raw.verdict,
@@ -260,6 +262,7 @@ mod tests {
             r#"{"verdict":"approve","size_factor":1,"priority":3}"#,
             r#"{"verdict":"approve","size_factor":1,"priority":3,"reason":"","size_usd":1e9}"#,
             r#"{"verdict":"veto","size_factor":1,"priority":3,"reason":"  "}"#,
+            r#"{"verdict":"veto","size_factor":1,"priority":3,"reason":" , "}"#,
         ] {
             assert!(
                 matches!(parse_single(reply), Err(ReplyError::Malformed(_))),

@@ -165,7 +165,7 @@ pub struct LlmInputs {
     pub questions: u64,
     /// Share of them answered without the model (templates and caches), 0–1.
     pub hit_rate: f64,
-    /// Why the last tick's consultation failed (`None`: it did not).
+    /// Why the last consultation failed, until one answers again (`None`: it did not).
     pub last_failure: Option<String>,
     /// The llm_timeout breaker is tripped: rule-based decisions only.
     pub rule_based_only: bool,

@@ -168,12 +168,23 @@ impl Monitor {
             );
         }
         m.set_risk_score(&agent.risk_score());
+        // A failure stays until a consultation answers again (questions are rare: the tick
+        // after a failure usually asks nothing).
+        let previous_failure = self
+            .lock()
+            .llm
+            .as_ref()
+            .and_then(|l| l.last_failure.clone());
         let llm = agent.llm_stats().map(|l| {
             m.set_llm_stats(&l);
             health::LlmInputs {
                 questions: l.questions,
                 hit_rate: l.hit_rate(),
-                last_failure: report.llm_failures.first().map(ToString::to_string),
+                last_failure: match report.llm_failures.first() {
+                    Some(f) => Some(f.to_string()),
+                    None if report.llm_asked > 0 => None,
+                    None => previous_failure,
+                },
                 rule_based_only: agent.risk.breakers.iter().any(|b| {
                     b.kind == crate::risk::BreakerKind::LlmTimeout && b.is_tripped(report.at_ms)
                 }),
