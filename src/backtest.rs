@@ -1,7 +1,8 @@
-//! `athena backtest`: the agent on a simulated clock, as fast as the machine allows, with
-//! durable commits, then a closing report. A backtest's data directory holds its run: started
-//! again (after a kill, say) it continues from the last committed tick and ends exactly as an
-//! uninterrupted run would.
+//! `athena backtest`: the agent on a simulated clock, as fast as the machine allows, then a
+//! closing report. Every tick commits; a commit reaches the disk every tick ([`run`]) or every
+//! N ticks ([`run_with`]). A backtest's data directory holds its run: started again (after a
+//! kill, say) it continues from the last durable tick and ends exactly as an uninterrupted run
+//! would.
 
 use crate::agent::{Agent, AgentError, TickReport};
 use crate::journal::JournalRecord;
@@ -11,6 +12,7 @@ use athena_config::{Config, MarketSource as SourceKind};
 use athena_storage::Store;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::num::NonZeroU64;
 
 /// Agent time of a backtest's first tick: 2026-01-01T00:00:00Z (fixed, so runs compare).
 pub const BACKTEST_START_MS: u64 = 1_767_225_600_000;
@@ -88,13 +90,44 @@ pub struct Report {
     pub advise_ms_max: f64,
 }
 
-/// Runs (or continues) a backtest of `days` days in `store`; `progress(done, total)` after
-/// each tick.
+/// Runs (or continues) a backtest of `days` days in `store`, every tick a durable commit;
+/// `progress(done, total)` after each tick.
 pub fn run(
     config: &Config,
     store: &Store,
     days: u64,
+    progress: impl FnMut(&TickReport, u64),
+) -> Result<Report, AgentError> {
+    run_with(config, store, days, NonZeroU64::MIN, progress)
+}
+
+/// [`run`] with a durable commit every `durable_every` ticks and at the end; the ticks between
+/// commit without an fsync ([`Store::set_deferred_durability`]). A backtest killed between
+/// two durable commits continues from the earlier one and redoes the ticks after it, which
+/// the same seed makes identical.
+pub fn run_with(
+    config: &Config,
+    store: &Store,
+    days: u64,
+    durable_every: NonZeroU64,
     mut progress: impl FnMut(&TickReport, u64),
+) -> Result<Report, AgentError> {
+    let deferred = durable_every.get() > 1;
+    store.set_deferred_durability(deferred);
+    let result = run_ticks(config, store, days, durable_every.get(), &mut progress);
+    store.set_deferred_durability(false);
+    if deferred {
+        store.persist()?;
+    }
+    result
+}
+
+fn run_ticks(
+    config: &Config,
+    store: &Store,
+    days: u64,
+    durable_every: u64,
+    progress: &mut impl FnMut(&TickReport, u64),
 ) -> Result<Report, AgentError> {
     let tick_ms = config.agent.tick_interval.as_millis().max(1) as u64;
     let total = days * 86_400_000 / tick_ms;
@@ -127,6 +160,9 @@ pub fn run(
             prune(store, report.at_ms)?;
         }
         ran += 1;
+        if ran % durable_every == 0 && durable_every > 1 {
+            store.persist()?;
+        }
         advise_micros += report.advise_micros;
         advise_max_micros = advise_max_micros.max(report.advise_micros);
         progress(&report, total);

@@ -1,6 +1,8 @@
 //! Determinism across restart: a backtest killed (SIGKILL) five times mid-run, each time once
 //! it reported a further share of its ticks committed, and continued from its store ends with
-//! the same journal, ledger, memories and book as an uninterrupted run of the same seed.
+//! the same journal, ledger, memories and book as an uninterrupted run of the same seed. The
+//! backtest makes its commits durable every 288 ticks (its default), so a kill loses the ticks
+//! since the last durable one and the next run redoes them.
 
 mod support;
 
@@ -51,6 +53,16 @@ fn fingerprint(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Ticks between durable commits (`athena backtest --durable-every`, default).
+const DURABLE_EVERY: u64 = 288;
+
+/// The next tick the store in `dir` holds (what a continued run starts from).
+fn next_tick(dir: &Path) -> u64 {
+    let store = Store::open(dir, &athena_config::MemoryConfig::default()).unwrap();
+    let state: Option<AgentState> = store.read(|r| r.get(KeyedTable::Agent, STATE_KEY)).unwrap();
+    state.map_or(0, |s| s.next_tick)
+}
+
 /// Reads the progress a backtest prints to stderr after each committed tick ("\r[###   ]
 /// 12%  day ..."), until it reached `pct` percent of its ticks; panics, with what it printed,
 /// if it stops before.
@@ -88,6 +100,7 @@ fn a_backtest_killed_and_continued_ends_like_an_uninterrupted_one() {
     // Each run is killed once it reported (after the commit) that it reached the next of these
     // shares of the run, so every kill lands mid-run, whatever the machine's speed: the
     // closest one still has more than half of the run's ticks ahead of it.
+    let mut redone = 0;
     for pct in [5u64, 15, 25, 35, 45] {
         let mut child = backtest(killed.path(), false).spawn().unwrap();
         wait_for_progress(&mut child, pct);
@@ -98,14 +111,28 @@ fn a_backtest_killed_and_continued_ends_like_an_uninterrupted_one() {
             Some(9),
             "the kill at {pct}% did not land: {status}"
         );
+        // The run had committed at least `pct`% of the ticks; what survives the kill is the
+        // last durable commit, at most DURABLE_EVERY ticks earlier (and never a partial tick).
+        let kept = next_tick(killed.path());
+        let reached = TICKS * pct / 100;
+        assert!(
+            kept + DURABLE_EVERY > reached,
+            "the kill at {pct}% kept only {kept} ticks"
+        );
+        redone += u64::from(kept < reached);
     }
+    assert!(
+        redone > 0,
+        "no kill landed between two durable commits: the redo path was not exercised"
+    );
     let o = backtest(killed.path(), true).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    // The last run continued from the killed ones' commits: at most 55% of the ticks were left.
+    // The last run continued from the killed ones' durable commits: at most 55% of the ticks
+    // and one durable interval were left.
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let ran = report["ticks_run"].as_u64().unwrap();
     assert!(
-        ran > 0 && ran <= TICKS * 55 / 100,
+        ran > 0 && ran <= TICKS * 55 / 100 + DURABLE_EVERY,
         "the last run ran {ran} ticks"
     );
 

@@ -188,6 +188,26 @@ fn bad_arguments_and_files_get_one_line_and_a_nonzero_exit() {
         ),
         (vec!["backtest", "--days", "0"], 2, "must be in [1, 3650]"),
         (
+            vec!["backtest", "--days", "1", "--seeds", "7..3"],
+            2,
+            "the first seed must not exceed the last",
+        ),
+        (
+            vec!["backtest", "--days", "1", "--seeds", "7"],
+            2,
+            "expected A..B",
+        ),
+        (
+            vec!["backtest", "--days", "1", "--seeds", "1..1000"],
+            2,
+            "at most 256 seeds",
+        ),
+        (
+            vec!["backtest", "--days", "1", "--durable-every", "0"],
+            2,
+            "invalid value '0'",
+        ),
+        (
             vec![
                 "sim",
                 "record",
@@ -1026,4 +1046,86 @@ fn store_verify_needs_no_copy_on_a_nearly_full_disk() {
         .collect();
     assert_eq!(left, vec!["athena.redb"], "nothing left behind");
     assert_eq!(sha256_of(&disk.join("data/athena.redb")), before);
+}
+
+/// `athena backtest --seeds A..B` runs each seed in its own directory, on several threads, and
+/// each seed's report is the one a run of that seed alone gives.
+#[test]
+fn backtest_seeds_match_their_runs_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = athena(
+        dir.path(),
+        &[
+            "backtest",
+            "--days",
+            "4",
+            "--seeds",
+            "3..5",
+            "--json",
+            "--data-dir",
+            "many",
+        ],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let many: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        many.iter()
+            .map(|r| r["seed"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        vec![3, 4, 5]
+    );
+    assert!(dir.path().join("many/seed-4/athena.redb").exists());
+    let o = athena(
+        dir.path(),
+        &[
+            "backtest",
+            "--days",
+            "4",
+            "--seed",
+            "4",
+            "--json",
+            "--data-dir",
+            "alone",
+        ],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let alone: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for field in [
+        "pnl_usd",
+        "max_drawdown_pct",
+        "trades",
+        "fees_usd",
+        "gas_usd",
+        "breaker_trips",
+        "decisions",
+    ] {
+        assert_eq!(many[1][field], alone[field], "{field}");
+    }
+    let o = athena(
+        dir.path(),
+        &[
+            "backtest",
+            "--days",
+            "4",
+            "--seeds",
+            "3..4",
+            "--data-dir",
+            "table",
+        ],
+    );
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    for needle in [
+        "seed",
+        "PnL $",
+        "max DD %",
+        "trades",
+        "breaker trips",
+        "cost $",
+        "mean",
+    ] {
+        assert!(out.contains(needle), "{needle} missing: {out}");
+    }
 }

@@ -10,6 +10,7 @@ use athena_config::Config;
 use athena_storage::KeyedTable;
 use clap::{Args, Subcommand};
 use std::io::Write;
+use std::num::NonZeroU64;
 use std::path::PathBuf;
 
 /// `athena backtest` arguments.
@@ -19,11 +20,20 @@ pub struct BacktestArgs {
     #[arg(long, value_parser = parse_days)]
     pub days: u64,
     /// Seed (overrides agent.seed).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "seeds")]
     pub seed: Option<u64>,
-    /// Print the report as JSON.
+    /// Several seeds, `A..B` with both ends included (at most 256): each runs in its own
+    /// directory `seed-<S>` under the data directory, as many at once as there are cores, and
+    /// one table compares them.
+    #[arg(long, value_parser = parse_seeds, value_name = "A..B")]
+    pub seeds: Option<std::ops::RangeInclusive<u64>>,
+    /// Print the report as JSON (with `--seeds`, an array of reports).
     #[arg(long)]
     pub json: bool,
+    /// Make the commits durable (fsync) every this many ticks and at the end; 1 is every
+    /// tick. A run killed in between continues from the last durable tick, identically.
+    #[arg(long, default_value_t = NonZeroU64::new(288).expect("not zero"), value_name = "TICKS")]
+    pub durable_every: NonZeroU64,
 }
 
 /// `athena sim` commands.
@@ -43,7 +53,38 @@ pub enum SimCommand {
     },
 }
 
+/// Parses `--seeds A..B` (both ends included, A ≤ B, at most [`MAX_SEEDS`] seeds).
+fn parse_seeds(s: &str) -> Result<std::ops::RangeInclusive<u64>, String> {
+    let (a, b) = s
+        .split_once("..")
+        .ok_or_else(|| format!("expected A..B (e.g. 1..8), got {s:?}"))?;
+    let number = |x: &str| {
+        x.trim()
+            .parse::<u64>()
+            .map_err(|e| format!("{x:?} in {s:?}: {e}"))
+    };
+    let (a, b) = (number(a)?, number(b)?);
+    if a > b {
+        return Err(format!(
+            "the first seed must not exceed the last, got {s:?}"
+        ));
+    }
+    if b - a >= MAX_SEEDS {
+        return Err(format!(
+            "at most {MAX_SEEDS} seeds at once, got {}",
+            b - a + 1
+        ));
+    }
+    Ok(a..=b)
+}
+
+/// Most seeds one `--seeds` runs.
+const MAX_SEEDS: u64 = 256;
+
 pub(super) fn backtest(config: &Config, args: &BacktestArgs) -> anyhow::Result<()> {
+    if let Some(seeds) = &args.seeds {
+        return backtest_seeds(config, args, seeds.clone());
+    }
     let mut config = config.clone();
     if let Some(seed) = args.seed {
         config.agent.seed = seed;
@@ -52,20 +93,26 @@ pub(super) fn backtest(config: &Config, args: &BacktestArgs) -> anyhow::Result<(
     let store = open_store(&config)?;
     let mut last_pct = u64::MAX;
     let interactive = !args.json;
-    let report = backtest::run(&config, &store, args.days, |t, total| {
-        let pct = (t.tick + 1) * 100 / total.max(1);
-        if interactive && pct != last_pct {
-            last_pct = pct;
-            let bar = "#".repeat((pct / 4) as usize);
-            eprint!(
-                "\r[{bar:<25}] {pct:>3}%  day {:>3}  equity ${:>10.2}  {}",
-                (t.tick * config.agent.tick_interval.as_millis() as u64) / 86_400_000 + 1,
-                t.equity_usd,
-                t.trading_state.as_str()
-            );
-            let _ = std::io::stderr().flush();
-        }
-    })
+    let report = backtest::run_with(
+        &config,
+        &store,
+        args.days,
+        args.durable_every,
+        |t, total| {
+            let pct = (t.tick + 1) * 100 / total.max(1);
+            if interactive && pct != last_pct {
+                last_pct = pct;
+                let bar = "#".repeat((pct / 4) as usize);
+                eprint!(
+                    "\r[{bar:<25}] {pct:>3}%  day {:>3}  equity ${:>10.2}  {}",
+                    (t.tick * config.agent.tick_interval.as_millis() as u64) / 86_400_000 + 1,
+                    t.equity_usd,
+                    t.trading_state.as_str()
+                );
+                let _ = std::io::stderr().flush();
+            }
+        },
+    )
     .map_err(|e| anyhow::Error::new(e).context("backtest"))?;
     if interactive {
         eprintln!();
@@ -326,5 +373,121 @@ pub(super) fn sim(config: &Config, cmd: &SimCommand) -> anyhow::Result<()> {
         bytes as f64 / 1e6,
         out.display()
     );
+    Ok(())
+}
+
+/// `athena backtest --seeds A..B`: every seed in its own directory under the data directory,
+/// on as many threads as there are cores, then one comparative table (or a JSON array).
+fn backtest_seeds(
+    config: &Config,
+    args: &BacktestArgs,
+    seeds: std::ops::RangeInclusive<u64>,
+) -> anyhow::Result<()> {
+    super::remote::require_stopped(config, "athena backtest")?;
+    let seeds: Vec<u64> = seeds.collect();
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(seeds.len());
+    if !args.json {
+        eprintln!(
+            "backtest: {} seeds of {} days on {workers} threads",
+            seeds.len(),
+            args.days
+        );
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<(u64, anyhow::Result<backtest::Report>)>> =
+        std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(&seed) = seeds.get(i) else { break };
+                    let result = backtest_one_seed(config, args, seed);
+                    results.lock().expect("results lock").push((seed, result));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("results lock");
+    results.sort_by_key(|(seed, _)| *seed);
+    let mut reports = Vec::new();
+    for (seed, result) in results {
+        reports.push(result.map_err(|e| e.context(format!("backtest of seed {seed}")))?);
+    }
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        print_seed_table(&reports)?;
+    }
+    Ok(())
+}
+
+/// One seed's run in `<data dir>/seed-<seed>`.
+fn backtest_one_seed(
+    config: &Config,
+    args: &BacktestArgs,
+    seed: u64,
+) -> anyhow::Result<backtest::Report> {
+    let mut config = config.clone();
+    config.agent.seed = seed;
+    config.agent.data_dir = config.agent.data_dir.join(format!("seed-{seed}"));
+    std::fs::create_dir_all(&config.agent.data_dir)?;
+    let store = open_store(&config)?;
+    Ok(backtest::run_with(
+        &config,
+        &store,
+        args.days,
+        args.durable_every,
+        |_, _| {},
+    )?)
+}
+
+fn print_seed_table(reports: &[backtest::Report]) -> anyhow::Result<()> {
+    outln!(
+        "{:>8} {:>12} {:>10} {:>7} {:>14} {:>12} {:>8}",
+        "seed",
+        "PnL $",
+        "max DD %",
+        "trades",
+        "breaker trips",
+        "cost $",
+        "wall s"
+    );
+    for r in reports {
+        let trips: usize = r.breaker_trips.values().map(Vec::len).sum();
+        outln!(
+            "{:>8} {:>12.2} {:>10.2} {:>7} {:>14} {:>12.2} {:>8.2}",
+            r.seed,
+            r.pnl_usd,
+            r.max_drawdown_pct,
+            r.trades,
+            trips,
+            r.fees_usd + r.gas_usd,
+            r.wall_secs
+        );
+    }
+    let n = reports.len().max(1) as f64;
+    let mean = |f: fn(&backtest::Report) -> f64| reports.iter().map(f).sum::<f64>() / n;
+    outln!(
+        "{:>8} {:>12.2} {:>10.2} {:>7.1} {:>14.1} {:>12.2}",
+        "mean",
+        mean(|r| r.pnl_usd),
+        mean(|r| r.max_drawdown_pct),
+        mean(|r| r.trades as f64),
+        mean(|r| r.breaker_trips.values().map(Vec::len).sum::<usize>() as f64),
+        mean(|r| r.fees_usd + r.gas_usd)
+    );
+    let worst = reports
+        .iter()
+        .max_by(|a, b| a.max_drawdown_pct.total_cmp(&b.max_drawdown_pct));
+    if let Some(w) = worst {
+        outln!(
+            "worst drawdown: seed {} ({:.2}%); cost is swap fees plus gas",
+            w.seed,
+            w.max_drawdown_pct
+        );
+    }
     Ok(())
 }

@@ -237,6 +237,14 @@ impl Codec {
         Ok(out)
     }
 
+    /// The kind a stored record's header names, read without checking anything else (`None`
+    /// for bytes too short or a kind this build does not know).
+    pub fn kind_of(bytes: &[u8]) -> Option<RecordKind> {
+        (bytes.len() >= HEADER_LEN && bytes[0] == MAGIC)
+            .then(|| RecordKind::from_u8(bytes[3]))
+            .flatten()
+    }
+
     /// Checks the header and checksum of a stored record; returns the header.
     pub fn verify(bytes: &[u8]) -> std::result::Result<Header, CodecError> {
         if bytes.len() < HEADER_LEN {

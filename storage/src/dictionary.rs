@@ -92,42 +92,58 @@ pub const TRAINED_KINDS: [RecordKind; 8] = [
     RecordKind::LlmCache,
 ];
 
-/// The newest records of `kind` (at most [`MAX_TRAINING_SAMPLES`]) as msgpack.
-fn samples(store: &Store, kind: RecordKind) -> Result<Vec<Vec<u8>>> {
+/// What [`samples`] does with the records of a kind.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sampling {
+    /// Only counts them, from their headers (nothing is decompressed or decoded): what the
+    /// check of whether a training is due needs, at every pruning pass.
+    Count,
+    /// Collects them as msgpack, for a training.
+    Collect,
+}
+
+/// The newest records of `kind` (at most [`MAX_TRAINING_SAMPLES`]): their count, and with
+/// [`Sampling::Collect`] their msgpack bytes.
+fn samples(store: &Store, kind: RecordKind, sampling: Sampling) -> Result<(usize, Vec<Vec<u8>>)> {
     fn newest<K: redb::Key + 'static>(
         codec: &Codec,
         table: &impl ReadableTable<K, &'static [u8]>,
         kind: RecordKind,
-    ) -> Result<Vec<Vec<u8>>> {
-        let mut out = Vec::new();
+        sampling: Sampling,
+    ) -> Result<(usize, Vec<Vec<u8>>)> {
+        let (mut count, mut out) = (0, Vec::new());
         for row in table.iter()?.rev() {
             let (_, v) = row?;
-            // A corrupt record is no sample; the scrubber and pruning report it by key.
-            let Ok((header, raw)) = codec.decode_bytes(v.value()) else {
+            if Codec::kind_of(v.value()) != Some(kind) {
                 continue;
-            };
-            if header.kind == kind {
+            }
+            if sampling == Sampling::Collect {
+                // A corrupt record is no sample; the scrubber and pruning report it by key.
+                let Ok((_, raw)) = codec.decode_bytes(v.value()) else {
+                    continue;
+                };
                 out.push(raw);
-                if out.len() >= MAX_TRAINING_SAMPLES {
-                    break;
-                }
+            }
+            count += 1;
+            if count >= MAX_TRAINING_SAMPLES {
+                break;
             }
         }
-        Ok(out)
+        Ok((count, out))
     }
     use crate::tables::{KeyedTable as K, LLM_CACHE, SeqTable as S};
     store.read(|r| {
-        let c = r.codec;
+        let (c, s) = (r.codec, sampling);
         match kind {
-            RecordKind::MemoryWarm => newest(c, &r.tx.open_table(MEMORIES)?, kind),
-            RecordKind::Journal => newest(c, &r.tx.open_table(S::Journal.def())?, kind),
-            RecordKind::Ledger => newest(c, &r.tx.open_table(S::Ledger.def())?, kind),
-            RecordKind::Position => newest(c, &r.tx.open_table(K::Positions.def())?, kind),
-            RecordKind::Intent => newest(c, &r.tx.open_table(K::Intents.def())?, kind),
-            RecordKind::Risk => newest(c, &r.tx.open_table(K::Risk.def())?, kind),
-            RecordKind::Checkpoint => newest(c, &r.tx.open_table(K::Checkpoints.def())?, kind),
-            RecordKind::LlmCache => newest(c, &r.tx.open_table(LLM_CACHE)?, kind),
-            _ => Ok(Vec::new()),
+            RecordKind::MemoryWarm => newest(c, &r.tx.open_table(MEMORIES)?, kind, s),
+            RecordKind::Journal => newest(c, &r.tx.open_table(S::Journal.def())?, kind, s),
+            RecordKind::Ledger => newest(c, &r.tx.open_table(S::Ledger.def())?, kind, s),
+            RecordKind::Position => newest(c, &r.tx.open_table(K::Positions.def())?, kind, s),
+            RecordKind::Intent => newest(c, &r.tx.open_table(K::Intents.def())?, kind, s),
+            RecordKind::Risk => newest(c, &r.tx.open_table(K::Risk.def())?, kind, s),
+            RecordKind::Checkpoint => newest(c, &r.tx.open_table(K::Checkpoints.def())?, kind, s),
+            RecordKind::LlmCache => newest(c, &r.tx.open_table(LLM_CACHE)?, kind, s),
+            _ => Ok((0, Vec::new())),
         }
     })
 }
@@ -137,18 +153,18 @@ pub(crate) fn train_if_due(store: &Store, now_ms: u64) -> Result<Vec<(RecordKind
     let mut trained = Vec::new();
     let stored = list(store)?;
     for kind in TRAINED_KINDS {
-        let samples = samples(store, kind)?;
+        let (count, _) = samples(store, kind, Sampling::Count)?;
         let min = store.memory.dictionary_min_samples as usize;
         let current = store.codec.current_dictionary(kind);
         let last_samples = stored
             .iter()
             .find(|d| d.id == current)
             .map_or(0, |d| d.samples as usize);
-        let due = samples.len() >= min
-            && (current == 0 || samples.len() >= last_samples.saturating_mul(4));
+        let due = count >= min && (current == 0 || count >= last_samples.saturating_mul(4));
         if !due {
             continue;
         }
+        let (_, samples) = samples(store, kind, Sampling::Collect)?;
         let bytes = match zstd::dict::from_samples(
             &samples,
             store.memory.dictionary_size_bytes as usize,

@@ -28,7 +28,7 @@ pub use memory::prune::PruneReport;
 pub use memory::recall::{RecallQuery, RecallStats};
 pub use memory::stats::{MemoryStats, TierCounts};
 pub use memory::{Category, Memory, MemoryType, Metadata, Source, Tier};
-pub use outbox::{DeadLetter, OutboxOp, OutboxRow};
+pub use outbox::{DeadLetter, OutboxOp, OutboxRow, StoredRecord};
 pub use rng::Rng;
 pub use scrub::{ScrubCursor, ScrubSlice};
 pub use store::{

@@ -4,10 +4,17 @@
 //!
 //! Rows carry idempotent remote keys (collection + document id, or an object path), so a replay
 //! after a crash rewrites the same documents instead of adding new ones.
+//!
+//! A change to a record the store keeps (a memory) is a reference to it, not a copy: the row
+//! names the record and is resolved to its current state when it is read for the worker
+//! ([`resolve`]). Coalescing keeps the last state of a document anyway, and a reference row is
+//! about 30 bytes where a JSON copy of a memory is about 600. A record gone by the time its row
+//! is read resolves to a delete of its document, which is its latest state.
 
 use crate::error::Result;
+use crate::memory::{MEMORY_COLLECTION, read_memory};
 use crate::store::{ReadTx, Store, WriteTx};
-use crate::tables::SeqTable;
+use crate::tables::{MEMORIES, SeqTable};
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -53,6 +60,26 @@ pub enum OutboxOp {
         #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
+    /// Set a document to the current state of a record the store keeps: resolved to an
+    /// [`OutboxOp::Upsert`] (or a [`OutboxOp::Delete`] when the record is gone) whenever the
+    /// row is read, so the sync layer never sees one.
+    UpsertStored(StoredRecord),
+}
+
+/// A record of the store whose document an outbox row refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StoredRecord {
+    /// The memory with this id (a ULID as `u128`), document `memories/<id>`.
+    Memory(u128),
+}
+
+impl StoredRecord {
+    /// The document it is mirrored to: (collection, document id).
+    pub fn document(self) -> (&'static str, String) {
+        match self {
+            Self::Memory(id) => (MEMORY_COLLECTION, ulid::Ulid(id).to_string()),
+        }
+    }
 }
 
 impl OutboxOp {
@@ -92,8 +119,46 @@ impl OutboxOp {
             }
             | Self::Delete { collection, doc } => format!("{collection}/{doc}"),
             Self::PutBlob { path, .. } | Self::DeleteBlob { path } => format!("blob:{path}"),
+            Self::UpsertStored(record) => {
+                let (collection, doc) = record.document();
+                format!("{collection}/{doc}")
+            }
         }
     }
+}
+
+/// Resolves a reference row to the current state of its record, read from `memories` (the
+/// memory table as the reading transaction sees it); other rows are returned as they are.
+pub(crate) fn resolve(
+    memories: &impl ReadableTable<u128, &'static [u8]>,
+    codec: &crate::codec::Codec,
+    row: OutboxRow,
+) -> Result<OutboxRow> {
+    let OutboxOp::UpsertStored(record) = row.op else {
+        return Ok(row);
+    };
+    let (collection, doc) = record.document();
+    let op = match record {
+        StoredRecord::Memory(id) => match read_memory(codec, memories, ulid::Ulid(id))? {
+            Some(m) => OutboxOp::upsert(collection, doc, &m)?,
+            None => OutboxOp::Delete {
+                collection: collection.to_string(),
+                doc,
+            },
+        },
+    };
+    Ok(OutboxRow { op, ..row })
+}
+
+/// Resolves every row of `rows` against one open memory table.
+fn resolve_all(
+    memories: &impl ReadableTable<u128, &'static [u8]>,
+    codec: &crate::codec::Codec,
+    rows: Vec<(u64, OutboxRow)>,
+) -> Result<Vec<(u64, OutboxRow)>> {
+    rows.into_iter()
+        .map(|(seq, row)| Ok((seq, resolve(memories, codec, row)?)))
+        .collect()
 }
 
 /// An outbox row as stored.
@@ -156,9 +221,11 @@ impl WriteTx<'_> {
         self.append(SeqTable::DeadLetters, &letter).map(Some)
     }
 
-    /// Rows with seq > `after`, in order, at most `limit`, as this transaction sees them.
+    /// Rows with seq > `after`, in order, at most `limit`, as this transaction sees them,
+    /// references resolved.
     pub fn outbox_peek(&self, after: u64, limit: usize) -> Result<Vec<(u64, OutboxRow)>> {
-        self.seq_after(SeqTable::Outbox, after, limit)
+        let rows = self.seq_after(SeqTable::Outbox, after, limit)?;
+        resolve_all(&self.tx.open_table(MEMORIES)?, self.codec, rows)
     }
 
     /// Replaces the waiting row `seq` (outbox compaction folds earlier rows of the same key
@@ -167,29 +234,35 @@ impl WriteTx<'_> {
         self.replace_seq(SeqTable::Outbox, seq, row)
     }
 
-    /// The waiting row `seq`, if any.
+    /// The waiting row `seq`, if any, its reference resolved.
     pub fn outbox_row(&self, seq: u64) -> Result<Option<(u64, OutboxRow)>> {
-        let t = self.tx.open_table(SeqTable::Outbox.def())?;
-        let v = t.get(seq)?;
-        v.map(|v| {
-            self.codec
-                .decode(v.value())
-                .map(|row| (seq, row))
-                .map_err(|r| crate::store::corrupt("outbox", seq, r))
-        })
-        .transpose()
+        let row: Option<OutboxRow> = {
+            let t = self.tx.open_table(SeqTable::Outbox.def())?;
+            let v = t.get(seq)?;
+            v.map(|v| {
+                self.codec
+                    .decode(v.value())
+                    .map_err(|r| crate::store::corrupt("outbox", seq, r))
+            })
+            .transpose()?
+        };
+        let memories = self.tx.open_table(MEMORIES)?;
+        row.map(|row| Ok((seq, resolve(&memories, self.codec, row)?)))
+            .transpose()
     }
 }
 
 impl ReadTx<'_> {
-    /// Rows with seq > `after`, in order, at most `limit`.
+    /// Rows with seq > `after`, in order, at most `limit`, references resolved.
     pub fn outbox_peek(&self, after: u64, limit: usize) -> Result<Vec<(u64, OutboxRow)>> {
-        self.seq_after(SeqTable::Outbox, after, limit)
+        let rows = self.seq_after(SeqTable::Outbox, after, limit)?;
+        resolve_all(&self.tx.open_table(MEMORIES)?, self.codec, rows)
     }
 }
 
 impl Store {
-    /// Rows with seq > `after`, in order, at most `limit`.
+    /// Rows with seq > `after`, in order, at most `limit`, references resolved to the
+    /// records' current state.
     pub fn outbox_peek(&self, after: u64, limit: usize) -> Result<Vec<(u64, OutboxRow)>> {
         self.read(|r| r.outbox_peek(after, limit))
     }

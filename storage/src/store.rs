@@ -42,6 +42,8 @@ pub struct Store {
     pub(crate) memory: MemoryConfig,
     /// Whether commits record redb's allocator state (see [`Store::set_quick_repair`]).
     quick_repair: bool,
+    /// Whether [`Store::write`] commits without an fsync (see [`Store::set_deferred_durability`]).
+    deferred: std::sync::atomic::AtomicBool,
     /// How long the open took, and whether redb had to repair the file.
     pub open_report: OpenReport,
 }
@@ -193,6 +195,7 @@ impl Store {
             recall: RecallState::new(memory),
             memory: memory.clone(),
             quick_repair: true,
+            deferred: std::sync::atomic::AtomicBool::new(false),
             open_report: OpenReport::default(),
         };
         store.check_or_init_schema().map_err(|e| match e {
@@ -237,6 +240,14 @@ impl Store {
                     } else {
                         Ok(())
                     }
+                } else if tables::UPGRADABLE_FROM.contains(&found) {
+                    tracing::info!(
+                        from = found,
+                        to = tables::SCHEMA_VERSION,
+                        "upgrading the store's schema"
+                    );
+                    self.mark_schema_version()?;
+                    self.ensure_tables()
                 } else {
                     Err(StoreError::Invalid(format!(
                         "store schema version {found}, this build reads version {}",
@@ -252,15 +263,21 @@ impl Store {
 
     fn init_schema(&self) -> Result<()> {
         self.write_raw(|tx| {
-            let mut meta = tx.open_table(META)?;
-            meta.insert("format", tables::FORMAT_MARK)?;
-            meta.insert(
+            tx.open_table(META)?.insert("format", tables::FORMAT_MARK)?;
+            Ok(())
+        })?;
+        self.mark_schema_version()?;
+        self.ensure_tables()
+    }
+
+    fn mark_schema_version(&self) -> Result<()> {
+        self.write_raw(|tx| {
+            tx.open_table(META)?.insert(
                 "schema_version",
                 tables::SCHEMA_VERSION.to_le_bytes().as_slice(),
             )?;
             Ok(())
-        })?;
-        self.ensure_tables()
+        })
     }
 
     /// Creates every table so readers never meet a missing one.
@@ -304,6 +321,21 @@ impl Store {
         self.quick_repair = enabled;
     }
 
+    /// Deferred durability (off by default): while on, [`Store::write`] commits are atomic and
+    /// visible to readers but reach the disk only with the next [`Store::persist`]. A crash
+    /// loses the commits since the last persist, never part of one: the file reopens at the
+    /// last persisted commit. Only for a writer that can redo its work from there (a
+    /// backtest); the agent keeps every commit durable.
+    pub fn set_deferred_durability(&self, on: bool) {
+        self.deferred
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Makes every commit so far durable (one fsync'd commit of nothing).
+    pub fn persist(&self) -> Result<()> {
+        self.write_raw(|_| Ok(()))
+    }
+
     /// Path of the store file.
     pub fn path(&self) -> &Path {
         &self.path
@@ -324,6 +356,10 @@ impl Store {
     pub fn write<T>(&self, f: impl FnOnce(&mut WriteTx<'_>) -> Result<T>) -> Result<T> {
         let mut tx = self.db.begin_write()?;
         tx.set_quick_repair(self.quick_repair);
+        if self.deferred.load(std::sync::atomic::Ordering::Relaxed) {
+            tx.set_durability(redb::Durability::None)
+                .map_err(|e| StoreError::Invalid(format!("deferred commit: {e}")))?;
+        }
         let mut w = WriteTx {
             tx,
             codec: &self.codec,
@@ -478,7 +514,7 @@ impl WriteTx<'_> {
     pub fn put<T: Serialize>(&mut self, table: KeyedTable, key: &str, value: &T) -> Result<()> {
         let bytes = self
             .codec
-            .encode(table.kind(), Compression::ZstdDict, value)?;
+            .encode(table.kind(), table.compression(), value)?;
         self.tx
             .open_table(table.def())?
             .insert(key, bytes.as_slice())?;

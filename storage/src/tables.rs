@@ -5,8 +5,16 @@
 
 use redb::TableDefinition;
 
-/// Schema version of this build; a store of another version refuses to open.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Schema version of this build. A store of an older version this build knows is upgraded
+/// when it is opened ([`UPGRADABLE_FROM`]); any other version refuses to open.
+///
+/// - 1: outbox rows carry JSON copies of the records they mirror.
+/// - 2: an outbox row for a memory refers to the stored record
+///   ([`crate::outbox::OutboxOp::UpsertStored`]); rows of version 1 still read as they are,
+///   so the upgrade only marks the store (an older build would not read the new rows).
+pub const SCHEMA_VERSION: u32 = 2;
+/// The older schema versions a store is upgraded from on open.
+pub const UPGRADABLE_FROM: &[u32] = &[1];
 /// Value of the `format` meta key that marks a redb file as an Athena store.
 pub const FORMAT_MARK: &[u8] = b"athena-store";
 
@@ -96,6 +104,18 @@ impl KeyedTable {
             Self::Risk => "risk_state",
             Self::Checkpoints => "checkpoints",
             Self::Agent => "agent_state",
+        }
+    }
+
+    /// How records are compressed: the agent's and the risk engine's state are rewritten
+    /// every tick, so they are stored plain (compressing them was most of a tick's CPU);
+    /// the rest with zstd and the kind's dictionary once trained.
+    pub(crate) fn compression(self) -> crate::codec::Compression {
+        match self {
+            Self::Risk | Self::Agent => crate::codec::Compression::None,
+            Self::Positions | Self::Intents | Self::Checkpoints => {
+                crate::codec::Compression::ZstdDict
+            }
         }
     }
 

@@ -86,7 +86,7 @@ fn another_schema_version_is_refused() {
     }
     let msg = refused(dir.path());
     assert!(
-        msg.contains("store schema version 99, this build reads version 1"),
+        msg.contains("store schema version 99, this build reads version 2"),
         "{msg}"
     );
 }

@@ -1,9 +1,9 @@
 //! Model-based test: random sequences of inserts, replacements, deletes, recalls and reopens
 //! against an in-memory model; every recall must equal the model's answer, and the indexes
-//! must stay consistent.
+//! must stay consistent; the outbox, folded per document, must mirror the store.
 
 mod common;
-use athena_storage::{Category, Memory, MemoryType, RecallQuery};
+use athena_storage::{Category, Memory, MemoryType, OutboxOp, RecallQuery};
 use common::*;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -120,6 +120,23 @@ proptest! {
         }
         let all = store.read(|r| r.all_memories()).unwrap();
         prop_assert_eq!(all, model.values().cloned().collect::<Vec<_>>());
+        // The outbox, read as the worker reads it (references resolved) and folded to the last
+        // state per document, is the store: each live memory's document holds it, each deleted
+        // one's is deleted.
+        let mut mirror: BTreeMap<String, OutboxOp> = BTreeMap::new();
+        for (_, row) in store.outbox_peek(0, usize::MAX).unwrap() {
+            mirror.insert(row.op.remote_key(), row.op);
+        }
+        for (key, op) in mirror {
+            let id: ulid::Ulid = key.strip_prefix("memories/").unwrap().parse().unwrap();
+            match (op, model.get(&id)) {
+                (OutboxOp::Upsert { body, .. }, Some(m)) => {
+                    prop_assert_eq!(serde_json::from_str::<Memory>(&body).unwrap(), m.clone());
+                }
+                (OutboxOp::Delete { .. }, None) => {}
+                (op, m) => prop_assert!(false, "{key}: outbox says {op:?}, store has {m:?}"),
+            }
+        }
         let report = store.verify_records().unwrap();
         prop_assert!(report.is_clean(), "{:?}", report);
     }

@@ -131,6 +131,10 @@ pub enum Unsendable {
     /// Compaction was asked to fold no rows (a bug in the caller).
     #[error("nothing to fold")]
     NothingToFold,
+    /// A reference to a stored record that was not resolved when read (a bug in the caller:
+    /// the store resolves every row it hands out).
+    #[error("unresolved reference to a stored record ({0:?})")]
+    Unresolved(athena_storage::StoredRecord),
 }
 
 /// The coalesced write of one key and the outbox rows it stands for.
@@ -216,6 +220,7 @@ pub fn single(op: OutboxOp, seq: u64) -> Result<Write, Unsendable> {
             bytes: Bytes::from(bytes),
         },
         OutboxOp::DeleteBlob { path } => Write::DeleteBlob { path },
+        OutboxOp::UpsertStored(record) => return Err(Unsendable::Unresolved(record)),
     })
 }
 

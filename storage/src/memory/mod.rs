@@ -17,7 +17,7 @@ pub use model::{Category, Memory, MemoryType, Metadata, Source, Tier};
 
 use crate::codec::{Codec, Compression, RecordKind};
 use crate::error::Result;
-use crate::outbox::{OutboxOp, OutboxRow};
+use crate::outbox::{OutboxOp, OutboxRow, StoredRecord};
 use crate::store::{ReadTx, WriteTx, corrupt};
 use crate::tables::{MEM_BY_CATEGORY, MEM_BY_PATTERN, MEM_BY_POOL, MEMORIES, OUTBOX, SeqTable};
 use redb::{ReadableTable, ReadableTableMetadata};
@@ -128,11 +128,15 @@ impl WriteTx<'_> {
         {
             let mut tables = MemoryTables::open(&self.tx)?;
             let mut outbox = self.tx.open_table(OUTBOX)?;
-            for m in ms {
+            // In id order, B-tree inserts walk the tree's pages in order instead of at random;
+            // the sort is stable, so a memory given twice still ends as its last version.
+            let mut ordered: Vec<&Memory> = ms.iter().collect();
+            ordered.sort_by_key(|m| m.id);
+            for m in ordered {
                 tables.put(self.codec, m)?;
                 let row = OutboxRow {
                     created_ms: now_ms,
-                    op: OutboxOp::upsert(MEMORY_COLLECTION, m.id, m)?,
+                    op: OutboxOp::UpsertStored(StoredRecord::Memory(u128::from(m.id))),
                 };
                 let bytes =
                     self.codec
@@ -257,7 +261,7 @@ impl ReadTx<'_> {
     }
 }
 
-fn read_memory(
+pub(crate) fn read_memory(
     codec: &Codec,
     records: &impl ReadableTable<u128, &'static [u8]>,
     id: Ulid,

@@ -414,7 +414,9 @@ fn prune_in(
                 continue;
             }
             w.outbox_append(
-                crate::outbox::OutboxOp::upsert(super::MEMORY_COLLECTION, id, m)?,
+                crate::outbox::OutboxOp::UpsertStored(crate::outbox::StoredRecord::Memory(
+                    u128::from(id),
+                )),
                 now_ms,
             )?;
         }

@@ -1,0 +1,128 @@
+//! Outbox rows for memories refer to the stored record instead of copying it: they read as the
+//! record's current state, they are small, and a store written before (schema 1, JSON copies)
+//! is upgraded on open with its waiting rows intact.
+
+mod common;
+use athena_storage::{Category, MemoryType, OutboxOp, STORE_FILE, StoredRecord};
+use common::*;
+use redb::ReadableDatabase;
+
+#[test]
+fn a_row_reads_as_the_latest_state_and_a_gone_record_as_a_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut m = memory(1, MemoryType::Pattern, Category::AprAnomaly, T0, 0.5);
+    store.insert_memory(&m, T0).unwrap();
+    m.confidence = 0.9;
+    store.insert_memory(&m, T0 + 1).unwrap();
+    let rows = store.outbox_peek(0, usize::MAX).unwrap();
+    assert_eq!(rows.len(), 2, "one row per change");
+    for (_, row) in &rows {
+        let OutboxOp::Upsert { body, .. } = &row.op else {
+            panic!("not resolved: {row:?}")
+        };
+        let sent: athena_storage::Memory = serde_json::from_str(body).unwrap();
+        assert_eq!(sent, m, "each row carries the record as it is now");
+    }
+    store.write(|w| w.delete_memory(m.id, T0 + 2)).unwrap();
+    let rows = store.outbox_peek(0, usize::MAX).unwrap();
+    assert_eq!(rows.len(), 3);
+    for (_, row) in &rows {
+        assert!(
+            matches!(&row.op, OutboxOp::Delete { collection, doc } if collection == "memories" && *doc == m.id.to_string()),
+            "{row:?}"
+        );
+    }
+}
+
+#[test]
+fn a_reference_row_is_a_fraction_of_a_json_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let m = memory(7, MemoryType::Observation, Category::PoolBehavior, T0, 0.8);
+    let reference = store
+        .codec()
+        .encode(
+            athena_storage::RecordKind::Outbox,
+            athena_storage::Compression::None,
+            &athena_storage::OutboxRow {
+                created_ms: T0,
+                op: OutboxOp::UpsertStored(StoredRecord::Memory(u128::from(m.id))),
+            },
+        )
+        .unwrap();
+    let copy = store
+        .codec()
+        .encode(
+            athena_storage::RecordKind::Outbox,
+            athena_storage::Compression::None,
+            &athena_storage::OutboxRow {
+                created_ms: T0,
+                op: OutboxOp::upsert("memories", m.id, &m).unwrap(),
+            },
+        )
+        .unwrap();
+    assert!(
+        reference.len() * 5 < copy.len(),
+        "reference {} bytes, copy {} bytes",
+        reference.len(),
+        copy.len()
+    );
+}
+
+#[test]
+fn a_schema_1_store_is_upgraded_on_open_and_its_rows_drain_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = memory(2, MemoryType::Observation, Category::PoolBehavior, T0, 0.8);
+    {
+        // What a schema-1 build left: a memory with a JSON copy in its outbox row.
+        let store = open(dir.path());
+        store
+            .write(|w| {
+                w.import_memories(std::slice::from_ref(&old))?;
+                w.outbox_append(OutboxOp::upsert("memories", old.id, &old)?, T0)?;
+                Ok(())
+            })
+            .unwrap();
+    }
+    set_schema_version(dir.path(), 1);
+    drop(open(dir.path()));
+    assert_eq!(
+        schema_version(dir.path()),
+        athena_storage::tables::SCHEMA_VERSION
+    );
+    let store = open(dir.path());
+    let new = memory(3, MemoryType::Observation, Category::PoolBehavior, T0, 0.8);
+    store.insert_memory(&new, T0 + 1).unwrap();
+    let docs: Vec<(String, athena_storage::Memory)> = store
+        .outbox_peek(0, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(_, row)| match row.op {
+            OutboxOp::Upsert { doc, body, .. } => (doc, serde_json::from_str(&body).unwrap()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        docs,
+        vec![(old.id.to_string(), old), (new.id.to_string(), new)]
+    );
+}
+
+fn schema_version(dir: &std::path::Path) -> u32 {
+    let db = redb::Database::create(dir.join(STORE_FILE)).unwrap();
+    let tx = db.begin_read().unwrap();
+    let meta = tx.open_table(athena_storage::tables::META).unwrap();
+    let v = meta.get("schema_version").unwrap().unwrap();
+    u32::from_le_bytes(v.value().try_into().unwrap())
+}
+
+fn set_schema_version(dir: &std::path::Path, version: u32) {
+    let db = redb::Database::create(dir.join(STORE_FILE)).unwrap();
+    let tx = db.begin_write().unwrap();
+    tx.open_table(athena_storage::tables::META)
+        .unwrap()
+        .insert("schema_version", version.to_le_bytes().as_slice())
+        .unwrap();
+    tx.commit().unwrap();
+}
