@@ -9,10 +9,14 @@ use crate::journal::JournalRecord;
 use crate::market::{MarketError, MarketSource};
 use crate::risk::{RiskEvent, persist};
 use athena_config::{Config, MarketSource as SourceKind};
+use athena_storage::CloudChanges;
 use athena_storage::Store;
+use athena_sync::{CountingSink, Sent, SinkRole};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::num::NonZeroU64;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Agent time of a backtest's first tick: 2026-01-01T00:00:00Z (fixed, so runs compare).
 pub const BACKTEST_START_MS: u64 = 1_767_225_600_000;
@@ -78,10 +82,9 @@ pub struct Report {
     pub memories_by_tier: BTreeMap<String, u64>,
     /// Store file size, bytes.
     pub store_bytes: u64,
-    /// Outbox rows written: what the naive path would send as remote writes.
-    pub naive_remote_writes: u64,
-    /// What the sync layer's coalescing makes of them, flushing every `sync.flush_interval`.
-    pub coalesced_remote_writes: u64,
+    /// What the real sync worker sent to counting sinks, flushing every `sync.flush_interval`
+    /// of agent time, beside the naive path (`None` unless asked for: [`Options::count_sync`]).
+    pub sync: Option<SyncSent>,
     /// The LLM advisor's layers and model, when it was on.
     pub llm: Option<crate::llm::LlmStats>,
     /// Mean time a tick spent in the advisor's step, ms (0 when off).
@@ -90,36 +93,190 @@ pub struct Report {
     pub advise_ms_max: f64,
 }
 
+/// How a backtest runs, beyond its config.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// A durable commit every this many ticks and at the end (1: every tick); the ticks between
+    /// commit without an fsync ([`Store::set_deferred_durability`]). A backtest killed between
+    /// two durable commits continues from the earlier one and redoes the ticks after it, which
+    /// the same seed makes identical.
+    pub durable_every: NonZeroU64,
+    /// Drive the real sync worker against counting sinks ([`athena_sync::CountingSink`]),
+    /// flushing every `sync.flush_interval` of agent time and once at the end (as a shutdown
+    /// does), and report what it sent.
+    pub count_sync: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            durable_every: NonZeroU64::MIN,
+            count_sync: false,
+        }
+    }
+}
+
 /// Runs (or continues) a backtest of `days` days in `store`, every tick a durable commit;
 /// `progress(done, total)` after each tick.
 pub fn run(
     config: &Config,
     store: &Store,
     days: u64,
-    progress: impl FnMut(&TickReport, u64),
-) -> Result<Report, AgentError> {
-    run_with(config, store, days, NonZeroU64::MIN, progress)
-}
-
-/// [`run`] with a durable commit every `durable_every` ticks and at the end; the ticks between
-/// commit without an fsync ([`Store::set_deferred_durability`]). A backtest killed between
-/// two durable commits continues from the earlier one and redoes the ticks after it, which
-/// the same seed makes identical.
-pub fn run_with(
-    config: &Config,
-    store: &Store,
-    days: u64,
-    durable_every: NonZeroU64,
     mut progress: impl FnMut(&TickReport, u64),
 ) -> Result<Report, AgentError> {
-    let deferred = durable_every.get() > 1;
+    run_ticks(config, store, days, 1, None, &mut progress)
+}
+
+/// [`run`] as `options` say.
+pub fn run_with(
+    config: &Config,
+    store: &Arc<Store>,
+    days: u64,
+    options: Options,
+    mut progress: impl FnMut(&TickReport, u64),
+) -> Result<Report, AgentError> {
+    let mut sync = options
+        .count_sync
+        .then(|| SyncDrive::new(store, config))
+        .transpose()?;
+    let deferred = options.durable_every.get() > 1;
     store.set_deferred_durability(deferred);
-    let result = run_ticks(config, store, days, durable_every.get(), &mut progress);
+    let result = run_ticks(
+        config,
+        store,
+        days,
+        options.durable_every.get(),
+        sync.as_mut(),
+        &mut progress,
+    );
     store.set_deferred_durability(false);
     if deferred {
         store.persist()?;
     }
-    result
+    let mut report = result?;
+    if let Some(sync) = sync {
+        report.sync = Some(sync.finish()?);
+    }
+    Ok(report)
+}
+
+/// What the sync worker sent in a backtest, beside the naive path.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncSent {
+    /// The naive path: one write per change (document writes, object operations).
+    pub naive: CloudChanges,
+    /// Sent to the document sink.
+    pub documents: Sent,
+    /// Sent to the object sink.
+    pub objects: Sent,
+    /// Flushes (worker passes started on the flush interval, plus the final one).
+    pub flushes: u64,
+    /// The naive path's bill at [`USD_PER_DOCUMENT_WRITE`] and [`USD_PER_OBJECT_OPERATION`].
+    pub naive_usd: f64,
+    /// What was sent, at the same prices (object deletes are free).
+    pub sent_usd: f64,
+}
+
+/// Firestore's list price of a document write: $0.18 per 100,000 (Native mode, multi-region
+/// `nam5`; regional locations list less).
+pub const USD_PER_DOCUMENT_WRITE: f64 = 0.18 / 100_000.0;
+/// Cloud Storage's list price of a class A operation (an object put): $0.005 per 1,000
+/// (Standard storage); deletes are free.
+pub const USD_PER_OBJECT_OPERATION: f64 = 0.005 / 1_000.0;
+
+impl SyncSent {
+    /// Document writes saved against the naive path, percent.
+    pub fn fewer_document_writes_pct(&self) -> f64 {
+        100.0 * (1.0 - self.documents.writes as f64 / self.naive.documents.max(1) as f64)
+    }
+}
+
+/// The real worker draining the backtest's outbox into counting sinks on agent time.
+struct SyncDrive {
+    runtime: tokio::runtime::Runtime,
+    worker: athena_sync::Worker,
+    documents: Arc<CountingSink>,
+    objects: Arc<CountingSink>,
+    clock: Arc<AtomicU64>,
+    flush_ms: u64,
+    next_flush_ms: u64,
+    flushes: u64,
+    store: Arc<Store>,
+    changes_before: CloudChanges,
+}
+
+impl SyncDrive {
+    fn new(store: &Arc<Store>, config: &Config) -> Result<Self, AgentError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(AgentError::Runtime)?;
+        let documents = Arc::new(CountingSink::new(SinkRole::Documents));
+        let objects = Arc::new(CountingSink::new(SinkRole::Objects));
+        let clock = Arc::new(AtomicU64::new(BACKTEST_START_MS));
+        let now: athena_sync::worker::Now = {
+            let clock = clock.clone();
+            Arc::new(move || clock.load(Ordering::Relaxed))
+        };
+        let worker = athena_sync::Worker::new(
+            store.clone(),
+            documents.clone(),
+            objects.clone(),
+            &config.sync,
+            config.agent.seed,
+            now,
+        );
+        Ok(Self {
+            runtime,
+            worker,
+            documents,
+            objects,
+            clock,
+            flush_ms: config.sync.flush_interval.as_millis().max(1) as u64,
+            next_flush_ms: 0,
+            flushes: 0,
+            store: store.clone(),
+            changes_before: store.cloud_changes(),
+        })
+    }
+
+    /// After a tick at agent time `at_ms`: a worker pass when a flush is due.
+    fn after_tick(&mut self, at_ms: u64) -> Result<(), AgentError> {
+        self.clock.store(at_ms, Ordering::Relaxed);
+        if at_ms >= self.next_flush_ms {
+            self.flush()?;
+            self.next_flush_ms = at_ms - at_ms % self.flush_ms + self.flush_ms;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), AgentError> {
+        self.flushes += 1;
+        self.runtime.block_on(self.worker.drain())?;
+        Ok(())
+    }
+
+    /// The final book snapshot and flush (as a shutdown does), then what was sent.
+    fn finish(mut self) -> Result<SyncSent, AgentError> {
+        crate::agent::snapshot_book(&self.store, self.clock.load(Ordering::Relaxed))?;
+        self.flush()?;
+        let now = self.store.cloud_changes();
+        let naive = CloudChanges {
+            documents: now.documents - self.changes_before.documents,
+            objects: now.objects - self.changes_before.objects,
+        };
+        let (documents, objects) = (self.documents.sent(), self.objects.sent());
+        Ok(SyncSent {
+            naive,
+            documents,
+            objects,
+            flushes: self.flushes,
+            naive_usd: naive.documents as f64 * USD_PER_DOCUMENT_WRITE
+                + naive.objects as f64 * USD_PER_OBJECT_OPERATION,
+            sent_usd: documents.writes as f64 * USD_PER_DOCUMENT_WRITE
+                + objects.puts as f64 * USD_PER_OBJECT_OPERATION,
+        })
+    }
 }
 
 fn run_ticks(
@@ -127,6 +284,7 @@ fn run_ticks(
     store: &Store,
     days: u64,
     durable_every: u64,
+    mut sync: Option<&mut SyncDrive>,
     progress: &mut impl FnMut(&TickReport, u64),
 ) -> Result<Report, AgentError> {
     let tick_ms = config.agent.tick_interval.as_millis().max(1) as u64;
@@ -162,6 +320,9 @@ fn run_ticks(
         ran += 1;
         if ran % durable_every == 0 && durable_every > 1 {
             store.persist()?;
+        }
+        if let Some(sync) = sync.as_deref_mut() {
+            sync.after_tick(report.at_ms)?;
         }
         advise_micros += report.advise_micros;
         advise_max_micros = advise_max_micros.max(report.advise_micros);
@@ -207,20 +368,6 @@ fn report(
         }
     }
     let stats = store.memory_stats()?;
-    let rows = store.outbox_peek(0, usize::MAX)?;
-    let flush = config.sync.flush_interval.as_millis().max(1) as u64;
-    let mut windows: BTreeMap<u64, Vec<(u64, athena_storage::OutboxRow)>> = BTreeMap::new();
-    let naive = rows.len() as u64;
-    for (seq, row) in rows {
-        windows
-            .entry(row.created_ms / flush)
-            .or_default()
-            .push((seq, row));
-    }
-    let coalesced = windows
-        .into_values()
-        .map(|w| athena_sync::coalesce(w).len() as u64)
-        .sum();
     let start = config.executor.paper_starting_usd;
     let end = s.equity_usd();
     Ok(Report {
@@ -246,8 +393,7 @@ fn report(
             ("cold".to_string(), stats.total.cold),
         ]),
         store_bytes: store.file_size(),
-        naive_remote_writes: naive,
-        coalesced_remote_writes: coalesced,
+        sync: None,
         llm: agent.llm_stats(),
         advise_ms_per_tick: advise_micros as f64 / 1e3 / ran.max(1) as f64,
         advise_ms_max: advise_max_micros as f64 / 1e3,

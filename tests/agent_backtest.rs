@@ -195,3 +195,30 @@ fn thirty_day_backtest_keeps_every_invariant() {
             .any(|(_, k)| matches!(k, JournalRecord::Decision(_)))
     );
 }
+
+/// The backtest drives the real sync worker against counting sinks: the outbox drains to
+/// empty, observations travel as one pack per agent hour, and the documents written are at
+/// most a tenth of the naive path's one write per change.
+#[test]
+fn a_backtest_drives_the_sync_worker_and_sends_a_tenth_of_the_naive_document_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = athena_config::Config::default();
+    config.agent.data_dir = dir.path().to_path_buf();
+    config.agent.seed = 7;
+    let store = std::sync::Arc::new(Store::open(dir.path(), &config.memory).unwrap());
+    let options = backtest::Options {
+        durable_every: std::num::NonZeroU64::new(288).unwrap(),
+        count_sync: true,
+    };
+    let report = backtest::run_with(&config, &store, 5, options, |_, _| {}).unwrap();
+    let sent = report.sync.expect("asked for");
+    assert_eq!(store.outbox_len().unwrap(), 0, "the final flush drains");
+    assert!(sent.naive.documents > 0 && sent.documents.writes > 0);
+    assert!(
+        sent.documents.writes * 10 <= sent.naive.documents,
+        "{sent:?}"
+    );
+    // One observation pack per agent hour (the first tick's hour included), each put once.
+    assert!(sent.objects.puts >= 5 * 24, "{sent:?}");
+    assert!(sent.sent_usd < sent.naive_usd, "{sent:?}");
+}

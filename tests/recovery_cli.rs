@@ -7,7 +7,8 @@
 //!   observation state and breaker trips survived, and `athena sync verify` passes once the
 //!   backlog drained;
 //! - disk loss: the data directory deleted, `athena run --restore-from gcs` brings back the
-//!   state the cloud held (the final checkpoint and the synced memories);
+//!   state the cloud held (the final checkpoint, the synced memories and the observations of
+//!   the hourly packs);
 //! - the scrubber of a running agent finds a corrupt record and trips memory_corruption.
 
 use athena::agent::state::{AgentState, LedgerEntry, STATE_KEY};
@@ -307,7 +308,10 @@ fn killed_thirty_times_the_agent_loses_and_duplicates_nothing() {
 struct Snapshot {
     agent: AgentState,
     ledger: Vec<(u64, LedgerEntry)>,
+    /// Ids of the memories with a document of their own (all but observations).
     memories: Vec<String>,
+    /// Ids of the observations (they travel in hourly packs).
+    observations: std::collections::BTreeSet<String>,
     cold: usize,
     trip_counts: Vec<(String, u32)>,
 }
@@ -317,13 +321,17 @@ fn snapshot(data: &Path) -> Snapshot {
     let risk = athena::risk::persist::load_or_default(&store).unwrap();
     store
         .read(|r| {
-            let mut memories: Vec<String> =
-                r.all_memories()?.iter().map(|m| m.id.to_string()).collect();
+            let (documented, packed): (Vec<_>, Vec<_>) = r
+                .all_memories()?
+                .into_iter()
+                .partition(athena_storage::has_document);
+            let mut memories: Vec<String> = documented.iter().map(|m| m.id.to_string()).collect();
             memories.sort();
             Ok(Snapshot {
                 agent: r.get(KeyedTable::Agent, STATE_KEY)?.unwrap(),
                 ledger: r.seq_after(SeqTable::Ledger, 0, usize::MAX)?,
                 memories,
+                observations: packed.iter().map(|m| m.id.to_string()).collect(),
                 cold: r.cold_entries()?.len(),
                 trip_counts: risk
                     .breakers
@@ -379,6 +387,19 @@ fn after_disk_loss_restore_from_gcs_brings_back_what_the_cloud_held() {
     assert_eq!(after.agent, before.agent);
     assert_eq!(after.ledger, before.ledger);
     assert_eq!(after.memories, before.memories);
+    // Observations come back from their hourly packs: every one the store held, and perhaps
+    // some its quota had evicted (still within their retention; the next pruning pass evicts
+    // them again).
+    assert!(!before.observations.is_empty());
+    let missing: Vec<_> = before
+        .observations
+        .difference(&after.observations)
+        .collect();
+    assert!(missing.is_empty(), "observations not restored: {missing:?}");
+    assert!(
+        out.contains("from the object store's hourly packs"),
+        "{out}"
+    );
     assert_eq!(after.cold, before.cold);
     assert_eq!(after.trip_counts, before.trip_counts);
     let status = check_ok(athena(&config).args(["status"]), "status");

@@ -50,10 +50,11 @@ fn flush_killed_mid_batch_then_resumed_loses_and_duplicates_nothing() {
                     apr: Some(i as f64 / 7.0),
                     ..Metadata::default()
                 };
+                // Patterns: each is a document of its own (observations travel packed).
                 Memory::new(
-                    MemoryType::Observation,
+                    MemoryType::Pattern,
                     Category::PoolBehavior,
-                    format!("observation {i}"),
+                    format!("pattern {i}"),
                     md,
                     0.8,
                     Source::MarketData,

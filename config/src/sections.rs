@@ -385,6 +385,10 @@ pub struct SyncConfig {
     /// Flush period.
     #[serde(with = "humantime_serde")]
     pub flush_interval: Duration,
+    /// The agent's book snapshot (document `agent/book`) is written at most once per this
+    /// interval of agent time, and once more at shutdown.
+    #[serde(with = "humantime_serde")]
+    pub state_interval: Duration,
     /// Writes per batch at most.
     pub batch_max_writes: u32,
     /// Bytes per batch at most.
@@ -437,6 +441,7 @@ impl Default for SyncConfig {
             firestore_project: String::new(),
             firestore_database: "(default)".into(),
             flush_interval: Duration::from_secs(60),
+            state_interval: Duration::from_secs(3600),
             batch_max_writes: 500,
             batch_max_bytes: 9 * 1024 * 1024,
             rate_start_ops: 500.0,

@@ -532,6 +532,7 @@ fn services(c: &Config, k: &mut Checker) {
         );
     }
     k.nonzero("sync.flush_interval", s.flush_interval);
+    k.nonzero("sync.state_interval", s.state_interval);
     if !(1..=500).contains(&s.batch_max_writes) {
         k.fail(
             "sync.batch_max_writes",

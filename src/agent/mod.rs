@@ -25,9 +25,6 @@ use athena_storage::{KeyedTable, Memory, OutboxOp, SeqTable, Store, StoreError};
 use state::{AgentState, LedgerEntry, STATE_KEY};
 use strategy::{Intent, Proposed};
 
-/// How often the book (equity, cash, every position's value) is snapshotted for the cloud.
-pub const BOOK_SNAPSHOT_MS: u64 = 3_600_000;
-
 /// The book as the cloud sees it.
 #[derive(Debug, serde::Serialize)]
 pub struct Book<'a> {
@@ -51,6 +48,40 @@ pub struct Book<'a> {
     pub next_position: u64,
     /// Run totals.
     pub totals: &'a state::Totals,
+}
+
+impl<'a> Book<'a> {
+    /// The book of `state`.
+    pub fn of(state: &'a AgentState) -> Self {
+        Book {
+            tick: state.next_tick.saturating_sub(1),
+            at_ms: state.last_tick_ms,
+            equity_usd: state.equity_usd(),
+            cash_usd: state.cash_usd,
+            positions: &state.positions,
+            seed: state.seed,
+            started_ms: state.started_ms,
+            observation_start_ms: state.observation_start_ms,
+            next_position: state.next_position,
+            totals: &state.totals,
+        }
+    }
+}
+
+/// Writes the stored agent's book snapshot to the outbox (what a shutdown does, so the last
+/// state reaches the cloud whatever `sync.state_interval` held back); nothing before the
+/// first tick.
+pub fn snapshot_book(store: &Store, now_ms: u64) -> Result<(), StoreError> {
+    store.write(|w| {
+        let state: Option<AgentState> = w.get(KeyedTable::Agent, STATE_KEY)?;
+        if let Some(state) = state {
+            w.outbox_append(
+                OutboxOp::upsert("agent", "book", &Book::of(&state))?,
+                now_ms,
+            )?;
+        }
+        Ok(())
+    })
 }
 
 /// File in the data directory where a running agent publishes its status each tick, so
@@ -194,6 +225,8 @@ pub struct Agent {
     /// The risk engine's state.
     pub risk: RiskState,
     tick_ms: u64,
+    /// `sync.state_interval`: how often the book snapshot goes to the cloud, agent ms.
+    state_interval_ms: u64,
     /// The last committed tick's market (its screened pools, gas and ETH price).
     last_market: Option<MarketTick>,
     /// The LLM advisor, when `llm.enabled`.
@@ -260,6 +293,7 @@ impl Agent {
             state,
             risk,
             tick_ms: config.agent.tick_interval.as_millis() as u64,
+            state_interval_ms: config.sync.state_interval.as_millis().max(1) as u64,
             last_market: None,
             advisor,
         })
@@ -288,18 +322,7 @@ impl Agent {
 
     /// The book now.
     pub fn book(&self) -> Book<'_> {
-        Book {
-            tick: self.state.next_tick.saturating_sub(1),
-            at_ms: self.state.last_tick_ms,
-            equity_usd: self.state.equity_usd(),
-            cash_usd: self.state.cash_usd,
-            positions: &self.state.positions,
-            seed: self.state.seed,
-            started_ms: self.state.started_ms,
-            observation_start_ms: self.state.observation_start_ms,
-            next_position: self.state.next_position,
-            totals: &self.state.totals,
-        }
+        Book::of(&self.state)
     }
 
     /// Whether the observation period is still running at `now_ms`.
@@ -491,12 +514,13 @@ impl Agent {
             for p in &self.state.positions {
                 w.put(KeyedTable::Positions, &p.id, p)?;
                 // The cloud gets a position when a fill changes it, and every position in the
-                // hourly book snapshot below: not a write per position per tick.
+                // book snapshot below (every `sync.state_interval`): not a write per position
+                // per tick.
                 if filled.contains(&p.id.as_str()) {
                     w.outbox_append(OutboxOp::upsert("positions", &p.id, p)?, now)?;
                 }
             }
-            if now % BOOK_SNAPSHOT_MS < self.tick_ms {
+            if now % self.state_interval_ms < self.tick_ms {
                 w.outbox_append(OutboxOp::upsert("agent", "book", &self.book())?, now)?;
             }
             for id in &closed {
@@ -1030,6 +1054,12 @@ pub enum AgentError {
     /// The LLM advisor's cache could not be read.
     #[error(transparent)]
     Llm(#[from] LlmError),
+    /// The sync worker a backtest drives against counting sinks failed.
+    #[error("sync worker: {0}")]
+    Sync(#[from] athena_sync::SyncError),
+    /// A thread runtime could not be built.
+    #[error("runtime: {0}")]
+    Runtime(std::io::Error),
     /// The data directory holds another run.
     #[error(
         "this data directory holds the run of seed {held}, not {asked}: use another --data-dir"

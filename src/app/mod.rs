@@ -314,8 +314,8 @@ impl Session<'_> {
         Ok((Ended::Stopped, healthy_for))
     }
 
-    /// The shutdown hook: a final checkpoint, then the sync drain (which sends it), then the
-    /// clean-shutdown marker, last.
+    /// The shutdown hook: the final book snapshot and a final checkpoint, then the sync drain
+    /// (which sends them), then the clean-shutdown marker, last.
     async fn shutdown(
         &self,
         store: &Arc<Store>,
@@ -326,6 +326,15 @@ impl Session<'_> {
         println!("athena: stopping");
         let config = self.config;
         let clock_at_stop = clock.now_ms();
+        // The last book reaches the cloud whatever `sync.state_interval` held back.
+        let book = store.clone();
+        match tokio::task::spawn_blocking(move || crate::agent::snapshot_book(&book, clock_at_stop))
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "the final book snapshot was not written"),
+            Err(e) => tracing::warn!(error = %e, "the final book snapshot was not written"),
+        }
         services::checkpoint(store, config, clock_at_stop).await;
         sync_stop.send(true).ok();
         // The worker drains for at most the deadline itself; allow it that plus a margin.

@@ -34,6 +34,9 @@ pub struct BacktestArgs {
     /// tick. A run killed in between continues from the last durable tick, identically.
     #[arg(long, default_value_t = NonZeroU64::new(288).expect("not zero"), value_name = "TICKS")]
     pub durable_every: NonZeroU64,
+    /// Do not drive the sync worker against counting sinks (faster; no cloud figures).
+    #[arg(long)]
+    pub no_sync: bool,
 }
 
 /// `athena sim` commands.
@@ -90,29 +93,27 @@ pub(super) fn backtest(config: &Config, args: &BacktestArgs) -> anyhow::Result<(
         config.agent.seed = seed;
     }
     super::remote::require_stopped(&config, "athena backtest")?;
-    let store = open_store(&config)?;
+    let store = std::sync::Arc::new(open_store(&config)?);
     let mut last_pct = u64::MAX;
     let interactive = !args.json;
-    let report = backtest::run_with(
-        &config,
-        &store,
-        args.days,
-        args.durable_every,
-        |t, total| {
-            let pct = (t.tick + 1) * 100 / total.max(1);
-            if interactive && pct != last_pct {
-                last_pct = pct;
-                let bar = "#".repeat((pct / 4) as usize);
-                eprint!(
-                    "\r[{bar:<25}] {pct:>3}%  day {:>3}  equity ${:>10.2}  {}",
-                    (t.tick * config.agent.tick_interval.as_millis() as u64) / 86_400_000 + 1,
-                    t.equity_usd,
-                    t.trading_state.as_str()
-                );
-                let _ = std::io::stderr().flush();
-            }
-        },
-    )
+    let options = backtest::Options {
+        durable_every: args.durable_every,
+        count_sync: !args.no_sync,
+    };
+    let report = backtest::run_with(&config, &store, args.days, options, |t, total| {
+        let pct = (t.tick + 1) * 100 / total.max(1);
+        if interactive && pct != last_pct {
+            last_pct = pct;
+            let bar = "#".repeat((pct / 4) as usize);
+            eprint!(
+                "\r[{bar:<25}] {pct:>3}%  day {:>3}  equity ${:>10.2}  {}",
+                (t.tick * config.agent.tick_interval.as_millis() as u64) / 86_400_000 + 1,
+                t.equity_usd,
+                t.trading_state.as_str()
+            );
+            let _ = std::io::stderr().flush();
+        }
+    })
     .map_err(|e| anyhow::Error::new(e).context("backtest"))?;
     if interactive {
         eprintln!();
@@ -174,13 +175,30 @@ pub(super) fn backtest(config: &Config, args: &BacktestArgs) -> anyhow::Result<(
         .map(|(k, v)| format!("{k} {v}"))
         .collect();
     outln!("memories: {}", tiers.join(", "));
-    outln!(
-        "store: {:.1} MB; sync: {} outbox rows (the naive path's remote writes) → {} writes coalesced per {} flush",
-        r.store_bytes as f64 / 1e6,
-        r.naive_remote_writes,
-        r.coalesced_remote_writes,
-        humantime::format_duration(config.sync.flush_interval)
-    );
+    outln!("store: {:.1} MB", r.store_bytes as f64 / 1e6);
+    if let Some(s) = &r.sync {
+        outln!(
+            "sync (the real worker against counting sinks, a flush every {} of agent time): {} document writes in {} requests to {} documents, {} object puts ({} KB); the naive path: {} document writes and {} object operations, one per change",
+            humantime::format_duration(config.sync.flush_interval),
+            s.documents.writes,
+            s.documents.requests,
+            s.documents.keys,
+            s.objects.puts,
+            s.objects.bytes / 1000,
+            s.naive.documents,
+            s.naive.objects,
+        );
+        let days =
+            (r.ticks_run as f64 * config.agent.tick_interval.as_secs_f64() / 86_400.0).max(1e-9);
+        outln!(
+            "cloud bill at list prices: ${:.5} a day sent (${:.5} naive); {:.1}% fewer document writes ({:.0} a day, naive {:.0})",
+            s.sent_usd / days,
+            s.naive_usd / days,
+            s.fewer_document_writes_pct(),
+            s.documents.writes as f64 / days,
+            s.naive.documents as f64 / days,
+        );
+    }
     if let Some(l) = &r.llm {
         let m = &l.model;
         outln!(
@@ -434,12 +452,16 @@ fn backtest_one_seed(
     config.agent.seed = seed;
     config.agent.data_dir = config.agent.data_dir.join(format!("seed-{seed}"));
     std::fs::create_dir_all(&config.agent.data_dir)?;
-    let store = open_store(&config)?;
+    let store = std::sync::Arc::new(open_store(&config)?);
+    let options = backtest::Options {
+        durable_every: args.durable_every,
+        count_sync: !args.no_sync,
+    };
     Ok(backtest::run_with(
         &config,
         &store,
         args.days,
-        args.durable_every,
+        options,
         |_, _| {},
     )?)
 }

@@ -580,6 +580,17 @@ async fn restore_into(
                     r.memories = m.memories;
                     r.cold_live = Some(m.cold_live);
                     steps.done("memories", format!("{} from Firestore", r.memories.len()));
+                    if let Some(o) = &objects {
+                        let found = observations_from_packs(o, config, contents.created_ms).await;
+                        let added = add_new_memories(&mut r.memories, found.as_ref().ok());
+                        steps.done(
+                            "observations",
+                            match found {
+                                Ok(_) => format!("{added} from the object store's hourly packs"),
+                                Err(e) => format!("none: {e}"),
+                            },
+                        );
+                    }
                 }
                 Err(e) => steps.done(
                     "memories",
@@ -791,4 +802,37 @@ pub async fn restore_command(
         .read(|r| r.get::<AgentState>(KeyedTable::Agent, STATE_KEY))?
         .map_or(0, |a| a.last_tick_ms);
     finish(&store, config, rec, steps, now)
+}
+
+/// The observations of the packs within the observation retention before `at_ms`.
+async fn observations_from_packs(
+    objects: &athena_sync::ObjectStoreSink,
+    config: &Config,
+    at_ms: u64,
+) -> Result<Vec<athena_storage::Memory>, String> {
+    let retention = config
+        .memory
+        .retention
+        .get(athena_storage::MemoryType::Observation.as_str())
+        .copied()
+        .unwrap_or(config.memory.cold_max_age);
+    let since = at_ms.saturating_sub(retention.as_millis() as u64);
+    sources::observation_packs(objects, since).await
+}
+
+/// Adds the memories of `found` whose ids `memories` lacks; returns how many.
+fn add_new_memories(
+    memories: &mut Vec<athena_storage::Memory>,
+    found: Option<&Vec<athena_storage::Memory>>,
+) -> usize {
+    let known: std::collections::HashSet<ulid::Ulid> = memories.iter().map(|m| m.id).collect();
+    let new: Vec<_> = found
+        .into_iter()
+        .flatten()
+        .filter(|m| !known.contains(&m.id))
+        .cloned()
+        .collect();
+    let added = new.len();
+    memories.extend(new);
+    added
 }

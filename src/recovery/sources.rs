@@ -188,6 +188,34 @@ fn sink_name(sink: &ObjectStoreSink) -> String {
     athena_sync::Sink::name(sink).to_string()
 }
 
+/// The observations of every hourly pack the manifest lists for an hour at or after
+/// `since_ms` (observations travel packed, not as documents; see `athena_storage::outbox`).
+pub async fn observation_packs(
+    sink: &ObjectStoreSink,
+    since_ms: u64,
+) -> Result<Vec<Memory>, String> {
+    let manifest = sink.manifest().await.map_err(|e| e.to_string())?;
+    let dir = format!("{}/", athena_storage::outbox::OBSERVATION_PACK_DIR);
+    let mut out = Vec::new();
+    for path in manifest.objects.keys() {
+        let Some(hour) = path
+            .strip_prefix(&dir)
+            .and_then(|name| name.strip_suffix(".json"))
+            .and_then(|ms| ms.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        if hour + 3_600_000 <= since_ms {
+            continue;
+        }
+        let bytes = sink.get(path).await.map_err(|e| format!("{path}: {e}"))?;
+        let pack: Vec<Memory> =
+            serde_json::from_slice(&bytes).map_err(|e| format!("{path}: {e}"))?;
+        out.extend(pack);
+    }
+    Ok(out)
+}
+
 /// Every cold segment object the manifest lists, with its bytes.
 pub async fn cold_segments(sink: &ObjectStoreSink) -> Result<Vec<(String, Vec<u8>)>, String> {
     let manifest = sink.manifest().await.map_err(|e| e.to_string())?;
@@ -266,7 +294,7 @@ pub async fn firestore_memories(fs: &FirestoreSink) -> Result<CloudMemories, Sou
     })
 }
 
-/// The hourly book snapshot as stored in Firestore.
+/// The book snapshot as stored in Firestore (every `sync.state_interval`, and at shutdown).
 #[derive(Deserialize)]
 struct BookDoc {
     tick: u64,

@@ -28,11 +28,14 @@ pub use memory::prune::PruneReport;
 pub use memory::recall::{RecallQuery, RecallStats};
 pub use memory::stats::{MemoryStats, TierCounts};
 pub use memory::{Category, Memory, MemoryType, Metadata, Source, Tier};
-pub use outbox::{DeadLetter, OutboxOp, OutboxRow, StoredRecord};
+pub use outbox::{
+    DeadLetter, OutboxOp, OutboxRow, StoredRecord, has_document, observation_pack_path,
+};
 pub use rng::Rng;
 pub use scrub::{ScrubCursor, ScrubSlice};
 pub use store::{
-    ALREADY_OPEN, NEEDS_REPAIR, OpenReport, ReadTx, STORE_FILE, Store, TableStat, WriteTx,
+    ALREADY_OPEN, CloudChanges, NEEDS_REPAIR, OpenReport, ReadTx, STORE_FILE, Store, TableStat,
+    WriteTx,
 };
 pub use tables::{KeyedTable, SeqTable};
 pub use verify::{CorruptRecord, VerifyReport, hex};

@@ -8,11 +8,16 @@
 //! A change to a record the store keeps (a memory) is a reference to it, not a copy: the row
 //! names the record and is resolved to its current state when it is read for the worker
 //! ([`resolve`]). Coalescing keeps the last state of a document anyway, and a reference row is
-//! about 30 bytes where a JSON copy of a memory is about 600. A record gone by the time its row
+//! about 70 bytes where a JSON copy of a memory is about 540. A record gone by the time its row
 //! is read resolves to a delete of its document, which is its latest state.
+//!
+//! Observations (the high-volume, low-value memories: one per pool per hour) get no document
+//! each: they travel packed, one object per agent hour (`observations/<hour ms>.json`, a JSON
+//! array of that hour's observations), written when the hour's row is drained. Their local
+//! compaction and deletion (pruning) stay local: a pack is history.
 
 use crate::error::Result;
-use crate::memory::{MEMORY_COLLECTION, read_memory};
+use crate::memory::{MEMORY_COLLECTION, Memory, MemoryType, read_memory};
 use crate::store::{ReadTx, Store, WriteTx};
 use crate::tables::{MEMORIES, SeqTable};
 use redb::ReadableTable;
@@ -60,26 +65,56 @@ pub enum OutboxOp {
         #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
-    /// Set a document to the current state of a record the store keeps: resolved to an
-    /// [`OutboxOp::Upsert`] (or a [`OutboxOp::Delete`] when the record is gone) whenever the
-    /// row is read, so the sync layer never sees one.
-    UpsertStored(StoredRecord),
+    /// Mirror the current state of records the store keeps: resolved whenever the row is
+    /// read (see [`StoredRecord`]), so the sync layer never sees one.
+    Stored(StoredRecord),
 }
 
-/// A record of the store whose document an outbox row refers to.
+/// Records of the store an outbox row refers to, and what each resolves to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StoredRecord {
-    /// The memory with this id (a ULID as `u128`), document `memories/<id>`.
+    /// The memory with this id (a ULID as `u128`): an upsert of document `memories/<id>`, or
+    /// its delete when the memory is gone.
     Memory(u128),
+    /// The observations created in the agent hour starting at this ms: a put of object
+    /// `observations/<ms>.json` (a JSON array of them), or its delete when none is left.
+    ObservationPack(u64),
 }
 
+/// Agent hour, ms.
+const HOUR_MS: u64 = 3_600_000;
+/// Object directory of observation packs.
+pub const OBSERVATION_PACK_DIR: &str = "observations";
+
 impl StoredRecord {
-    /// The document it is mirrored to: (collection, document id).
-    pub fn document(self) -> (&'static str, String) {
-        match self {
-            Self::Memory(id) => (MEMORY_COLLECTION, ulid::Ulid(id).to_string()),
+    /// The outbox row that mirrors memory `m`: its own document, or its hour's pack for an
+    /// observation.
+    pub fn of_memory(m: &Memory) -> Self {
+        if m.kind == MemoryType::Observation {
+            Self::ObservationPack(m.created_ms - m.created_ms % HOUR_MS)
+        } else {
+            Self::Memory(u128::from(m.id))
         }
     }
+
+    /// The remote key it resolves to (`collection/doc` or `blob:path`).
+    pub fn remote_key(self) -> String {
+        match self {
+            Self::Memory(id) => format!("{MEMORY_COLLECTION}/{}", ulid::Ulid(id)),
+            Self::ObservationPack(hour) => format!("blob:{}", observation_pack_path(hour)),
+        }
+    }
+}
+
+/// Object path of the observation pack of the agent hour starting at `hour_ms`.
+pub fn observation_pack_path(hour_ms: u64) -> String {
+    format!("{OBSERVATION_PACK_DIR}/{hour_ms}.json")
+}
+
+/// Whether a memory's cloud copy is its own document (everything but observations, which
+/// travel in hourly packs).
+pub fn has_document(m: &Memory) -> bool {
+    m.kind != MemoryType::Observation
 }
 
 impl OutboxOp {
@@ -119,10 +154,7 @@ impl OutboxOp {
             }
             | Self::Delete { collection, doc } => format!("{collection}/{doc}"),
             Self::PutBlob { path, .. } | Self::DeleteBlob { path } => format!("blob:{path}"),
-            Self::UpsertStored(record) => {
-                let (collection, doc) = record.document();
-                format!("{collection}/{doc}")
-            }
+            Self::Stored(record) => record.remote_key(),
         }
     }
 }
@@ -134,20 +166,55 @@ pub(crate) fn resolve(
     codec: &crate::codec::Codec,
     row: OutboxRow,
 ) -> Result<OutboxRow> {
-    let OutboxOp::UpsertStored(record) = row.op else {
+    let OutboxOp::Stored(record) = row.op else {
         return Ok(row);
     };
-    let (collection, doc) = record.document();
     let op = match record {
-        StoredRecord::Memory(id) => match read_memory(codec, memories, ulid::Ulid(id))? {
-            Some(m) => OutboxOp::upsert(collection, doc, &m)?,
-            None => OutboxOp::Delete {
-                collection: collection.to_string(),
-                doc,
-            },
-        },
+        StoredRecord::Memory(id) => {
+            let doc = ulid::Ulid(id).to_string();
+            match read_memory(codec, memories, ulid::Ulid(id))? {
+                Some(m) => OutboxOp::upsert(MEMORY_COLLECTION, doc, &m)?,
+                None => OutboxOp::Delete {
+                    collection: MEMORY_COLLECTION.to_string(),
+                    doc,
+                },
+            }
+        }
+        StoredRecord::ObservationPack(hour) => {
+            let path = observation_pack_path(hour);
+            let pack = observations_of_hour(memories, codec, hour)?;
+            if pack.is_empty() {
+                OutboxOp::DeleteBlob { path }
+            } else {
+                let bytes = serde_json::to_vec(&pack)
+                    .map_err(|e| crate::StoreError::Invalid(format!("observation pack: {e}")))?;
+                OutboxOp::PutBlob { path, bytes }
+            }
+        }
     };
     Ok(OutboxRow { op, ..row })
+}
+
+/// The observations created in the hour starting at `hour_ms`, oldest first (memory ids are
+/// ULIDs, so the hour is one range of the memory table).
+fn observations_of_hour(
+    memories: &impl ReadableTable<u128, &'static [u8]>,
+    codec: &crate::codec::Codec,
+    hour_ms: u64,
+) -> Result<Vec<Memory>> {
+    let from = u128::from(ulid::Ulid::from_parts(hour_ms, 0));
+    let to = u128::from(ulid::Ulid::from_parts(hour_ms + HOUR_MS, 0));
+    let mut out = Vec::new();
+    for row in memories.range(from..to)? {
+        let (k, v) = row?;
+        let m: Memory = codec
+            .decode(v.value())
+            .map_err(|r| crate::store::corrupt("memories", ulid::Ulid(k.value()), r))?;
+        if m.kind == MemoryType::Observation {
+            out.push(m);
+        }
+    }
+    Ok(out)
 }
 
 /// Resolves every row of `rows` against one open memory table.
@@ -186,6 +253,12 @@ pub struct DeadLetter {
 impl WriteTx<'_> {
     /// Appends a change to the outbox in this transaction; returns its sequence number.
     pub fn outbox_append(&mut self, op: OutboxOp, now_ms: u64) -> Result<u64> {
+        match &op {
+            // A pack's changes are counted per observation where they are made.
+            OutboxOp::Stored(StoredRecord::ObservationPack(_)) => {}
+            op if op.is_blob() => self.changes.objects += 1,
+            _ => self.changes.documents += 1,
+        }
         self.append(
             SeqTable::Outbox,
             &OutboxRow {

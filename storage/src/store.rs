@@ -44,6 +44,8 @@ pub struct Store {
     quick_repair: bool,
     /// Whether [`Store::write`] commits without an fsync (see [`Store::set_deferred_durability`]).
     deferred: std::sync::atomic::AtomicBool,
+    /// Changes for the cloud committed since the store was opened.
+    changes: std::sync::Mutex<CloudChanges>,
     /// How long the open took, and whether redb had to repair the file.
     pub open_report: OpenReport,
 }
@@ -196,6 +198,7 @@ impl Store {
             memory: memory.clone(),
             quick_repair: true,
             deferred: std::sync::atomic::AtomicBool::new(false),
+            changes: std::sync::Mutex::new(CloudChanges::default()),
             open_report: OpenReport::default(),
         };
         store.check_or_init_schema().map_err(|e| match e {
@@ -331,6 +334,12 @@ impl Store {
             .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// The changes for the cloud committed since the store was opened, one write per change:
+    /// what the naive path would send (the sync worker coalesces and packs them).
+    pub fn cloud_changes(&self) -> CloudChanges {
+        *self.changes.lock().expect("changes lock")
+    }
+
     /// Makes every commit so far durable (one fsync'd commit of nothing).
     pub fn persist(&self) -> Result<()> {
         self.write_raw(|_| Ok(()))
@@ -364,11 +373,15 @@ impl Store {
             tx,
             codec: &self.codec,
             touched: 0,
+            changes: CloudChanges::default(),
         };
         let out = f(&mut w)?;
-        let touched = w.touched;
+        let (touched, changes) = (w.touched, w.changes);
         w.tx.commit()?;
         self.recall.invalidate(touched);
+        let mut total = self.changes.lock().expect("changes lock");
+        total.documents += changes.documents;
+        total.objects += changes.objects;
         Ok(out)
     }
 
@@ -489,6 +502,19 @@ pub struct WriteTx<'s> {
     pub(crate) codec: &'s Codec,
     /// Categories whose memories changed (bit = category index), for cache invalidation.
     pub(crate) touched: u64,
+    /// Changes for the cloud this transaction made, counted one write per change.
+    pub(crate) changes: CloudChanges,
+}
+
+/// Changes for the cloud, counted as the naive path sends them: one write per change (a
+/// document write, or an object operation), whether the outbox carries it as its own row or
+/// folded (an observation's change, which travels in its hour's pack or stays local).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CloudChanges {
+    /// Changes to documents.
+    pub documents: u64,
+    /// Changes to objects.
+    pub objects: u64,
 }
 
 /// A read snapshot. Obtain one from [`Store::read`].

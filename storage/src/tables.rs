@@ -10,7 +10,7 @@ use redb::TableDefinition;
 ///
 /// - 1: outbox rows carry JSON copies of the records they mirror.
 /// - 2: an outbox row for a memory refers to the stored record
-///   ([`crate::outbox::OutboxOp::UpsertStored`]); rows of version 1 still read as they are,
+///   ([`crate::outbox::OutboxOp::Stored`]); rows of version 1 still read as they are,
 ///   so the upgrade only marks the store (an older build would not read the new rows).
 pub const SCHEMA_VERSION: u32 = 2;
 /// The older schema versions a store is upgraded from on open.
@@ -107,15 +107,13 @@ impl KeyedTable {
         }
     }
 
-    /// How records are compressed: the agent's and the risk engine's state are rewritten
-    /// every tick, so they are stored plain (compressing them was most of a tick's CPU);
-    /// the rest with zstd and the kind's dictionary once trained.
+    /// How records are compressed: the agent's and the risk engine's state and the open
+    /// positions are rewritten every tick, so they are stored plain (compressing them was
+    /// most of a tick's CPU); the rest with zstd and the kind's dictionary once trained.
     pub(crate) fn compression(self) -> crate::codec::Compression {
         match self {
-            Self::Risk | Self::Agent => crate::codec::Compression::None,
-            Self::Positions | Self::Intents | Self::Checkpoints => {
-                crate::codec::Compression::ZstdDict
-            }
+            Self::Risk | Self::Agent | Self::Positions => crate::codec::Compression::None,
+            Self::Intents | Self::Checkpoints => crate::codec::Compression::ZstdDict,
         }
     }
 

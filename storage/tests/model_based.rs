@@ -121,22 +121,41 @@ proptest! {
         let all = store.read(|r| r.all_memories()).unwrap();
         prop_assert_eq!(all, model.values().cloned().collect::<Vec<_>>());
         // The outbox, read as the worker reads it (references resolved) and folded to the last
-        // state per document, is the store: each live memory's document holds it, each deleted
-        // one's is deleted.
+        // state per remote key, is the store: each live memory's document holds it, each
+        // deleted one's is deleted, and each hour's observation pack holds that hour's
+        // observations (observations have no document of their own).
         let mut mirror: BTreeMap<String, OutboxOp> = BTreeMap::new();
         for (_, row) in store.outbox_peek(0, usize::MAX).unwrap() {
             mirror.insert(row.op.remote_key(), row.op);
         }
+        let mut packs: BTreeMap<String, Vec<Memory>> = BTreeMap::new();
+        for m in model.values().filter(|m| m.kind == MemoryType::Observation) {
+            let path = athena_storage::observation_pack_path(m.created_ms - m.created_ms % HOUR);
+            packs.entry(format!("blob:{path}")).or_default().push(m.clone());
+        }
         for (key, op) in mirror {
-            let id: ulid::Ulid = key.strip_prefix("memories/").unwrap().parse().unwrap();
-            match (op, model.get(&id)) {
-                (OutboxOp::Upsert { body, .. }, Some(m)) => {
-                    prop_assert_eq!(serde_json::from_str::<Memory>(&body).unwrap(), m.clone());
+            if let Some(id) = key.strip_prefix("memories/") {
+                let id: ulid::Ulid = id.parse().unwrap();
+                match (op, model.get(&id)) {
+                    (OutboxOp::Upsert { body, .. }, Some(m)) => {
+                        prop_assert_eq!(serde_json::from_str::<Memory>(&body).unwrap(), m.clone());
+                        prop_assert!(m.kind != MemoryType::Observation, "{key} has a document");
+                    }
+                    (OutboxOp::Delete { .. }, None) => {}
+                    (op, m) => prop_assert!(false, "{key}: outbox says {op:?}, store has {m:?}"),
                 }
-                (OutboxOp::Delete { .. }, None) => {}
-                (op, m) => prop_assert!(false, "{key}: outbox says {op:?}, store has {m:?}"),
+                continue;
+            }
+            let want = packs.remove(&key);
+            match (op, want) {
+                (OutboxOp::PutBlob { bytes, .. }, Some(want)) => {
+                    prop_assert_eq!(serde_json::from_slice::<Vec<Memory>>(&bytes).unwrap(), want);
+                }
+                (OutboxOp::DeleteBlob { .. }, None) => {}
+                (op, want) => prop_assert!(false, "{key}: outbox says {op:?}, store has {want:?}"),
             }
         }
+        prop_assert!(packs.is_empty(), "observations without a pack row: {:?}", packs.keys());
         let report = store.verify_records().unwrap();
         prop_assert!(report.is_clean(), "{:?}", report);
     }

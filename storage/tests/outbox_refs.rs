@@ -47,7 +47,7 @@ fn a_reference_row_is_a_fraction_of_a_json_copy() {
             athena_storage::Compression::None,
             &athena_storage::OutboxRow {
                 created_ms: T0,
-                op: OutboxOp::UpsertStored(StoredRecord::Memory(u128::from(m.id))),
+                op: OutboxOp::Stored(StoredRecord::Memory(u128::from(m.id))),
             },
         )
         .unwrap();
@@ -73,7 +73,7 @@ fn a_reference_row_is_a_fraction_of_a_json_copy() {
 #[test]
 fn a_schema_1_store_is_upgraded_on_open_and_its_rows_drain_as_written() {
     let dir = tempfile::tempdir().unwrap();
-    let old = memory(2, MemoryType::Observation, Category::PoolBehavior, T0, 0.8);
+    let old = memory(2, MemoryType::Pattern, Category::PoolBehavior, T0, 0.8);
     {
         // What a schema-1 build left: a memory with a JSON copy in its outbox row.
         let store = open(dir.path());
@@ -92,7 +92,7 @@ fn a_schema_1_store_is_upgraded_on_open_and_its_rows_drain_as_written() {
         athena_storage::tables::SCHEMA_VERSION
     );
     let store = open(dir.path());
-    let new = memory(3, MemoryType::Observation, Category::PoolBehavior, T0, 0.8);
+    let new = memory(3, MemoryType::Pattern, Category::PoolBehavior, T0, 0.8);
     store.insert_memory(&new, T0 + 1).unwrap();
     let docs: Vec<(String, athena_storage::Memory)> = store
         .outbox_peek(0, usize::MAX)
@@ -125,4 +125,47 @@ fn set_schema_version(dir: &std::path::Path, version: u32) {
         .insert("schema_version", version.to_le_bytes().as_slice())
         .unwrap();
     tx.commit().unwrap();
+}
+
+#[test]
+fn observations_travel_in_one_pack_per_hour_and_their_deletes_stay_local() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let hour = T0 - T0 % HOUR;
+    let first: Vec<_> = (0..6)
+        .map(|n| {
+            memory(
+                n,
+                MemoryType::Observation,
+                Category::PoolBehavior,
+                hour + n,
+                0.8,
+            )
+        })
+        .collect();
+    store.insert_memories(&first, hour).unwrap();
+    let later = memory(
+        9,
+        MemoryType::Observation,
+        Category::PoolBehavior,
+        hour + HOUR,
+        0.8,
+    );
+    store.insert_memory(&later, hour + HOUR).unwrap();
+    let rows = store.outbox_peek(0, usize::MAX).unwrap();
+    assert_eq!(rows.len(), 2, "one row per hour and batch: {rows:?}");
+    let OutboxOp::PutBlob { path, bytes } = &rows[0].1.op else {
+        panic!("{:?}", rows[0])
+    };
+    assert_eq!(*path, format!("observations/{hour}.json"));
+    let pack: Vec<athena_storage::Memory> = serde_json::from_slice(bytes).unwrap();
+    assert_eq!(pack, first);
+    store
+        .write(|w| w.delete_memory(first[0].id, hour + HOUR))
+        .unwrap();
+    assert_eq!(
+        store.outbox_len().unwrap(),
+        2,
+        "deleting an observation writes no row"
+    );
 }

@@ -220,7 +220,7 @@ pub fn single(op: OutboxOp, seq: u64) -> Result<Write, Unsendable> {
             bytes: Bytes::from(bytes),
         },
         OutboxOp::DeleteBlob { path } => Write::DeleteBlob { path },
-        OutboxOp::UpsertStored(record) => return Err(Unsendable::Unresolved(record)),
+        OutboxOp::Stored(record) => return Err(Unsendable::Unresolved(record)),
     })
 }
 

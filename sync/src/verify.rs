@@ -1,6 +1,7 @@
 //! `athena sync verify`: compares what the store says the cloud should hold with what it holds.
 //!
-//! Checked: every local memory (collection `memories`), every cold index entry
+//! Checked: every local memory but observations (collection `memories`; an observation is checked
+//! by the presence of its hour's pack, `observations/<hour ms>.json`), every cold index entry
 //! (`cold_index`) and every checkpoint entry (`checkpoints`) as documents; every cold segment
 //! and checkpoint file the store knows, and every object the manifest lists (everything the
 //! sync layer uploaded and has not deleted), as objects: present, of the right size and
@@ -87,8 +88,8 @@ pub async fn verify(
     Ok(report)
 }
 
-/// Memories, cold index entries and checkpoint entries as documents; cold segments and
-/// checkpoint files as objects.
+/// Memories (but observations), cold index entries and checkpoint entries as documents; cold
+/// segments, checkpoint files and the observations' hourly packs as objects.
 fn read_local(store: &Store) -> Result<Local, StoreError> {
     store.read(|r| {
         let pending: HashSet<String> = r
@@ -97,13 +98,27 @@ fn read_local(store: &Store) -> Result<Local, StoreError> {
             .map(|(_, row)| row.op.remote_key())
             .collect();
         let mut documents = Vec::new();
+        let mut objects = BTreeMap::new();
         for m in r.all_memories()? {
-            documents.push((MEMORY_COLLECTION.into(), m.id.to_string(), json(&m)));
+            if athena_storage::has_document(&m) {
+                documents.push((MEMORY_COLLECTION.into(), m.id.to_string(), json(&m)));
+            } else {
+                // An observation travels in its hour's pack, written when it was new; its
+                // local compaction since is not sent, so only the pack's presence is checked.
+                let hour = m.created_ms - m.created_ms % 3_600_000;
+                objects.insert(
+                    athena_storage::observation_pack_path(hour),
+                    Expected {
+                        bytes: None,
+                        segment: false,
+                        listed: None,
+                    },
+                );
+            }
         }
         for e in r.cold_entries()? {
             documents.push((COLD_INDEX_COLLECTION.into(), e.id.to_string(), json(&e)));
         }
-        let mut objects = BTreeMap::new();
         for info in r.cold_segments()? {
             objects.insert(
                 info.path.clone(),

@@ -229,13 +229,17 @@ impl WriteTx<'_> {
                 self.tx
                     .open_table(COLD_INDEX)?
                     .insert(u128::from(m.id), e.as_slice())?;
-                self.outbox_append(
-                    OutboxOp::Delete {
-                        collection: super::MEMORY_COLLECTION.into(),
-                        doc: m.id.to_string(),
-                    },
-                    now_ms,
-                )?;
+                if !crate::outbox::has_document(m) {
+                    self.changes.documents += 1;
+                } else {
+                    self.outbox_append(
+                        OutboxOp::Delete {
+                            collection: super::MEMORY_COLLECTION.into(),
+                            doc: m.id.to_string(),
+                        },
+                        now_ms,
+                    )?;
+                }
                 self.outbox_append(
                     OutboxOp::upsert(COLD_INDEX_COLLECTION, m.id, &entry)?,
                     now_ms,

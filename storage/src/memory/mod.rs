@@ -132,11 +132,21 @@ impl WriteTx<'_> {
             // the sort is stable, so a memory given twice still ends as its last version.
             let mut ordered: Vec<&Memory> = ms.iter().collect();
             ordered.sort_by_key(|m| m.id);
+            let mut rows: Vec<StoredRecord> = Vec::with_capacity(ms.len());
+            self.changes.documents += ms.len() as u64;
             for m in ordered {
                 tables.put(self.codec, m)?;
+                let record = StoredRecord::of_memory(m);
+                // One row per pack and batch: the pack resolves to all of its hour anyway.
+                if matches!(record, StoredRecord::ObservationPack(_)) && rows.contains(&record) {
+                    continue;
+                }
+                rows.push(record);
+            }
+            for record in rows {
                 let row = OutboxRow {
                     created_ms: now_ms,
-                    op: OutboxOp::UpsertStored(StoredRecord::Memory(u128::from(m.id))),
+                    op: OutboxOp::Stored(record),
                 };
                 let bytes =
                     self.codec
@@ -168,17 +178,22 @@ impl WriteTx<'_> {
         Ok(size)
     }
 
-    /// Deletes a memory with its indexes and appends the delete to the outbox.
+    /// Deletes a memory with its indexes and appends the delete of its document to the outbox
+    /// (an observation has none: its hour's pack is history and stays).
     pub fn delete_memory(&mut self, id: Ulid, now_ms: u64) -> Result<Option<Memory>> {
         let removed = self.remove_memory_record(id)?;
-        if removed.is_some() {
-            self.outbox_append(
-                OutboxOp::Delete {
-                    collection: MEMORY_COLLECTION.into(),
-                    doc: id.to_string(),
-                },
-                now_ms,
-            )?;
+        match &removed {
+            Some((m, _)) if crate::outbox::has_document(m) => {
+                self.outbox_append(
+                    OutboxOp::Delete {
+                        collection: MEMORY_COLLECTION.into(),
+                        doc: id.to_string(),
+                    },
+                    now_ms,
+                )?;
+            }
+            Some(_) => self.changes.documents += 1,
+            None => {}
         }
         Ok(removed.map(|(m, _)| m))
     }

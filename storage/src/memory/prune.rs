@@ -410,13 +410,18 @@ fn prune_in(
             let before = sizes.get(&id).copied().unwrap_or(0);
             let after = w.put_memory_record(m)?;
             r.bytes_reclaimed += before.saturating_sub(after) as u64;
+            // An observation's compaction stays local: its hour's pack is history.
             if !changed.contains(&id) {
                 continue;
             }
+            if !crate::outbox::has_document(m) {
+                w.changes.documents += 1;
+                continue;
+            }
             w.outbox_append(
-                crate::outbox::OutboxOp::UpsertStored(crate::outbox::StoredRecord::Memory(
-                    u128::from(id),
-                )),
+                crate::outbox::OutboxOp::Stored(crate::outbox::StoredRecord::Memory(u128::from(
+                    id,
+                ))),
                 now_ms,
             )?;
         }
