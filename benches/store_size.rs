@@ -196,7 +196,7 @@ fn sizes(n: u64) {
     std::fs::create_dir_all(&sqlite_dir).unwrap();
     let mut sql = sqlite_open(&sqlite_dir);
     for chunk in warm.chunks(20_000) {
-        sqlite_insert(&mut sql, chunk, false);
+        sqlite_insert(&mut sql, chunk, PeerOutbox::None);
     }
     sql.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM;")
         .unwrap();

@@ -1,11 +1,16 @@
 //! The store against its peer, SQLite (rusqlite, WAL, synchronous=FULL: durable commits like
-//! redb's), same records, same indexes, same outbox row per memory, in the same process.
+//! redb's), same records, same indexes, an outbox row per memory, in the same process. For (b)
+//! the peer writes a JSON copy of the memory in its outbox row (the product's path before
+//! issue 17, the quoted baseline) and, beside it, only the memory's id (what the product's row
+//! holds now).
 //!
 //! Budgets (issue 2): (b) batched insert, (c) recall by category and time range (limit 50) on
 //! 1M memories and (d) point get at least 1.5× faster than SQLite; recall p99 under 1 ms at
 //! 1M memories. (a) single-record durable commits is reported.
 //!
 //! Run: `cargo bench --bench store_vs_sqlite` (ATHENA_BENCH_MEMORIES=N to change the 1M).
+//! `ATHENA_BENCH_SMOKE=1`: 20,000 memories, short samples, and a failure only on a gross
+//! regression of a ratio to SQLite ([`SMOKE_FLOORS`]).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -17,20 +22,48 @@ use criterion::{BatchSize, Criterion};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+/// Gross-regression floors of the smoke run (`ATHENA_BENCH_SMOKE=1`): a ratio to SQLite in the
+/// same run below these fails it (measured: b 1.2–1.4×, c 1.8×, d 2.8× at 20,000 memories).
+const SMOKE_FLOORS: [(&str, f64); 3] = [
+    ("b_batch_1000", 0.5),
+    ("c_recall_category_time_limit50", 0.75),
+    ("d_point_get", 0.75),
+];
+
 fn main() {
-    let mut c = Criterion::default()
-        .configure_from_args()
-        .sample_size(20)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4));
+    let smoke = std::env::var("ATHENA_BENCH_SMOKE").is_ok_and(|v| v == "1");
+    let mut c = Criterion::default().configure_from_args();
+    c = if smoke {
+        c.sample_size(10)
+            .warm_up_time(Duration::from_millis(200))
+            .measurement_time(Duration::from_millis(800))
+    } else {
+        c.sample_size(20)
+            .warm_up_time(Duration::from_secs(1))
+            .measurement_time(Duration::from_secs(4))
+    };
     let n: u64 = std::env::var("ATHENA_BENCH_MEMORIES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+        .unwrap_or(if smoke { 20_000 } else { 1_000_000 });
     writes(&mut c);
     reads(&mut c, n);
     c.final_summary();
     print_ratios(n);
+    if smoke {
+        let mut failed = Vec::new();
+        for (group, floor) in SMOKE_FLOORS {
+            let ratio = estimate_ns(group, "sqlite").unwrap() / estimate_ns(group, "redb").unwrap();
+            println!("smoke: {group} ratio {ratio:.2}x (fails below {floor}x)");
+            if ratio < floor {
+                failed.push(group);
+            }
+        }
+        assert!(
+            failed.is_empty(),
+            "gross regression against SQLite: {failed:?}"
+        );
+    }
 }
 
 fn writes(c: &mut Criterion) {
@@ -60,7 +93,11 @@ fn writes(c: &mut Criterion) {
     });
     g.bench_function("sqlite", |b| {
         b.iter(|| {
-            sqlite_insert(&mut sql, std::slice::from_ref(&stream[next]), true);
+            sqlite_insert(
+                &mut sql,
+                std::slice::from_ref(&stream[next]),
+                PeerOutbox::Copy,
+            );
             next += 1;
         })
     });
@@ -92,7 +129,20 @@ fn writes(c: &mut Criterion) {
                 next += 1000;
                 &stream[next - 1000..next]
             },
-            |batch| sqlite_insert(&mut sql, batch, true),
+            |batch| sqlite_insert(&mut sql, batch, PeerOutbox::Copy),
+            BatchSize::PerIteration,
+        )
+    });
+    let refs_dir = dir.path().join("refs");
+    std::fs::create_dir_all(&refs_dir).unwrap();
+    let mut sql_refs = sqlite_open(&refs_dir);
+    g.bench_function("sqlite_reference_outbox", |b| {
+        b.iter_batched(
+            || {
+                next += 1000;
+                &stream[next - 1000..next]
+            },
+            |batch| sqlite_insert(&mut sql_refs, batch, PeerOutbox::Reference),
             BatchSize::PerIteration,
         )
     });
@@ -114,7 +164,7 @@ fn reads(c: &mut Criterion, n: u64) {
     let redb_load = t.elapsed();
     let t = Instant::now();
     for chunk in all.chunks(10_000) {
-        sqlite_insert(&mut sql, chunk, true);
+        sqlite_insert(&mut sql, chunk, PeerOutbox::Copy);
     }
     let sqlite_load = t.elapsed();
     println!("loaded {n} memories: redb {redb_load:.1?}, sqlite {sqlite_load:.1?}");
@@ -238,6 +288,13 @@ fn print_ratios(n: u64) {
                     r / 1000.0,
                     s / 1000.0
                 );
+                if let Some(p) = estimate_ns(group, "sqlite_reference_outbox") {
+                    println!(
+                        "{group:<34} sqlite with a reference outbox row {:>10.1} us  ratio {:>6.2}x",
+                        p / 1000.0,
+                        p / r
+                    );
+                }
             }
             _ => println!("{group:<34} no criterion estimate found (run without a filter)"),
         }

@@ -29,8 +29,11 @@ pub fn market(
 ) -> Result<Box<dyn MarketSource>, MarketError> {
     let tick_ms = config.agent.tick_interval.as_millis() as u64;
     match config.market.source {
-        SourceKind::Sim => Ok(Box::new(crate::market::sim::Sim::new(
-            seed, start_ms, tick_ms,
+        SourceKind::Sim => Ok(Box::new(crate::market::sim::Sim::with_pools(
+            seed,
+            start_ms,
+            tick_ms,
+            config.market.sim_pools as usize,
         ))),
         SourceKind::Replay => Ok(Box::new(crate::market::replay::Replay::open(
             &config.market.replay_path,

@@ -128,9 +128,21 @@ pub fn sqlite_open(dir: &Path) -> Connection {
     c
 }
 
+/// The outbox row the SQLite peer writes per memory.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum PeerOutbox {
+    /// None (a store-size comparison).
+    None,
+    /// A JSON copy of the memory (the product's write path before outbox rows referred to
+    /// the stored record; the baseline issue 2 and issue 17 quote).
+    Copy,
+    /// The memory's id only (what the product's outbox row holds now).
+    Reference,
+}
+
 /// Inserts memories and their outbox rows in one SQLite transaction (the peer of
 /// `Store::insert_memories`).
-pub fn sqlite_insert(c: &mut Connection, ms: &[Memory], with_outbox: bool) {
+pub fn sqlite_insert(c: &mut Connection, ms: &[Memory], outbox: PeerOutbox) {
     let tx = c.transaction().unwrap();
     {
         let mut mem = tx
@@ -150,8 +162,15 @@ pub fn sqlite_insert(c: &mut Connection, ms: &[Memory], with_outbox: bool) {
                 body
             ])
             .unwrap();
-            if with_outbox {
-                out.execute(params![m.created_ms as i64, body]).unwrap();
+            match outbox {
+                PeerOutbox::None => {}
+                PeerOutbox::Copy => {
+                    out.execute(params![m.created_ms as i64, body]).unwrap();
+                }
+                PeerOutbox::Reference => {
+                    out.execute(params![m.created_ms as i64, m.id.to_string()])
+                        .unwrap();
+                }
             }
         }
     }

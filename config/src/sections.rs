@@ -62,6 +62,9 @@ pub struct MarketConfig {
     pub source: MarketSource,
     /// JSONL file of pool snapshots; required when `source = "replay"`.
     pub replay_path: PathBuf,
+    /// Pools the simulator lists (`source = "sim"`): the six defaults, then variants of them;
+    /// 1 to 1000.
+    pub sim_pools: u32,
 }
 
 /// Market source kinds.
@@ -81,6 +84,7 @@ impl Default for MarketConfig {
         Self {
             source: MarketSource::Sim,
             replay_path: PathBuf::new(),
+            sim_pools: 6,
         }
     }
 }

@@ -89,6 +89,12 @@ fn agent_and_market(c: &Config, k: &mut Checker) {
     }
     k.nonzero("agent.tick_interval", a.tick_interval);
     k.closed("agent.time_scale", a.time_scale, 0.001, 1_000_000.0);
+    if !(1..=1000).contains(&c.market.sim_pools) {
+        k.fail(
+            "market.sim_pools",
+            format!("must be in [1, 1000], got {}", c.market.sim_pools),
+        );
+    }
     if c.market.source == MarketSource::Replay && c.market.replay_path.as_os_str().is_empty() {
         k.fail(
             "market.replay_path",
@@ -286,6 +292,7 @@ fn memory(c: &Config, k: &mut Checker) {
         16,
     );
     k.at_least("memory.query_cache_entries", m.query_cache_entries, 1);
+    k.at_least("memory.store_cache_bytes", m.store_cache_bytes, 1024 * 1024);
     k.nonzero("memory.query_cache_ttl", m.query_cache_ttl);
     if !(1..=22).contains(&m.compression_level) {
         k.fail(

@@ -379,10 +379,11 @@ fn print_status(status: &Status, live: bool, json: bool) -> anyhow::Result<()> {
 pub(super) fn sim(config: &Config, cmd: &SimCommand) -> anyhow::Result<()> {
     let SimCommand::Record { days, seed, out } = cmd;
     let tick_ms = config.agent.tick_interval.as_millis().max(1) as u64;
-    let mut sim = crate::market::sim::Sim::new(
+    let mut sim = crate::market::sim::Sim::with_pools(
         seed.unwrap_or(config.agent.seed),
         backtest::BACKTEST_START_MS,
         tick_ms,
+        config.market.sim_pools as usize,
     );
     let ticks = days * 86_400_000 / tick_ms;
     let bytes = crate::market::replay::record(&mut sim, ticks, out)?;

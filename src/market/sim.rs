@@ -75,9 +75,53 @@ pub enum IncidentKind {
     Crash,
 }
 
+/// A pool the simulator lists.
+#[derive(Debug, Clone)]
+struct SimPool {
+    id: String,
+    tokens: [&'static str; 2],
+    stable: bool,
+    age_days: u64,
+}
+
+/// Most pools the simulator lists (`market.sim_pools`).
+pub const MAX_SIM_POOLS: usize = 1000;
+
+/// The `n` pools of a simulator: the six defaults, then variants of them in turn (`WETH/USDC
+/// #7`, ...) with the same tokens and their own TVL, emissions and age.
+fn pool_list(n: usize) -> Vec<(SimPool, f64, f64)> {
+    (0..n.clamp(1, MAX_SIM_POOLS))
+        .map(|i| {
+            let (a, b, stable, tvl, emission, age) = POOLS[i % POOLS.len()];
+            let variant = i / POOLS.len();
+            let id = if variant == 0 {
+                format!("{a}/{b}")
+            } else {
+                format!("{a}/{b} #{}", i + 1)
+            };
+            // Variants spread TVL over 0.2×–2× and emissions over 0.5×–1.5× of the default's,
+            // deterministically by index.
+            let spread = ((i * 7919) % 100) as f64 / 100.0;
+            let (tvl, emission) = if variant == 0 {
+                (tvl, emission)
+            } else {
+                (tvl * (0.2 + 1.8 * spread), emission * (0.5 + spread))
+            };
+            let pool = SimPool {
+                id,
+                tokens: [a, b],
+                stable,
+                age_days: age + variant as u64 * 17,
+            };
+            (pool, tvl, emission)
+        })
+        .collect()
+}
+
 /// The simulator.
 #[derive(Debug, Clone)]
 pub struct Sim {
+    pools: Vec<SimPool>,
     start_ms: u64,
     tick_ms: u64,
     next: u64,
@@ -94,9 +138,17 @@ pub struct Sim {
 }
 
 impl Sim {
-    /// A simulator from `seed`, starting at `start_ms`, one tick every `tick_ms`.
+    /// A simulator of the six default pools from `seed`, starting at `start_ms`, one tick every
+    /// `tick_ms`.
     pub fn new(seed: u64, start_ms: u64, tick_ms: u64) -> Self {
+        Self::with_pools(seed, start_ms, tick_ms, POOLS.len())
+    }
+
+    /// A simulator of `pools` pools (1 to [`MAX_SIM_POOLS`]): the six defaults, then variants
+    /// of them. Incidents fall on the six defaults; with six pools it is [`Sim::new`].
+    pub fn with_pools(seed: u64, start_ms: u64, tick_ms: u64, pools: usize) -> Self {
         let tick_ms = tick_ms.max(1);
+        let list = pool_list(pools);
         let mut plan = Rng::stream(seed, "incidents");
         let ticks_per_day = (DAY_MS / tick_ms).max(1);
         let mut incidents = Vec::new();
@@ -156,9 +208,13 @@ impl Sim {
             rng: Rng::stream(seed, "market"),
             regime: Regime::Calm,
             prices: TOKENS.iter().map(|(_, p)| *p).collect(),
-            tvl: POOLS.iter().map(|p| p.3).collect(),
-            turnover: POOLS.iter().map(|p| if p.2 { 0.8 } else { 0.5 }).collect(),
-            emission: POOLS.iter().map(|p| p.4).collect(),
+            tvl: list.iter().map(|(_, tvl, _)| *tvl).collect(),
+            turnover: list
+                .iter()
+                .map(|(p, _, _)| if p.stable { 0.8 } else { 0.5 })
+                .collect(),
+            emission: list.iter().map(|(_, _, e)| *e).collect(),
+            pools: list.into_iter().map(|(p, _, _)| p).collect(),
             gas: 0.05,
             incidents,
             last: None,
@@ -231,7 +287,7 @@ impl Sim {
             }
         }
         let r = &mut self.rng;
-        for i in 0..POOLS.len() {
+        for i in 0..self.pools.len() {
             self.tvl[i] *= (0.01 * day_fraction.sqrt() * r.normal()).exp();
             self.turnover[i] = (self.turnover[i] * (0.05 * r.normal()).exp()).clamp(0.1, 3.0);
             self.emission[i] = (self.emission[i] * (0.03 * day_fraction.sqrt() * r.normal()).exp())
@@ -246,11 +302,13 @@ impl Sim {
             .map(|i| i.target.clone())
             .collect();
         let drain_ticks = (3_600_000 / self.tick_ms).max(1) as f64;
-        let pools = POOLS
+        let listed = std::mem::take(&mut self.pools);
+        let pools = listed
             .iter()
             .enumerate()
-            .map(|(i, (a, b, stable, _, _, age_days))| {
-                let id = format!("{a}/{b}");
+            .map(|(i, p)| {
+                let (id, [a, b], stable, age_days) =
+                    (p.id.clone(), p.tokens, &p.stable, &p.age_days);
                 if drains.contains(&id) {
                     // Half the TVL leaves over the hour.
                     self.tvl[i] *= 0.5f64.powf(1.0 / drain_ticks);
@@ -283,6 +341,7 @@ impl Sim {
                 }
             })
             .collect();
+        self.pools = listed;
         // Gas: log-normal noise around a slowly moving base, rare spikes, manipulation episodes.
         let r = &mut self.rng;
         self.gas = (self.gas * (0.05 * r.normal()).exp()).clamp(0.01, 0.5);

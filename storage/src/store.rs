@@ -150,7 +150,7 @@ impl Store {
         check_file_header(path).map_err(refused)?;
         let backend = crate::overlay::OverlayBackend::open(path)
             .map_err(|e| refused(format!("cannot read the file: {e}")))?;
-        let (builder, repaired) = builder_noting_repair();
+        let (builder, repaired) = builder_noting_repair(memory);
         let db = builder
             .create_with_backend(backend)
             .map_err(|e| open_error(e, refused))?;
@@ -171,7 +171,7 @@ impl Store {
         if !created {
             check_file_header(path).map_err(refused)?;
         }
-        let (builder, repaired) = builder_noting_repair();
+        let (builder, repaired) = builder_noting_repair(memory);
         let db = builder.create(path).map_err(|e| open_error(e, refused))?;
         let repaired = repaired.load(std::sync::atomic::Ordering::Relaxed);
         Self::finish_open(Db::ReadWrite(db), path, memory, started, repaired, created)
@@ -459,10 +459,14 @@ pub struct TableStat {
 }
 
 /// A redb builder whose repair callback logs and sets the returned flag.
-fn builder_noting_repair() -> (redb::Builder, Arc<std::sync::atomic::AtomicBool>) {
+fn builder_noting_repair(
+    memory: &MemoryConfig,
+) -> (redb::Builder, Arc<std::sync::atomic::AtomicBool>) {
     let repaired = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = repaired.clone();
     let mut builder = Database::builder();
+    // redb caches up to 1 GiB by default: the process's memory would grow with the file.
+    builder.set_cache_size(usize::try_from(memory.store_cache_bytes).unwrap_or(usize::MAX));
     builder.set_repair_callback(move |session| {
         flag.store(true, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(
