@@ -8,7 +8,7 @@
 //!    a final pruning pass (each pass enforces them). Target: a 600-pool tick p99 ≤ 20 ms, growing at
 //!    most linearly with the pools.
 //! 2. Resident memory of the real `athena run` binary over 30 accelerated days at 6 and at 600
-//!    pools (the embedded defaults, local sync target, `memory.store_cache_bytes` 16 MiB):
+//!    pools (the embedded defaults, local sync target):
 //!    VmRSS sampled from /proc every 100 ms, reported per simulated day after warm-up.
 //!    Target at 6 pools: flat after warm-up and ≤ 64 MB.
 //!

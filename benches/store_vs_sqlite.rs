@@ -76,7 +76,7 @@ fn writes(c: &mut Criterion) {
     .unwrap();
     plain.set_quick_repair(false);
     let mut sql = sqlite_open(dir.path());
-    let stream = memories(3_000_000, 30 * DAY_MS, 7);
+    let stream = memories(4_000_000, 30 * DAY_MS, 7);
     let mut next = 0usize;
     let mut g = c.benchmark_group("a_single_commit");
     g.bench_function("redb", |b| {

@@ -11,6 +11,7 @@ use crate::risk::{RiskEvent, persist};
 use athena_config::{Config, MarketSource as SourceKind};
 use athena_storage::CloudChanges;
 use athena_storage::Store;
+use athena_sync::status::{FIRESTORE_WRITE_USD, GCS_WRITE_USD};
 use athena_sync::{CountingSink, Sent, SinkRole};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -174,18 +175,12 @@ pub struct SyncSent {
     pub objects: Sent,
     /// Flushes (worker passes started on the flush interval, plus the final one).
     pub flushes: u64,
-    /// The naive path's bill at [`USD_PER_DOCUMENT_WRITE`] and [`USD_PER_OBJECT_OPERATION`].
+    /// The naive path's bill at the list prices of the sync status's estimate
+    /// ([`FIRESTORE_WRITE_USD`] a document write, [`GCS_WRITE_USD`] an object put).
     pub naive_usd: f64,
     /// What was sent, at the same prices (object deletes are free).
     pub sent_usd: f64,
 }
-
-/// Firestore's list price of a document write: $0.18 per 100,000 (Native mode, multi-region
-/// `nam5`; regional locations list less).
-pub const USD_PER_DOCUMENT_WRITE: f64 = 0.18 / 100_000.0;
-/// Cloud Storage's list price of a class A operation (an object put): $0.005 per 1,000
-/// (Standard storage); deletes are free.
-pub const USD_PER_OBJECT_OPERATION: f64 = 0.005 / 1_000.0;
 
 impl SyncSent {
     /// Document writes saved against the naive path, percent.
@@ -274,10 +269,10 @@ impl SyncDrive {
             documents,
             objects,
             flushes: self.flushes,
-            naive_usd: naive.documents as f64 * USD_PER_DOCUMENT_WRITE
-                + naive.objects as f64 * USD_PER_OBJECT_OPERATION,
-            sent_usd: documents.writes as f64 * USD_PER_DOCUMENT_WRITE
-                + objects.puts as f64 * USD_PER_OBJECT_OPERATION,
+            naive_usd: naive.documents as f64 * FIRESTORE_WRITE_USD
+                + naive.objects as f64 * GCS_WRITE_USD,
+            sent_usd: documents.writes as f64 * FIRESTORE_WRITE_USD
+                + objects.puts as f64 * GCS_WRITE_USD,
         })
     }
 }

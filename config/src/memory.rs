@@ -41,7 +41,8 @@ pub struct MemoryConfig {
     /// Recall query cache entry lifetime. Default 300 s.
     #[serde(with = "humantime_serde")]
     pub query_cache_ttl: Duration,
-    /// The store's page cache (redb's read and write cache), bytes. Default 16 MiB.
+    /// The store's page cache (redb's read and write cache), bytes: the bound on the memory the
+    /// store takes for caching. Default 1 GiB (redb's default).
     pub store_cache_bytes: u64,
     /// zstd compression level (1–22).
     pub compression_level: i32,
@@ -95,7 +96,7 @@ impl Default for MemoryConfig {
             warm_content_max_chars: 280,
             query_cache_entries: 500,
             query_cache_ttl: Duration::from_secs(300),
-            store_cache_bytes: 16 * 1024 * 1024,
+            store_cache_bytes: 1024 * 1024 * 1024,
             compression_level: 3,
             dictionary_min_samples: 1000,
             dictionary_size_bytes: 32 * 1024,

@@ -465,7 +465,7 @@ fn builder_noting_repair(
     let repaired = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = repaired.clone();
     let mut builder = Database::builder();
-    // redb caches up to 1 GiB by default: the process's memory would grow with the file.
+    // The bound on the memory redb's page cache takes (`memory.store_cache_bytes`).
     builder.set_cache_size(usize::try_from(memory.store_cache_bytes).unwrap_or(usize::MAX));
     builder.set_repair_callback(move |session| {
         flag.store(true, std::sync::atomic::Ordering::Relaxed);
