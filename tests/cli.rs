@@ -37,6 +37,11 @@ fn seed_memories(data: &Path, n: u64) -> Vec<Memory> {
     support::seed_memories(data, n, T0)
 }
 
+/// Patterns: one document each in the cloud (observations travel in hourly packs).
+fn seed_patterns(data: &Path, n: u64) -> Vec<Memory> {
+    support::seed_memories_of(data, n, T0, athena_storage::MemoryType::Pattern)
+}
+
 #[test]
 fn run_refuses_the_chain_executor_on_simulated_prices_before_touching_anything() {
     let dir = tempfile::tempdir().unwrap();
@@ -415,7 +420,7 @@ fn run_starts_on_the_defaults_trades_within_two_minutes_and_stops_cleanly_on_sig
 fn sync_status_and_flush_on_the_embedded_defaults() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    seed_memories(&data, 20);
+    seed_patterns(&data, 20);
     {
         let store = Store::open(&data, &athena_config::MemoryConfig::default()).unwrap();
         store
@@ -988,7 +993,7 @@ fn journal_shows_decisions_and_risk_events_newest_first() {
 fn sync_verify_finds_a_checkpoint_object_lost_from_the_bucket() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    seed_memories(&d.join("data"), 3);
+    seed_patterns(&d.join("data"), 3);
     for _ in 0..3 {
         let o = athena(d, &["checkpoint", "create"]);
         assert!(o.status.success(), "{:?}", text(&o));
@@ -1053,22 +1058,16 @@ fn store_verify_needs_no_copy_on_a_nearly_full_disk() {
 #[test]
 fn backtest_seeds_match_their_runs_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let o = athena(
-        dir.path(),
-        &[
-            "backtest",
-            "--days",
-            "4",
-            "--seeds",
-            "3..5",
-            "--json",
-            "--data-dir",
-            "many",
-        ],
-    );
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{err}");
-    let many: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let run = |args: &[&str], data: &str| {
+        let mut all = vec!["backtest", "--days", "4", "--data-dir", data];
+        all.extend_from_slice(args);
+        let o = athena(dir.path(), &all);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{err}");
+        out
+    };
+    let many: Vec<serde_json::Value> =
+        serde_json::from_str(&run(&["--seeds", "3..5", "--json"], "many")).unwrap();
     assert_eq!(
         many.iter()
             .map(|r| r["seed"].as_u64().unwrap())
@@ -1076,22 +1075,8 @@ fn backtest_seeds_match_their_runs_alone() {
         vec![3, 4, 5]
     );
     assert!(dir.path().join("many/seed-4/athena.redb").exists());
-    let o = athena(
-        dir.path(),
-        &[
-            "backtest",
-            "--days",
-            "4",
-            "--seed",
-            "4",
-            "--json",
-            "--data-dir",
-            "alone",
-        ],
-    );
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{err}");
-    let alone: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let alone: serde_json::Value =
+        serde_json::from_str(&run(&["--seed", "4", "--json"], "alone")).unwrap();
     for field in [
         "pnl_usd",
         "max_drawdown_pct",
@@ -1103,29 +1088,8 @@ fn backtest_seeds_match_their_runs_alone() {
     ] {
         assert_eq!(many[1][field], alone[field], "{field}");
     }
-    let o = athena(
-        dir.path(),
-        &[
-            "backtest",
-            "--days",
-            "4",
-            "--seeds",
-            "3..4",
-            "--data-dir",
-            "table",
-        ],
-    );
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "{err}");
-    for needle in [
-        "seed",
-        "PnL $",
-        "max DD %",
-        "trades",
-        "breaker trips",
-        "cost $",
-        "mean",
-    ] {
-        assert!(out.contains(needle), "{needle} missing: {out}");
+    let table = run(&["--seeds", "3..4"], "table");
+    for needle in ["PnL $", "max DD %", "breaker trips", "cost $", "mean"] {
+        assert!(table.contains(needle), "{needle} missing: {table}");
     }
 }

@@ -40,28 +40,19 @@ fn a_reference_row_is_a_fraction_of_a_json_copy() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let m = memory(7, MemoryType::Observation, Category::PoolBehavior, T0, 0.8);
-    let reference = store
-        .codec()
-        .encode(
-            athena_storage::RecordKind::Outbox,
-            athena_storage::Compression::None,
-            &athena_storage::OutboxRow {
-                created_ms: T0,
-                op: OutboxOp::Stored(StoredRecord::Memory(u128::from(m.id))),
-            },
-        )
-        .unwrap();
-    let copy = store
-        .codec()
-        .encode(
-            athena_storage::RecordKind::Outbox,
-            athena_storage::Compression::None,
-            &athena_storage::OutboxRow {
-                created_ms: T0,
-                op: OutboxOp::upsert("memories", m.id, &m).unwrap(),
-            },
-        )
-        .unwrap();
+    let encoded = |op: OutboxOp| {
+        let row = athena_storage::OutboxRow { created_ms: T0, op };
+        store
+            .codec()
+            .encode(
+                athena_storage::RecordKind::Outbox,
+                athena_storage::Compression::None,
+                &row,
+            )
+            .unwrap()
+    };
+    let reference = encoded(OutboxOp::Stored(StoredRecord::Memory(u128::from(m.id))));
+    let copy = encoded(OutboxOp::upsert("memories", m.id, &m).unwrap());
     assert!(
         reference.len() * 5 < copy.len(),
         "reference {} bytes, copy {} bytes",

@@ -226,8 +226,9 @@ async fn verify_finds_documents_the_cloud_lost_or_changed() {
             apr: Some(12.5 + n as f64),
             ..Default::default()
         };
+        // A pattern: one document of its own (observations travel in hourly packs).
         athena_storage::Memory::new(
-            athena_storage::MemoryType::Observation,
+            athena_storage::MemoryType::Pattern,
             athena_storage::Category::PoolBehavior,
             format!("obs {n}"),
             md,

@@ -246,7 +246,18 @@ pub fn http_get(address: &str, path: &str) -> (u16, String) {
 /// Writes `n` observation memories of pools POOL0..POOL2 into the store in `data`, one a
 /// second from `t0` (ms), in one transaction; returns them.
 pub fn seed_memories(data: &Path, n: u64, t0: u64) -> Vec<athena_storage::Memory> {
-    use athena_storage::{Category, Memory, MemoryType, Metadata, Source, Store};
+    seed_memories_of(data, n, t0, athena_storage::MemoryType::Observation)
+}
+
+/// [`seed_memories`] of type `kind` (a pattern is one document each in the cloud; observations
+/// travel in hourly packs).
+pub fn seed_memories_of(
+    data: &Path,
+    n: u64,
+    t0: u64,
+    kind: athena_storage::MemoryType,
+) -> Vec<athena_storage::Memory> {
+    use athena_storage::{Category, Memory, Metadata, Source, Store};
     let store = Store::open(data, &athena_config::MemoryConfig::default()).unwrap();
     let ms: Vec<Memory> = (0..n)
         .map(|i| {
@@ -256,9 +267,9 @@ pub fn seed_memories(data: &Path, n: u64, t0: u64) -> Vec<athena_storage::Memory
                 ..Metadata::default()
             };
             Memory::new(
-                MemoryType::Observation,
+                kind,
                 Category::PoolBehavior,
-                format!("observation {i} of pool"),
+                format!("{} {i} of pool", kind.as_str()),
                 md,
                 0.8,
                 Source::MarketData,

@@ -43,8 +43,9 @@ pub fn memory(n: u64) -> athena_storage::Memory {
         apr: Some(n as f64),
         ..athena_storage::Metadata::default()
     };
+    // A pattern: one document of its own (observations travel in hourly packs).
     athena_storage::Memory::new(
-        athena_storage::MemoryType::Observation,
+        athena_storage::MemoryType::Pattern,
         athena_storage::Category::PoolBehavior,
         format!("obs {n}"),
         md,
