@@ -86,7 +86,19 @@ fn the_agent_opens_and_closes_positions_on_chain_and_its_book_is_the_chain() {
             (i.hash.to_string(), state.to_string())
         })
         .collect();
-    assert_eq!(shown, stored, "/chain/transactions against the store");
+    // The agent keeps trading while the browser test runs: the listing is the store's
+    // transactions up to the moment it was taken (a later one may settle after it).
+    assert!(
+        !shown.is_empty() && shown.len() <= stored.len(),
+        "/chain/transactions against the store: {shown:?} / {stored:?}"
+    );
+    for ((hash, state), (stored_hash, stored_state)) in shown.iter().zip(&stored) {
+        assert_eq!(hash, stored_hash, "/chain/transactions against the store");
+        assert!(
+            state == stored_state || state == "not settled",
+            "{hash}: listed {state}, stored {stored_state}"
+        );
+    }
     assert_book_is_the_chain(&node, &state);
     assert!(state.positions.is_empty());
     for pool in node.deployment["pools"].as_array().unwrap() {
