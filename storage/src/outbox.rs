@@ -7,7 +7,7 @@
 //!
 //! A change to a record the store keeps (a memory) is a reference to it, not a copy: the row
 //! names the record and is resolved to its current state when it is read for the worker
-//! ([`resolve`]). Coalescing keeps the last state of a document anyway, and a reference row is
+//! (`resolve`). Coalescing keeps the last state of a document anyway, and a reference row is
 //! about 70 bytes where a JSON copy of a memory is about 540. A record gone by the time its row
 //! is read resolves to a delete of its document, which is its latest state.
 //!

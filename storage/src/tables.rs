@@ -110,7 +110,7 @@ impl KeyedTable {
     /// How records are compressed: zstd with the kind's dictionary once trained. (Storing the
     /// records rewritten every tick, agent state, risk state and positions, plain made a
     /// backtest tick about 40% cheaper, but `tests/chain_exec.rs`'s kill test then failed 3 of
-    /// 5 runs with a sweep sent twice, and passed 3 of 3 without it: left out until that is
+    /// 6 runs with a sweep sent twice, and passed 3 of 3 without it: left out until that is
     /// understood. See docs/benchmarks.md, issue 17.)
     pub(crate) fn compression(self) -> crate::codec::Compression {
         crate::codec::Compression::ZstdDict
