@@ -328,12 +328,14 @@ impl Session<'_> {
         let clock_at_stop = clock.now_ms();
         // The last book reaches the cloud whatever `sync.state_interval` held back.
         let book = store.clone();
-        match tokio::task::spawn_blocking(move || crate::agent::snapshot_book(&book, clock_at_stop))
-            .await
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "the final book snapshot was not written"),
-            Err(e) => tracing::warn!(error = %e, "the final book snapshot was not written"),
+        let written = tokio::task::spawn_blocking(move || {
+            crate::agent::snapshot_book(&book, clock_at_stop).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r);
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "the final book snapshot was not written");
         }
         services::checkpoint(store, config, clock_at_stop).await;
         sync_stop.send(true).ok();
