@@ -251,12 +251,21 @@ pub(super) fn note_applied(state: &mut AgentState, intent: &Intent) {
     }
 }
 
-/// A position id a transaction used is never given again: after a crash the counter may be
-/// behind what the tick that crashed had taken.
+/// A position id a transaction used (`pos-N`, or a sweep's `sweep-N-TOKEN`) is never given
+/// again: after a crash the counter may be behind what the tick that crashed had taken.
 fn reserve_position_id(state: &mut AgentState, id: &str) {
-    if let Some(n) = id.strip_prefix("pos-").and_then(|n| n.parse::<u64>().ok()) {
+    if let Some(n) = position_number(id) {
         state.next_position = state.next_position.max(n + 1);
     }
+}
+
+/// The counter's number in a position id: `pos-N` or `sweep-N-TOKEN`.
+fn position_number(id: &str) -> Option<u64> {
+    let number = match id.strip_prefix("sweep-") {
+        Some(rest) => rest.split('-').next()?,
+        None => id.strip_prefix("pos-")?,
+    };
+    number.parse().ok()
 }
 
 /// Between ticks no open or close is under way: the costs of one a crash or a failure
@@ -302,4 +311,22 @@ pub(super) fn whole(amount: U256, decimals: u8) -> f64 {
 
 fn word_address(word: &B256) -> Address {
     Address::from_slice(&word[12..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_position_or_sweep_id_a_transaction_used_is_never_given_again() {
+        assert_eq!(position_number("pos-12"), Some(12));
+        assert_eq!(position_number("sweep-7-AERO"), Some(7));
+        assert_eq!(position_number("sweep-AERO"), None);
+        assert_eq!(position_number("other-3"), None);
+        let mut state = AgentState::new(0, 1_000.0, 1);
+        reserve_position_id(&mut state, "sweep-41-AERO");
+        assert_eq!(state.next_position, 42);
+        reserve_position_id(&mut state, "pos-9");
+        assert_eq!(state.next_position, 42, "the counter never goes back");
+    }
 }

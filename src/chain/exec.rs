@@ -472,7 +472,7 @@ impl ChainExecutor {
 
     /// Swaps all the wallet holds of `token` (outside positions: an open or a close cut
     /// short) back into the quote token through `snapshot`'s pool. Its ledger entry is a swap
-    /// of position `sweep-TICK-TOKEN`.
+    /// of position `sweep-N-TOKEN`, N taken from the position counter.
     pub fn sweep(
         &self,
         store: &Store,
@@ -507,7 +507,10 @@ impl ChainExecutor {
             snapshot.reserves[q],
             snapshot.fee_rate,
         );
-        let id = format!("sweep-{}-{token}", run.tick.index);
+        // Numbered with the positions, not by the tick: a tick a crash cut short is run again,
+        // and may sweep again what a second interrupted open left.
+        let id = format!("sweep-{}-{token}", run.state.next_position);
+        run.state.next_position += 1;
         let leg = self.leg(&id, &pool, snapshot, run.tick, Step::SwapOut);
         self.swap(run, router, &pool, [o, q], held, out, leg)
             .map(|_| ())
