@@ -19,3 +19,4 @@ pub mod market;
 pub mod monitor;
 pub mod recovery;
 pub mod risk;
+pub mod series;

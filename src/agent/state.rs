@@ -66,6 +66,7 @@ pub struct PoolProfile {
     pub samples: u64,
     /// Recent (ms, TVL) readings within the TVL-drain window, and the newest one older than
     /// it (after a data gap: the last TVL seen before the gap).
+    #[serde(with = "crate::series")]
     pub recent_tvl: VecDeque<(u64, f64)>,
     /// Mean APR per UTC hour of day (hourly profile) and samples per hour.
     pub hourly_apr: Vec<(f64, u32)>,

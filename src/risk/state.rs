@@ -328,14 +328,17 @@ pub struct RiskState {
     /// A restart kept a stricter persisted state; released by an operator resume.
     pub restart_hold: Option<TradingState>,
     /// Equity readings (ms, USD), oldest first.
+    #[serde(with = "crate::series")]
     pub equity: VecDeque<(u64, f64)>,
     /// Gas readings (ms, gwei), oldest first.
+    #[serde(with = "crate::series")]
     pub gas_readings: VecDeque<(u64, f64)>,
     /// RPC, LLM and cloud failure times.
     pub api_failures: VecDeque<u64>,
     /// LLM timeout times.
     pub llm_timeouts: VecDeque<u64>,
     /// Recent trades' slippage (ms, percent), oldest first.
+    #[serde(with = "crate::series")]
     pub slippage: VecDeque<(u64, f64)>,
     /// Today's gas spending.
     pub gas_budget: GasBudget,
