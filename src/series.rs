@@ -54,7 +54,7 @@ impl<'de> Visitor<'de> for SeriesVisitor {
     }
 
     fn visit_bytes<E: de::Error>(self, bytes: &[u8]) -> Result<Self::Value, E> {
-        if bytes.len() % READING_BYTES != 0 {
+        if !bytes.len().is_multiple_of(READING_BYTES) {
             return Err(E::invalid_length(bytes.len(), &self));
         }
         Ok(bytes
