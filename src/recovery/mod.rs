@@ -237,7 +237,7 @@ async fn ladder(
                 let bad = match verify_unwinding(&store) {
                     Ok(bad) => bad,
                     // An I/O failure says nothing about the records: retry, never quarantine.
-                    Err(e) if e.needs_reopen() => return Err(e.into()),
+                    Err(e) if e.needs_reopen() && !e.read_past_end() => return Err(e.into()),
                     Err(e) => vec![format!("the store cannot be read: {e}")],
                 };
                 if marker != Some(0) && bad.is_empty() {
@@ -271,7 +271,11 @@ async fn ladder(
             // Not an Athena store, another schema, or held by another process: an operator
             // decides; nothing is moved. Disk full, an I/O error, a read-only file system: the
             // file is not at fault, so it is never quarantined; the caller retries the open.
-            Err(e) if matches!(e, StoreError::Refused { .. }) || e.needs_reopen() => {
+            // (A read past the file's end is the file's fault: it takes the corrupt rung.)
+            Err(e)
+                if matches!(e, StoreError::Refused { .. })
+                    || (e.needs_reopen() && !e.read_past_end()) =>
+            {
                 return Err(RecoveryError::Open { dir, source: e });
             }
             Err(e) => {

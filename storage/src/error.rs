@@ -76,6 +76,17 @@ impl StoreError {
             )
         )
     }
+
+    /// Whether redb read past the end of its file: its own page pointers lead outside it, so
+    /// the file is damaged (overwritten pages, or cut short), not the disk failing. It comes
+    /// as an I/O error (`UnexpectedEof`), yet reopening cannot help: a start treats it as a
+    /// damaged store, quarantines the file and restores.
+    pub fn read_past_end(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Storage(redb::Error::Io(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof
+        )
+    }
 }
 
 /// Shorthand for results of this crate.
