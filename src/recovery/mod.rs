@@ -237,7 +237,7 @@ async fn ladder(
                 let bad = match verify_unwinding(&store) {
                     Ok(bad) => bad,
                     // An I/O failure says nothing about the records: retry, never quarantine.
-                    Err(e) if e.needs_reopen() && !e.read_past_end() => return Err(e.into()),
+                    Err(e) if disk_failed(&e) => return Err(e.into()),
                     Err(e) => vec![format!("the store cannot be read: {e}")],
                 };
                 if marker != Some(0) && bad.is_empty() {
@@ -271,11 +271,7 @@ async fn ladder(
             // Not an Athena store, another schema, or held by another process: an operator
             // decides; nothing is moved. Disk full, an I/O error, a read-only file system: the
             // file is not at fault, so it is never quarantined; the caller retries the open.
-            // (A read past the file's end is the file's fault: it takes the corrupt rung.)
-            Err(e)
-                if matches!(e, StoreError::Refused { .. })
-                    || (e.needs_reopen() && !e.read_past_end()) =>
-            {
+            Err(e) if matches!(e, StoreError::Refused { .. }) || disk_failed(&e) => {
                 return Err(RecoveryError::Open { dir, source: e });
             }
             Err(e) => {
@@ -299,6 +295,13 @@ async fn ladder(
     })
     .await??;
     Ok((store, Some(rec)))
+}
+
+/// Whether a start failed because the disk did (retried, never quarantined), not the file: a
+/// read past the file's end is an I/O error by kind, but the file's own pointers are damaged,
+/// so it takes the corrupt rung.
+fn disk_failed(e: &StoreError) -> bool {
+    e.needs_reopen() && !e.read_past_end()
 }
 
 /// [`verify_resume_records`], where a panic inside redb (it panics on some damaged pages
