@@ -21,6 +21,9 @@ AERODROME_TGZ=sphere-mezo-solidity-files-1.2.0.tgz
 AERODROME_SHA256=9b0b839d17c8aecbe69521998152a468b6d4bf724fe5fec9b7668f7010b415e1
 
 install() {
+  # Tests start nodes in parallel: one install at a time (unpacking replaces the directory).
+  exec 9>"$chain/.install.lock"
+  flock 9
   "$(dirname "$0")/npm-ci.sh" "$chain" "anvil, contract artifacts"
   local aero=$chain/node_modules/.aerodrome
   if [ ! -f "$aero/.unpacked" ]; then
@@ -34,6 +37,7 @@ install() {
     rm -rf "$tmp"
     touch "$aero/.unpacked"
   fi
+  exec 9>&-
 }
 
 case "$cmd" in
