@@ -182,6 +182,14 @@ impl Codec {
         compression: Compression,
         value: &T,
     ) -> Result<Vec<u8>> {
+        if compression == Compression::None {
+            // Serialized straight behind the header: no intermediate buffer and copy.
+            let mut out = Vec::with_capacity(PLAIN_RECORD_CAPACITY);
+            out.extend_from_slice(&header_template(kind));
+            rmp_serde::encode::write_named(&mut out, value)
+                .map_err(|e| StoreError::Invalid(format!("encode: {e}")))?;
+            return Ok(seal(out, Compression::None, 0));
+        }
         let raw = Self::to_msgpack(value)?;
         self.encode_bytes(kind, compression, &raw)
     }
@@ -194,7 +202,7 @@ impl Codec {
         raw: &[u8],
     ) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(HEADER_LEN + raw.len());
-        out.extend_from_slice(&[MAGIC, FORMAT_VERSION, 0, kind as u8, 0, 0, 0, 0, 0, 0, 0, 0]);
+        out.extend_from_slice(&header_template(kind));
         let (used, dict_id) = match compression {
             Compression::None => {
                 out.extend_from_slice(raw);
@@ -230,11 +238,7 @@ impl Codec {
                 }
             }
         };
-        out[2] = used as u8;
-        out[4..8].copy_from_slice(&dict_id.to_le_bytes());
-        let crc = checksum(&out[..8], &out[HEADER_LEN..]);
-        out[8..12].copy_from_slice(&crc.to_le_bytes());
-        Ok(out)
+        Ok(seal(out, used, dict_id))
     }
 
     /// The kind a stored record's header names, read without checking anything else (`None`
@@ -335,6 +339,24 @@ impl Codec {
         };
         result.map_err(CodecError::Decode)
     }
+}
+
+/// First allocation for a plain record serialized in place: most records fit, so the buffer
+/// seldom grows.
+const PLAIN_RECORD_CAPACITY: usize = 1024;
+
+/// A header for a record of `kind`, its compression, dictionary and checksum still blank.
+fn header_template(kind: RecordKind) -> [u8; HEADER_LEN] {
+    [MAGIC, FORMAT_VERSION, 0, kind as u8, 0, 0, 0, 0, 0, 0, 0, 0]
+}
+
+/// Completes the header of `record` (header then payload): compression, dictionary, checksum.
+fn seal(mut record: Vec<u8>, compression: Compression, dictionary: u32) -> Vec<u8> {
+    record[2] = compression as u8;
+    record[4..8].copy_from_slice(&dictionary.to_le_bytes());
+    let crc = checksum(&record[..8], &record[HEADER_LEN..]);
+    record[8..12].copy_from_slice(&crc.to_le_bytes());
+    record
 }
 
 /// Why a stored record cannot be read; the store names its table and key

@@ -95,15 +95,16 @@ pub const TRAINED_KINDS: [RecordKind; 8] = [
 /// What [`samples`] does with the records of a kind.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Sampling {
-    /// Only counts them, from their headers (nothing is decompressed or decoded): what the
-    /// check of whether a training is due needs, at every pruning pass.
-    Count,
-    /// Collects them as msgpack, for a training.
+    /// Only counts them, from their headers (nothing is decompressed or decoded), and only up
+    /// to `enough`: whether a training is due, checked at every pruning pass. A table with
+    /// fewer rows than `enough` is not read at all (its count is reported as 0).
+    Count { enough: usize },
+    /// Collects the newest [`MAX_TRAINING_SAMPLES`] as msgpack, for a training.
     Collect,
 }
 
-/// The newest records of `kind` (at most [`MAX_TRAINING_SAMPLES`]): their count, and with
-/// [`Sampling::Collect`] their msgpack bytes.
+/// The newest records of `kind`: their count, and with [`Sampling::Collect`] their msgpack
+/// bytes.
 fn samples(store: &Store, kind: RecordKind, sampling: Sampling) -> Result<(usize, Vec<Vec<u8>>)> {
     fn newest<K: redb::Key + 'static>(
         codec: &Codec,
@@ -112,6 +113,11 @@ fn samples(store: &Store, kind: RecordKind, sampling: Sampling) -> Result<(usize
         sampling: Sampling,
     ) -> Result<(usize, Vec<Vec<u8>>)> {
         let (mut count, mut out) = (0, Vec::new());
+        let limit = match sampling {
+            Sampling::Count { enough } if table.len()? < enough as u64 => return Ok((0, out)),
+            Sampling::Count { enough } => enough,
+            Sampling::Collect => MAX_TRAINING_SAMPLES,
+        };
         for row in table.iter()?.rev() {
             let (_, v) = row?;
             if Codec::kind_of(v.value()) != Some(kind) {
@@ -125,7 +131,7 @@ fn samples(store: &Store, kind: RecordKind, sampling: Sampling) -> Result<(usize
                 out.push(raw);
             }
             count += 1;
-            if count >= MAX_TRAINING_SAMPLES {
+            if count >= limit {
                 break;
             }
         }
@@ -153,15 +159,24 @@ pub(crate) fn train_if_due(store: &Store, now_ms: u64) -> Result<Vec<(RecordKind
     let mut trained = Vec::new();
     let stored = list(store)?;
     for kind in TRAINED_KINDS {
-        let (count, _) = samples(store, kind, Sampling::Count)?;
         let min = store.memory.dictionary_min_samples as usize;
         let current = store.codec.current_dictionary(kind);
         let last_samples = stored
             .iter()
             .find(|d| d.id == current)
             .map_or(0, |d| d.samples as usize);
-        let due = count >= min && (current == 0 || count >= last_samples.saturating_mul(4));
-        if !due {
+        // Due at `min` records, then again at four times the last training's samples; counts
+        // stop at the sample cap, so past it a kind is never due again.
+        let needed = if current == 0 {
+            min
+        } else {
+            min.max(last_samples.saturating_mul(4))
+        };
+        if needed > MAX_TRAINING_SAMPLES {
+            continue;
+        }
+        let (count, _) = samples(store, kind, Sampling::Count { enough: needed })?;
+        if count < needed {
             continue;
         }
         let (_, samples) = samples(store, kind, Sampling::Collect)?;

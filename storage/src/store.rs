@@ -46,6 +46,8 @@ pub struct Store {
     deferred: std::sync::atomic::AtomicBool,
     /// Changes for the cloud committed since the store was opened.
     changes: std::sync::Mutex<CloudChanges>,
+    /// Memories the last pruning pass decoded (see [`crate::memory::decoded`]).
+    pub(crate) decoded: std::sync::Mutex<crate::memory::decoded::DecodedMemories>,
     /// How long the open took, and whether redb had to repair the file.
     pub open_report: OpenReport,
 }
@@ -199,6 +201,7 @@ impl Store {
             quick_repair: true,
             deferred: std::sync::atomic::AtomicBool::new(false),
             changes: std::sync::Mutex::new(CloudChanges::default()),
+            decoded: std::sync::Mutex::default(),
             open_report: OpenReport::default(),
         };
         store.check_or_init_schema().map_err(|e| match e {

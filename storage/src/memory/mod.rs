@@ -8,6 +8,7 @@
 //!   with the warm dictionary once one is trained.
 
 pub mod cold;
+pub(crate) mod decoded;
 pub mod model;
 pub mod prune;
 pub mod recall;
@@ -51,12 +52,7 @@ impl<'t> MemoryTables<'t> {
     /// Stores the record (replacing one with the same id) and its index entries; returns the
     /// encoded size.
     fn put(&mut self, codec: &Codec, m: &Memory) -> Result<usize> {
-        m.validate()?;
-        let (kind, compression) = match m.tier {
-            Tier::Hot => (RecordKind::Memory, Compression::None),
-            _ => (RecordKind::MemoryWarm, Compression::ZstdDict),
-        };
-        let bytes = codec.encode(kind, compression, m)?;
+        let bytes = encode_memory(codec, m)?;
         let old = self
             .records
             .insert(u128::from(m.id), bytes.as_slice())?
@@ -69,6 +65,24 @@ impl<'t> MemoryTables<'t> {
         }
         self.index(m)?;
         Ok(bytes.len())
+    }
+
+    /// Replaces the record of `stored`, its version in the store (already decoded by the caller,
+    /// so not decoded again), with `m` (same id); returns the encoded size.
+    fn replace_decoded(&mut self, codec: &Codec, stored: &Memory, m: &Memory) -> Result<usize> {
+        debug_assert_eq!(stored.id, m.id);
+        let bytes = encode_memory(codec, m)?;
+        self.records.insert(u128::from(m.id), bytes.as_slice())?;
+        self.unindex(stored)?;
+        self.index(m)?;
+        Ok(bytes.len())
+    }
+
+    /// Removes the record of `stored`, its version in the store (already decoded by the
+    /// caller), and its index entries.
+    fn remove_decoded(&mut self, stored: &Memory) -> Result<()> {
+        self.records.remove(u128::from(stored.id))?;
+        self.unindex(stored)
     }
 
     /// Removes the record and its index entries; returns it and its encoded size.
@@ -112,6 +126,16 @@ impl<'t> MemoryTables<'t> {
         self.touched |= 1 << m.category.index();
         Ok(())
     }
+}
+
+/// A memory's record: hot records plain, warm ones with the warm dictionary.
+fn encode_memory(codec: &Codec, m: &Memory) -> Result<Vec<u8>> {
+    m.validate()?;
+    let (kind, compression) = match m.tier {
+        Tier::Hot => (RecordKind::Memory, Compression::None),
+        _ => (RecordKind::MemoryWarm, Compression::ZstdDict),
+    };
+    codec.encode(kind, compression, m)
 }
 
 impl WriteTx<'_> {
@@ -170,32 +194,59 @@ impl WriteTx<'_> {
         Ok(())
     }
 
-    /// Stores the record and its indexes, without an outbox row; returns the encoded size.
-    pub(crate) fn put_memory_record(&mut self, m: &Memory) -> Result<usize> {
-        let mut tables = MemoryTables::open(&self.tx)?;
-        let size = tables.put(self.codec, m)?;
-        self.touched |= tables.touched;
-        Ok(size)
+    /// Applies a pruning pass's decisions to records it has decoded, opening the memory tables
+    /// once: deletes `deleted` (each as [`Self::delete_memory`] does) and replaces each
+    /// `(stored, new)` of `rewritten` without an outbox row. Every memory given as stored must
+    /// be the version in the store now. Returns the encoded size of each rewritten record.
+    pub(crate) fn apply_decoded_memory_changes(
+        &mut self,
+        deleted: &[&Memory],
+        rewritten: &[(&Memory, &Memory)],
+        now_ms: u64,
+    ) -> Result<Vec<usize>> {
+        let sizes = {
+            let mut tables = MemoryTables::open(&self.tx)?;
+            for m in deleted {
+                tables.remove_decoded(m)?;
+            }
+            let sizes = rewritten
+                .iter()
+                .map(|(stored, m)| tables.replace_decoded(self.codec, stored, m))
+                .collect::<Result<Vec<usize>>>()?;
+            self.touched |= tables.touched;
+            sizes
+        };
+        for m in deleted {
+            self.record_memory_deletion(m, now_ms)?;
+        }
+        Ok(sizes)
     }
 
     /// Deletes a memory with its indexes and appends the delete of its document to the outbox
     /// (an observation has none: its hour's pack is history and stays).
     pub fn delete_memory(&mut self, id: Ulid, now_ms: u64) -> Result<Option<Memory>> {
         let removed = self.remove_memory_record(id)?;
-        match &removed {
-            Some((m, _)) if crate::outbox::has_document(m) => {
-                self.outbox_append(
-                    OutboxOp::Delete {
-                        collection: MEMORY_COLLECTION.into(),
-                        doc: id.to_string(),
-                    },
-                    now_ms,
-                )?;
-            }
-            Some(_) => self.changes.documents += 1,
-            None => {}
+        if let Some((m, _)) = &removed {
+            self.record_memory_deletion(m, now_ms)?;
         }
         Ok(removed.map(|(m, _)| m))
+    }
+
+    /// The cloud's side of deleting `m`: the delete of its document, or for an observation a
+    /// counted change only.
+    fn record_memory_deletion(&mut self, m: &Memory, now_ms: u64) -> Result<()> {
+        if !crate::outbox::has_document(m) {
+            self.changes.documents += 1;
+            return Ok(());
+        }
+        self.outbox_append(
+            OutboxOp::Delete {
+                collection: MEMORY_COLLECTION.into(),
+                doc: m.id.to_string(),
+            },
+            now_ms,
+        )?;
+        Ok(())
     }
 
     /// Removes the record and its indexes without an outbox row; returns it and its size.

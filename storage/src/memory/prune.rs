@@ -20,6 +20,7 @@
 //! `cold_max_age` when neither has one. Quotas bind local (hot + warm) memories.
 
 use super::cold::ArchivedMemory;
+use super::decoded::Pass;
 use super::model::{Category, Memory, MemoryType, Source, Tier};
 use crate::error::Result;
 use crate::store::{Store, WriteTx};
@@ -27,7 +28,9 @@ use crate::tables::MEMORIES;
 use athena_config::MemoryConfig;
 use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Instant;
 use ulid::Ulid;
 
@@ -73,18 +76,24 @@ pub fn retention_ms(cfg: &MemoryConfig, kind: MemoryType, category: Category) ->
 
 /// Content similarity in [0, 1]: Jaccard index of the lower-cased word sets.
 pub fn similarity(a: &str, b: &str) -> f64 {
-    let words = |s: &str| -> BTreeSet<String> {
-        s.split(|c: char| !c.is_alphanumeric())
-            .filter(|w| !w.is_empty())
-            .map(str::to_lowercase)
-            .collect()
-    };
-    let (wa, wb) = (words(a), words(b));
-    let union = wa.union(&wb).count();
+    jaccard(&words(a), &words(b))
+}
+
+/// The lower-cased words of a text.
+fn words(text: &str) -> BTreeSet<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// Jaccard index of two word sets (1 for two empty sets).
+fn jaccard(a: &BTreeSet<String>, b: &BTreeSet<String>) -> f64 {
+    let union = a.union(b).count();
     if union == 0 {
         return 1.0;
     }
-    wa.intersection(&wb).count() as f64 / union as f64
+    a.intersection(b).count() as f64 / union as f64
 }
 
 /// Eviction value: confidence × recency decay × access weight. Lowest goes first.
@@ -119,7 +128,8 @@ pub fn compact(m: &mut Memory, max_chars: usize) {
 }
 
 /// Merges a cluster (sorted by id, first = survivor) into one memory.
-pub fn merge_cluster(cluster: &[Memory]) -> Memory {
+pub fn merge_cluster<M: Borrow<Memory>>(cluster: &[M]) -> Memory {
+    let cluster: Vec<&Memory> = cluster.iter().map(Borrow::borrow).collect();
     let mut out = cluster[0].clone();
     let total: u64 = cluster
         .iter()
@@ -155,7 +165,7 @@ pub fn merge_cluster(cluster: &[Memory]) -> Memory {
         md.tvl = md.tvl.or(m.metadata.tvl);
         md.volume = md.volume.or(m.metadata.volume);
     }
-    let mut by_rank: Vec<&Memory> = cluster.iter().collect();
+    let mut by_rank = cluster.clone();
     by_rank.sort_by(|a, b| b.confidence.total_cmp(&a.confidence).then(a.id.cmp(&b.id)));
     let mut extra = BTreeMap::new();
     for m in by_rank.iter().rev() {
@@ -168,26 +178,31 @@ pub fn merge_cluster(cluster: &[Memory]) -> Memory {
 }
 
 /// Clusters patterns of one key (sorted by id): each joins the first cluster whose survivor it
-/// resembles enough.
-fn clusters(members: &[Memory], threshold: f64) -> Vec<Vec<Memory>> {
-    let mut out: Vec<Vec<Memory>> = Vec::new();
+/// resembles enough ([`similarity`], with each member's words taken once).
+fn clusters(members: &[Arc<Memory>], threshold: f64) -> Vec<Vec<Arc<Memory>>> {
+    let mut out: Vec<(BTreeSet<String>, Vec<Arc<Memory>>)> = Vec::new();
     for m in members {
+        let words = words(&m.content);
         match out
             .iter_mut()
-            .find(|c| similarity(&c[0].content, &m.content) >= threshold)
+            .find(|(survivor, _)| jaccard(survivor, &words) >= threshold)
         {
-            Some(c) => c.push(m.clone()),
-            None => out.push(vec![m.clone()]),
+            Some((_, c)) => c.push(Arc::clone(m)),
+            None => out.push((words, vec![Arc::clone(m)])),
         }
     }
-    out
+    out.into_iter().map(|(_, c)| c).collect()
 }
 
 /// The memories to evict so every quota holds. Each step evicts, among the memories of the
 /// quotas still exceeded, one that relieves the most of them, the lowest value first (ties by
 /// id): a memory counted by both an exceeded type quota and an exceeded category quota goes
 /// before one that relieves only one, so no more memories are evicted than needed.
-fn quota_evictions(cfg: &MemoryConfig, live: &BTreeMap<Ulid, Memory>, now_ms: u64) -> Vec<Ulid> {
+fn quota_evictions(
+    cfg: &MemoryConfig,
+    live: &BTreeMap<Ulid, Arc<Memory>>,
+    now_ms: u64,
+) -> Vec<Ulid> {
     let quotas: Vec<(&str, usize)> = cfg
         .quotas
         .iter()
@@ -263,7 +278,12 @@ impl Store {
         let started = Instant::now();
         let cfg = self.memory.clone();
         let access = self.recall.take_access();
-        let mut report = self.write(|w| prune_in(w, &cfg, now_ms, &access))?;
+        let mut decoded = self.decoded.lock().expect("decoded memories lock");
+        let mut pass = decoded.begin();
+        let report = self.write(|w| prune_in(w, &cfg, now_ms, &access, &mut pass));
+        decoded.finish(pass);
+        drop(decoded);
+        let mut report = report?;
         let (_, recompressed) = crate::dictionary::train_and_recompress(self, now_ms)?;
         report.recompressed = recompressed;
         report.duration_ms = started.elapsed().as_millis() as u64;
@@ -277,15 +297,20 @@ fn prune_in(
     cfg: &MemoryConfig,
     now_ms: u64,
     access: &HashMap<u128, (u32, u64)>,
+    decoded: &mut Pass,
 ) -> Result<PruneReport> {
     let mut r = PruneReport::default();
-    let mut live: BTreeMap<Ulid, Memory> = BTreeMap::new();
-    let mut sizes: HashMap<Ulid, usize> = HashMap::new();
+    // Every record as stored when the pass began, with its encoded size; `live` starts as the
+    // same memories (shared, and with the decoded-memories cache: one this pass changes is
+    // copied first) and ends as what the store should hold.
+    let mut stored: HashMap<Ulid, (Arc<Memory>, usize)> = HashMap::new();
+    let mut live: BTreeMap<Ulid, Arc<Memory>> = BTreeMap::new();
     {
         let t = w.tx.open_table(MEMORIES)?;
         for row in t.iter()? {
             let (k, v) = row?;
-            let m: Memory = match w.codec.decode(v.value()) {
+            let id = Ulid(k.value());
+            let m = match decoded.get(id, v.value(), |bytes| w.codec.decode::<Memory>(bytes)) {
                 Ok(m) => m,
                 Err(e) => {
                     // Skipped, not fatal: one bad record must not switch pruning off.
@@ -297,8 +322,8 @@ fn prune_in(
                     continue;
                 }
             };
-            sizes.insert(m.id, v.value().len());
-            live.insert(m.id, m);
+            stored.insert(id, (Arc::clone(&m), v.value().len()));
+            live.insert(id, m);
         }
     }
     // dirty: rewrite locally; changed: also send to the cloud (access counts stay local).
@@ -306,17 +331,14 @@ fn prune_in(
     let mut changed: BTreeSet<Ulid> = BTreeSet::new();
     for m in live.values_mut() {
         if let Some((n, at)) = access.get(&u128::from(m.id)) {
+            let m = Arc::make_mut(m);
             m.access_count = m.access_count.saturating_add(*n);
             m.accessed_ms = m.accessed_ms.max(*at);
             dirty.insert(m.id);
         }
     }
-    let delete = |w: &mut WriteTx<'_>, id: Ulid, r: &mut PruneReport| -> Result<()> {
-        if let Some(m) = w.delete_memory(id, now_ms)? {
-            r.bytes_reclaimed += sizes.get(&m.id).copied().unwrap_or(0) as u64;
-        }
-        Ok(())
-    };
+    // Deleted at the end, with the rewrites, from their stored versions.
+    let mut deleted: Vec<Ulid> = Vec::new();
 
     // 1. low confidence
     let min_age = cfg.low_confidence_min_age.as_millis() as u64;
@@ -327,15 +349,15 @@ fn prune_in(
         .collect();
     for id in low {
         live.remove(&id);
-        delete(w, id, &mut r)?;
+        deleted.push(id);
         r.removed_low_confidence += 1;
     }
 
     // 2. merge near-duplicate patterns with the same key
-    let mut groups: BTreeMap<String, Vec<Memory>> = BTreeMap::new();
+    let mut groups: BTreeMap<String, Vec<Arc<Memory>>> = BTreeMap::new();
     for m in live.values().filter(|m| m.kind == MemoryType::Pattern) {
         if let Some(k) = &m.metadata.pattern_key {
-            groups.entry(k.clone()).or_default().push(m.clone());
+            groups.entry(k.clone()).or_default().push(Arc::clone(m));
         }
     }
     for members in groups.values().filter(|g| g.len() > 1) {
@@ -346,12 +368,12 @@ fn prune_in(
             let merged = merge_cluster(&cluster);
             for gone in &cluster[1..] {
                 live.remove(&gone.id);
-                delete(w, gone.id, &mut r)?;
+                deleted.push(gone.id);
                 r.merged += 1;
             }
             dirty.insert(merged.id);
             changed.insert(merged.id);
-            live.insert(merged.id, merged);
+            live.insert(merged.id, Arc::new(merged));
         }
     }
 
@@ -372,11 +394,11 @@ fn prune_in(
                 r.expired += 1;
             }
             live.remove(&id);
-            delete(w, id, &mut r)?;
+            deleted.push(id);
         } else if age > warm_age {
-            to_cold.push(live.remove(&id).expect("present"));
+            to_cold.push(Arc::unwrap_or_clone(live.remove(&id).expect("present")));
         } else if age > hot_age && m.tier == Tier::Hot {
-            let m = live.get_mut(&id).expect("present");
+            let m = Arc::make_mut(live.get_mut(&id).expect("present"));
             compact(m, cfg.warm_content_max_chars as usize);
             dirty.insert(id);
             changed.insert(id);
@@ -400,31 +422,34 @@ fn prune_in(
     for id in quota_evictions(cfg, &live, now_ms) {
         live.remove(&id);
         dirty.remove(&id);
-        delete(w, id, &mut r)?;
+        deleted.push(id);
         r.evicted += 1;
     }
 
-    // Write back what changed (merged survivors, compacted records, access counts).
-    for id in dirty {
-        if let Some(m) = live.get(&id) {
-            let before = sizes.get(&id).copied().unwrap_or(0);
-            let after = w.put_memory_record(m)?;
-            r.bytes_reclaimed += before.saturating_sub(after) as u64;
-            // An observation's compaction stays local: its hour's pack is history.
-            if !changed.contains(&id) {
-                continue;
-            }
-            if !crate::outbox::has_document(m) {
-                w.changes.documents += 1;
-                continue;
-            }
-            w.outbox_append(
-                crate::outbox::OutboxOp::Stored(crate::outbox::StoredRecord::Memory(u128::from(
-                    id,
-                ))),
-                now_ms,
-            )?;
+    // Deletions, then rewrites of what changed (merged survivors, compacted records, access
+    // counts), from the versions decoded at the start: nothing is decoded again.
+    let stored_version = |id: &Ulid| -> &Memory { &stored[id].0 };
+    let rewritten: Vec<(&Memory, &Memory)> = dirty
+        .iter()
+        .filter_map(|id| Some((stored_version(id), &**live.get(id)?)))
+        .collect();
+    let removed: Vec<&Memory> = deleted.iter().map(stored_version).collect();
+    let sizes = w.apply_decoded_memory_changes(&removed, &rewritten, now_ms)?;
+    r.bytes_reclaimed += deleted.iter().map(|id| stored[id].1 as u64).sum::<u64>();
+    for ((_, m), after) in rewritten.iter().zip(sizes) {
+        r.bytes_reclaimed += stored[&m.id].1.saturating_sub(after) as u64;
+        // An observation's compaction stays local: its hour's pack is history.
+        if !changed.contains(&m.id) {
+            continue;
         }
+        if !crate::outbox::has_document(m) {
+            w.changes.documents += 1;
+            continue;
+        }
+        w.outbox_append(
+            crate::outbox::OutboxOp::Stored(crate::outbox::StoredRecord::Memory(u128::from(m.id))),
+            now_ms,
+        )?;
     }
     Ok(r)
 }
