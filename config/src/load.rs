@@ -30,6 +30,12 @@ const ALIASES: &[(&str, &str)] = &[("ATHENA_DATA_DIR", "ATHENA_AGENT_DATA_DIR")]
 
 /// Tables whose keys are free (checked by validation, not by the schema).
 const OPEN_TABLES: &[&str] = &["memory.retention", "memory.quotas"];
+/// Keys that no longer exist, with what to do instead: named, not just "unknown".
+const RETIRED_KEYS: &[(&str, &str)] = &[(
+    "llm.batch_window",
+    "removed: the advisor's only caller is the tick, whose questions arrive together and \
+     already go as one call of up to llm.batch_max; delete this line",
+)];
 
 /// Loads `path` (or the embedded default) with the process environment's overrides.
 pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
@@ -300,7 +306,11 @@ fn find_unknown_keys(table: &Table, defaults: &Table, prefix: &str, problems: &m
             continue;
         }
         match defaults.get(key) {
-            None => problems.push(Problem::new(path, "unknown key")),
+            None => {
+                let retired = RETIRED_KEYS.iter().find(|(name, _)| *name == path);
+                let what = retired.map_or("unknown key", |(_, instead)| *instead);
+                problems.push(Problem::new(path, what));
+            }
             Some(Value::Table(d)) if !OPEN_TABLES.contains(&path.as_str()) => {
                 if let Value::Table(t) = value {
                     find_unknown_keys(t, d, &path, problems);

@@ -297,10 +297,8 @@ pub struct LlmConfig {
     pub similarity_threshold: f64,
     /// Numeric-slot cache: how far each number may be from the cached prompt's.
     pub tolerance: SlotTolerance,
-    /// Batching window: requests that arrive within it go as one call.
-    #[serde(with = "humantime_serde")]
-    pub batch_window: Duration,
-    /// Requests combined into one call at most.
+    /// Questions combined into one call at most (a tick's questions go together: see
+    /// `RETIRED_KEYS` for why there is no batching window).
     pub batch_max: u32,
     /// Prompt token budget after compression.
     pub token_budget: u32,
@@ -325,7 +323,6 @@ impl Default for LlmConfig {
             cache_entries: 2_000,
             similarity_threshold: 0.9,
             tolerance: SlotTolerance::default(),
-            batch_window: Duration::from_secs(1),
             batch_max: 10,
             token_budget: 2000,
             max_reply_tokens: 96,

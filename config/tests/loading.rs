@@ -102,11 +102,17 @@ observation = 0
 bogus = 3
 [nonsense]
 x = 1
+[llm]
+batch_window = "1s"
 "#,
     );
     let p = problems(load_with_env(Some(&path), no_env()));
     let has = |needle: &str| p.iter().any(|s| s.contains(needle));
     assert!(has("risk.colour: unknown key"), "{p:?}");
+    assert!(
+        has("llm.batch_window: removed: the advisor's only caller is the tick"),
+        "a retired key says why: {p:?}"
+    );
     assert!(has("nonsense: unknown key"), "{p:?}");
     assert!(has("risk.max_token_fraction"), "{p:?}");
     assert!(has("memory.hot_max_age"), "{p:?}");

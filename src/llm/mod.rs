@@ -5,10 +5,11 @@
 //! 2. the exact cache and 3. the numeric-slot cache ([`cache`]);
 //! 4. compression: whitespace and repeated context removed, the token budget
 //!    ([`prompt`]);
-//! 5. batching: the questions of a tick (they arrive together, well within
-//!    `llm.batch_window`) go as one call of up to `llm.batch_max` with a structured reply,
-//!    split back by id; an unusable batch reply is asked again one question at a time,
-//!    never answered with a placeholder;
+//! 5. batching: the questions of a tick go as one call of up to `llm.batch_max` with a
+//!    structured reply, split back by id; an unusable batch reply is asked again one question
+//!    at a time, never answered with a placeholder. The tick is the only caller and its
+//!    questions arrive together, so there is no waiting window (SPEC's 1 s): one would only
+//!    delay the tick;
 //! 6. persistence: every cached answer is a [`CacheWrite`] the tick commits to the store's
 //!    LLM cache table with its outbox row, reloaded by [`Advisor::open`].
 //!
