@@ -111,6 +111,12 @@ pub fn observation_pack_path(hour_ms: u64) -> String {
     format!("{OBSERVATION_PACK_DIR}/{hour_ms}.json")
 }
 
+/// Meta key: the first agent hour whose observation pack has not been expired yet.
+const PACKS_EXPIRED_TO: &str = "observation_packs_expired_to";
+/// Most observation packs one pruning pass deletes: after a long stop the hours catch up over a
+/// few passes instead of one burst of deletes.
+pub const MAX_PACK_EXPIRIES_PER_PASS: u64 = 48;
+
 /// Whether a memory's cloud copy is its own document (everything but observations, which
 /// travel in hourly packs).
 pub fn has_document(m: &Memory) -> bool {
@@ -251,6 +257,35 @@ pub struct DeadLetter {
 }
 
 impl WriteTx<'_> {
+    /// Deletes the observation packs (objects) of the agent hours that ended `retention_ms` or
+    /// more before `now_ms`, each hour once and in order, at most
+    /// [`MAX_PACK_EXPIRIES_PER_PASS`] a call; returns how many deletes it appended. A store's
+    /// first call starts at its own boundary: packs of hours before it (written by a build
+    /// without this step) are left. A missing object's delete succeeds, so an hour without a
+    /// pack costs one request and nothing else.
+    pub(crate) fn expire_observation_packs(
+        &mut self,
+        retention_ms: u64,
+        now_ms: u64,
+    ) -> Result<usize> {
+        let boundary = now_ms.saturating_sub(retention_ms);
+        let boundary = boundary - boundary % HOUR_MS;
+        let Some(from) = self.meta_u64(PACKS_EXPIRED_TO)? else {
+            return self.set_meta_u64(PACKS_EXPIRED_TO, boundary).map(|()| 0);
+        };
+        let to = boundary.min(from.saturating_add(MAX_PACK_EXPIRIES_PER_PASS * HOUR_MS));
+        let mut expired = 0;
+        for hour in (from..to).step_by(HOUR_MS as usize) {
+            let path = observation_pack_path(hour);
+            self.outbox_append(OutboxOp::DeleteBlob { path }, now_ms)?;
+            expired += 1;
+        }
+        if to > from {
+            self.set_meta_u64(PACKS_EXPIRED_TO, to)?;
+        }
+        Ok(expired)
+    }
+
     /// Appends a change to the outbox in this transaction; returns its sequence number.
     pub fn outbox_append(&mut self, op: OutboxOp, now_ms: u64) -> Result<u64> {
         match &op {

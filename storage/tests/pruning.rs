@@ -548,3 +548,66 @@ fn every_trained_kind_gets_its_own_dictionary() {
     );
     let _ = Codec::verify; // the header names the dictionary; verify checks it exists
 }
+
+#[test]
+fn observation_packs_past_retention_are_deleted_each_hour_once_at_most_48_a_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = small_cfg();
+    let store = open_with(dir.path(), &cfg);
+    let retention = MemoryConfig::default().retention["observation"].as_millis() as u64;
+    // T0 is an agent hour's start; one observation in that hour.
+    assert_eq!(T0 % HOUR, 0);
+    let obs = memory(
+        1,
+        MemoryType::Observation,
+        Category::PoolBehavior,
+        T0 + 600_000,
+        0.8,
+    );
+    store.insert_memory(&obs, T0 + 600_000).unwrap();
+    // Its pack was sent (the row acknowledged), as a worker would have done.
+    let sent: Vec<u64> = store
+        .outbox_peek(0, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .map(|(seq, _)| seq)
+        .collect();
+    store.write(|w| w.outbox_ack(&sent)).unwrap();
+    let deleted_packs = |store: &Store| -> Vec<String> {
+        store
+            .outbox_peek(0, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .filter_map(|(_, row)| match row.op {
+                OutboxOp::DeleteBlob { path } if path.starts_with("observations/") => Some(path),
+                _ => None,
+            })
+            .collect()
+    };
+
+    // The store's first pass starts at its own boundary: nothing older is deleted.
+    assert_eq!(store.prune(T0 + HOUR).unwrap().packs_expired, 0);
+    // Past the observation's retention (half an hour into the hour after it ended), the
+    // packs from that boundary up to the hour just past retention go, 48 at most a pass.
+    let now = T0 + retention + HOUR + HOUR / 2;
+    let passes: Vec<usize> = (0..5)
+        .map(|_| store.prune(now).unwrap().packs_expired)
+        .collect();
+    let hours = (retention / HOUR) as usize; // from T0 + 1 h − retention to T0, inclusive
+    assert_eq!(passes.iter().sum::<usize>(), hours, "{passes:?}");
+    assert!(passes.iter().all(|n| *n <= 48), "{passes:?}");
+    assert_eq!(*passes.last().unwrap(), 0, "caught up: {passes:?}");
+    let deleted = deleted_packs(&store);
+    let unique: std::collections::BTreeSet<&String> = deleted.iter().collect();
+    assert_eq!(unique.len(), deleted.len(), "each hour deleted once");
+    let path = |hour: u64| athena_storage::observation_pack_path(hour);
+    assert!(deleted.contains(&path(T0)), "the observation's own hour");
+    assert!(
+        !deleted.contains(&path(T0 + HOUR)),
+        "an hour that ended less than the retention ago stays"
+    );
+    assert!(store.read(|r| r.all_memories()).unwrap().is_empty());
+    // A pass in the next hour deletes that one hour.
+    assert_eq!(store.prune(now + HOUR).unwrap().packs_expired, 1);
+    assert!(deleted_packs(&store).contains(&path(T0 + HOUR)));
+}

@@ -10,7 +10,8 @@
 //!    recompress them with the warm dictionary;
 //! 4. move memories across tiers by age: warm → cold segments (through the outbox); past their
 //!    retention, patterns and learnings are archived as summaries (one archive object per pass)
-//!    and the rest dropped;
+//!    and the rest dropped; the hourly observation packs whose observations are all past
+//!    retention are deleted from the object store;
 //! 5. enforce quotas (per type and per category) by evicting the lowest value
 //!    (confidence × recency decay × access), preferring memories that relieve several exceeded
 //!    quotas at once, so no more are evicted than needed;
@@ -51,6 +52,10 @@ pub struct PruneReport {
     pub archived: usize,
     /// Step 4: memories past retention dropped.
     pub expired: usize,
+    /// Step 4: hourly observation packs (objects) deleted once all their observations were
+    /// past retention.
+    #[serde(default)]
+    pub packs_expired: usize,
     /// Step 5: memories evicted by quota.
     pub evicted: usize,
     /// Warm records recompressed with a newer dictionary.
@@ -417,6 +422,12 @@ fn prune_in(
     r.expired += dropped;
     archive.extend(cold_archive);
     w.write_archive(&archive, now_ms)?;
+    let pack_retention = Category::ALL
+        .iter()
+        .map(|c| retention_ms(cfg, MemoryType::Observation, *c))
+        .max()
+        .unwrap_or(0);
+    r.packs_expired = w.expire_observation_packs(pack_retention, now_ms)?;
 
     // 5. quotas
     for id in quota_evictions(cfg, &live, now_ms) {
