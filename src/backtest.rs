@@ -54,8 +54,10 @@ pub struct Report {
     pub days: u64,
     /// Seed.
     pub seed: u64,
-    /// Ticks run in this process (the rest were committed by an earlier one).
+    /// Ticks run in this process.
     pub ticks_run: u64,
+    /// Ticks an earlier process had committed in this data directory (a continued run).
+    pub ticks_before: u64,
     /// Wall time of this process's ticks, seconds.
     pub wall_secs: f64,
     /// Starting and final equity, USD.
@@ -296,6 +298,14 @@ fn run_ticks(
             asked: config.agent.seed,
         });
     }
+    if agent.state.next_tick > total {
+        return Err(AgentError::LongerRun {
+            held_ticks: agent.state.next_tick,
+            asked_days: days,
+            asked_ticks: total,
+        });
+    }
+    let ticks_before = agent.state.next_tick;
     let prune_ms = config.memory.prune_interval.as_millis().max(1) as u64;
     let started = std::time::Instant::now();
     let mut ran = 0;
@@ -331,7 +341,7 @@ fn run_ticks(
         config,
         store,
         &agent,
-        (days, ran, advise_micros, advise_max_micros),
+        (days, ticks_before, ran, advise_micros, advise_max_micros),
         wall,
     )
 }
@@ -349,7 +359,7 @@ fn report(
     config: &Config,
     store: &Store,
     agent: &Agent,
-    (days, ran, advise_micros, advise_max_micros): (u64, u64, u64, u64),
+    (days, ticks_before, ran, advise_micros, advise_max_micros): (u64, u64, u64, u64, u64),
     wall: f64,
 ) -> Result<Report, AgentError> {
     let s = &agent.state;
@@ -372,6 +382,7 @@ fn report(
         days,
         seed: s.seed,
         ticks_run: ran,
+        ticks_before,
         wall_secs: wall,
         start_equity_usd: start,
         end_equity_usd: end,

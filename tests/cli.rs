@@ -210,7 +210,7 @@ fn bad_arguments_and_files_get_one_line_and_a_nonzero_exit() {
         (
             vec!["backtest", "--days", "1", "--durable-every", "0"],
             2,
-            "invalid value '0'",
+            "must be at least 1 (1: every tick)",
         ),
         (
             vec![
@@ -1092,4 +1092,51 @@ fn backtest_seeds_match_their_runs_alone() {
     for needle in ["PnL $", "max DD %", "breaker trips", "cost $", "mean"] {
         assert!(table.contains(needle), "{needle} missing: {table}");
     }
+}
+
+#[test]
+fn a_backtest_run_again_says_what_it_continued_and_refuses_a_shorter_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |days: &str| athena(dir.path(), &["backtest", "--days", days, "--seed", "3"]);
+    let o = run("2");
+    let (first, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(!first.contains("continued"), "{first}");
+    assert!(first.contains("a day sent"), "{first}");
+
+    // Run again on the finished directory: nothing to run, and no bill per day of nothing.
+    let o = run("2");
+    let (again, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(again.contains(" 0 ticks in"), "{again}");
+    assert!(
+        again.contains("(continued: the first 576 ticks were run by an earlier process)"),
+        "{again}"
+    );
+    assert!(again.contains("sync: the run had already ended"), "{again}");
+    assert!(!again.contains("a day sent"), "{again}");
+    let equity = |out: &str| {
+        out.lines()
+            .find(|l| l.starts_with("equity:"))
+            .map(str::to_string)
+    };
+    assert_eq!(equity(&first), equity(&again));
+
+    // Longer: continues, and says its sync figures cover only its own ticks.
+    let o = run("3");
+    let (longer, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(longer.contains("288 ticks in"), "{longer}");
+    assert!(longer.contains("this process's 288 ticks only"), "{longer}");
+
+    // Shorter than what the directory holds: refused in one line, nothing changed.
+    let o = run("1");
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("holds a run of 864 ticks, past the 1 days (288 ticks) asked for"),
+        "{err}"
+    );
+    assert_no_panic(&err);
 }

@@ -194,7 +194,14 @@ fn apply_env_overrides(
             .map_or(name.as_str(), |(_, full)| full);
         let rest = key_name["ATHENA_".len()..].to_ascii_lowercase();
         let Some(path) = resolve_key(defaults, &rest) else {
-            problems.push(Problem::new(name, "names no configuration key"));
+            let retired = RETIRED_KEYS
+                .iter()
+                .find(|(key, _)| key.replace('.', "_") == rest);
+            let what = retired.map_or_else(
+                || "names no configuration key".to_string(),
+                |(key, instead)| format!("{key} {instead}"),
+            );
+            problems.push(Problem::new(name, what));
             continue;
         };
         let default = lookup(defaults, &path)

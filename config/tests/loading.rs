@@ -184,9 +184,16 @@ fn unknown_or_invalid_environment_overrides_are_errors() {
         env(&[
             ("ATHENA_RSIK_MAX_POSITION_FRACTION", "0.1"),
             ("ATHENA_RISK_MAX_POSITIONS", "many"),
+            ("ATHENA_LLM_BATCH_WINDOW", "1s"),
         ]),
     ));
     assert!(p.iter().any(|s| s.starts_with("ATHENA_RSIK_MAX_POSITION_FRACTION: names no configuration key")), "{p:?}");
+    assert!(
+        p.iter().any(|s| s.starts_with(
+            "ATHENA_LLM_BATCH_WINDOW: llm.batch_window removed: the advisor's only caller"
+        )),
+        "a retired key says why: {p:?}"
+    );
     assert!(
         p.iter().any(|s| s.starts_with("risk.max_positions")),
         "{p:?}"

@@ -1070,6 +1070,19 @@ pub enum AgentError {
         /// Seed asked for.
         asked: u64,
     },
+    /// The data directory holds a run already past the length asked for.
+    #[error(
+        "this data directory holds a run of {held_ticks} ticks, past the {asked_days} days \
+         ({asked_ticks} ticks) asked for: ask for at least as many days, or use another --data-dir"
+    )]
+    LongerRun {
+        /// Ticks the held run has committed.
+        held_ticks: u64,
+        /// Days asked for.
+        asked_days: u64,
+        /// Ticks those days make.
+        asked_ticks: u64,
+    },
 }
 
 impl AgentError {

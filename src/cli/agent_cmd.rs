@@ -32,7 +32,12 @@ pub struct BacktestArgs {
     pub json: bool,
     /// Make the commits durable (fsync) every this many ticks and at the end; 1 is every
     /// tick. A run killed in between continues from the last durable tick, identically.
-    #[arg(long, default_value_t = NonZeroU64::new(288).expect("not zero"), value_name = "TICKS")]
+    #[arg(
+        long,
+        default_value_t = NonZeroU64::new(288).expect("not zero"),
+        value_name = "TICKS",
+        value_parser = parse_ticks
+    )]
     pub durable_every: NonZeroU64,
     /// Do not drive the sync worker against counting sinks (faster; no cloud figures).
     #[arg(long)]
@@ -54,6 +59,14 @@ pub enum SimCommand {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+/// Parses `--durable-every`: a count of ticks, at least 1.
+fn parse_ticks(s: &str) -> Result<NonZeroU64, String> {
+    match s.parse::<u64>() {
+        Ok(n) => NonZeroU64::new(n).ok_or_else(|| "must be at least 1 (1: every tick)".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Parses `--seeds A..B` (both ends included, A ≤ B, at most [`MAX_SEEDS`] seeds).
@@ -124,11 +137,15 @@ pub(super) fn backtest(config: &Config, args: &BacktestArgs) -> anyhow::Result<(
     }
     let r = &report;
     outln!(
-        "backtest: {} days, seed {}, {} ticks in {:.2} s",
+        "backtest: {} days, seed {}, {} ticks in {:.2} s{}",
         r.days,
         r.seed,
         r.ticks_run,
-        r.wall_secs
+        r.wall_secs,
+        match r.ticks_before {
+            0 => String::new(),
+            n => format!(" (continued: the first {n} ticks were run by an earlier process)"),
+        }
     );
     outln!(
         "equity: ${:.2} → ${:.2} (PnL ${:+.2}, realised ${:+.2}); max drawdown {:.2}%",
@@ -176,9 +193,19 @@ pub(super) fn backtest(config: &Config, args: &BacktestArgs) -> anyhow::Result<(
         .collect();
     outln!("memories: {}", tiers.join(", "));
     outln!("store: {:.1} MB", r.store_bytes as f64 / 1e6);
-    if let Some(s) = &r.sync {
+    if let Some(s) = r.sync.as_ref().filter(|_| r.ticks_run == 0) {
         outln!(
-            "sync (the real worker against counting sinks, a flush every {} of agent time): {} document writes in {} requests to {} documents, {} object puts ({} KB); the naive path: {} document writes and {} object operations, one per change",
+            "sync: the run had already ended; this process sent {} document writes and {} object puts (the final book snapshot)",
+            s.documents.writes,
+            s.objects.puts
+        );
+    } else if let Some(s) = &r.sync {
+        let scope = match r.ticks_before {
+            0 => String::new(),
+            _ => format!(", this process's {} ticks only", r.ticks_run),
+        };
+        outln!(
+            "sync (the real worker against counting sinks, a flush every {} of agent time{scope}): {} document writes in {} requests to {} documents, {} object puts ({} KB); the naive path: {} document writes and {} object operations, one per change",
             humantime::format_duration(config.sync.flush_interval),
             s.documents.writes,
             s.documents.requests,
