@@ -260,18 +260,21 @@ impl WriteTx<'_> {
     /// Deletes the observation packs (objects) of the agent hours that ended `retention_ms` or
     /// more before `now_ms`, each hour once and in order, at most
     /// [`MAX_PACK_EXPIRIES_PER_PASS`] a call; returns how many deletes it appended. A store's
-    /// first call starts at its own boundary: packs of hours before it (written by a build
-    /// without this step) are left. A missing object's delete succeeds, so an hour without a
-    /// pack costs one request and nothing else.
+    /// first call starts at the current hour: packs of hours before it (written by a build
+    /// without this step) are left, and a new store sends no deletes for hours before it
+    /// existed. A missing object's delete succeeds, so an hour without a pack (the agent was
+    /// stopped) costs one request and nothing else.
     pub(crate) fn expire_observation_packs(
         &mut self,
         retention_ms: u64,
         now_ms: u64,
     ) -> Result<usize> {
-        let boundary = now_ms.saturating_sub(retention_ms);
-        let boundary = boundary - boundary % HOUR_MS;
+        let hour_of = |ms: u64| ms - ms % HOUR_MS;
+        let boundary = hour_of(now_ms.saturating_sub(retention_ms));
         let Some(from) = self.meta_u64(PACKS_EXPIRED_TO)? else {
-            return self.set_meta_u64(PACKS_EXPIRED_TO, boundary).map(|()| 0);
+            return self
+                .set_meta_u64(PACKS_EXPIRED_TO, hour_of(now_ms))
+                .map(|()| 0);
         };
         let to = boundary.min(from.saturating_add(MAX_PACK_EXPIRIES_PER_PASS * HOUR_MS));
         let mut expired = 0;
@@ -291,7 +294,9 @@ impl WriteTx<'_> {
         match &op {
             // A pack's changes are counted per observation where they are made.
             OutboxOp::Stored(StoredRecord::ObservationPack(_)) => {}
-            op if op.is_blob() => self.changes.objects += 1,
+            OutboxOp::PutBlob { .. } => self.changes.objects += 1,
+            // Deleting an object is free at list prices: not a billed change.
+            OutboxOp::DeleteBlob { .. } => {}
             _ => self.changes.documents += 1,
         }
         self.append(

@@ -520,7 +520,7 @@ pub struct WriteTx<'s> {
 pub struct CloudChanges {
     /// Changes to documents.
     pub documents: u64,
-    /// Changes to objects.
+    /// Object puts (an object's delete is free at list prices and not counted).
     pub objects: u64,
 }
 
