@@ -124,6 +124,21 @@ fn config_check_accepts_shipped_files_and_lists_every_problem() {
         "{err}"
     );
     assert_no_panic(&err);
+    // A command that needs the configuration names the file too, and starts nothing.
+    let o = athena(
+        dir.path(),
+        &["backtest", "--days", "1", "--config", "bad.toml"],
+    );
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err.starts_with("error: bad.toml: 3 configuration problem(s)"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("data").exists(),
+        "a refused start wrote nothing"
+    );
 }
 
 #[test]

@@ -14,12 +14,7 @@ pub enum ConfigCommand {
 }
 
 pub(super) fn run(cli: &Cli, cmd: &ConfigCommand) -> anyhow::Result<()> {
-    let origin = cli
-        .config
-        .as_ref()
-        .map_or("the embedded default".to_string(), |p| {
-            p.display().to_string()
-        });
+    let origin = super::config_origin(cli);
     let config = match athena_config::load(cli.config.as_deref()) {
         Ok(c) => c,
         Err(ConfigError::Invalid(problems)) => {

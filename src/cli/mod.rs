@@ -256,17 +256,27 @@ fn configuration_exit(e: anyhow::Error) -> anyhow::Error {
 
 /// Loads and validates the configuration, applying `--data-dir`.
 pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
-    let mut config = athena_config::load(cli.config.as_deref()).map_err(config_exit)?;
+    let mut config = athena_config::load(cli.config.as_deref())
+        .map_err(|e| config_exit(&config_origin(cli), e))?;
     if let Some(dir) = &cli.data_dir {
         config.agent.data_dir = dir.clone();
     }
     Ok(config)
 }
 
-fn config_exit(e: ConfigError) -> anyhow::Error {
+/// Where the configuration comes from, for its error messages: the file given, or the embedded
+/// default (the `ATHENA_` variables' problems are named by the variable).
+pub fn config_origin(cli: &Cli) -> String {
+    cli.config.as_ref().map_or_else(
+        || "the embedded default configuration".to_string(),
+        |p| p.display().to_string(),
+    )
+}
+
+fn config_exit(origin: &str, e: ConfigError) -> anyhow::Error {
     Exit {
         code: 2,
-        message: format!("error: {e}"),
+        message: format!("error: {origin}: {e}"),
     }
     .into()
 }
